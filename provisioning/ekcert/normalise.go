@@ -1,0 +1,246 @@
+package ekcert
+
+import (
+	"bytes"
+	"encoding/pem"
+	"fmt"
+)
+
+// MaxInputSize bounds what Normalise and Parse accept. A TPM's NV_INDEX_MAX is 2048 bytes on most chips
+// (tpm-facts.md) and ST33 pads its EK certificate to 1600; a PEM file of a large certificate with
+// openssl's text dump in front stays well under this.
+const MaxInputSize = 16 << 10
+
+// Normalisation names one way the raw bytes differed from a bare DER certificate.
+type Normalisation string
+
+// The encodings Normalise undoes, in the order they are applied.
+const (
+	// NormPEM: the input was PEM text (possibly with CRLF line ends or text before the block).
+	NormPEM Normalisation = "pem"
+	// NormNVHeader: the TCG PC Client stored-certificate header 10 01 00 <size16> 10 02 preceded the DER
+	// (TCG PC Client Specific Implementation Specification for Conventional BIOS 1.21, 7.4.5:
+	// TCG_PCCLIENT_STORED_CERT tag 0x1001, certType 0 = full, certSize; TCG_FULL_CERT tag 0x1002).
+	NormNVHeader Normalisation = "nv-header"
+	// NormOctetString: the certificate was wrapped in a DER OCTET STRING.
+	NormOctetString Normalisation = "octet-string"
+	// NormPadding: 0xFF or 0x00 bytes followed the certificate (NV index larger than the certificate;
+	// ST33 pads to 1600 bytes).
+	NormPadding Normalisation = "padding"
+)
+
+// DER identifier octets (ITU-T X.690 8.1.2, universal class).
+const (
+	tagOctetString = 0x04
+	tagSequence    = 0x30 // SEQUENCE, constructed
+)
+
+// TCG PC Client stored-certificate header (see NormNVHeader).
+const (
+	nvTagStoredCert = 0x1001 // TCG_TAG_PCCLIENT_STORED_CERT
+	nvTagFullCert   = 0x1002 // TCG_TAG_PCCLIENT_FULL_CERT
+	nvCertTypeFull  = 0x00   // certType: full certificate
+	nvHeaderLen     = 7      // tag(2) certType(1) certSize(2) fullCert tag(2)
+)
+
+// Normalise turns what a TPM NV index or an operator's file holds into the bare DER of one certificate,
+// and reports which encodings it removed. It undoes, in this order: PEM (first CERTIFICATE block; text
+// around it is ignored, a second CERTIFICATE block is refused), the TCG NV header, an OCTET STRING wrapper,
+// and trailing padding made of one repeated byte, 0x00 or 0xFF. Any other byte after the certificate, a
+// truncated or indefinite-length encoding, an NV header whose size does not match the certificate, empty
+// input and input over MaxInputSize are refused with ErrInvalid. The returned slice is a fresh copy.
+func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
+	switch {
+	case len(raw) == 0:
+		return nil, nil, fmt.Errorf("%w: EK certificate is empty", ErrInvalid)
+	case len(raw) > MaxInputSize:
+		return nil, nil, fmt.Errorf("%w: EK certificate input is %d bytes, over the %d-byte limit", ErrInvalid, len(raw), MaxInputSize)
+	}
+	data := raw
+	if !looksBinary(data) {
+		if !bytes.Contains(data, []byte("-----BEGIN ")) {
+			return nil, nil, fmt.Errorf("%w: EK certificate is neither DER, PEM nor a TCG NV blob (first byte %#02x)", ErrInvalid, data[0])
+		}
+		block, err := decodePEM(data)
+		if err != nil {
+			return nil, nil, err
+		}
+		applied = append(applied, NormPEM)
+		data = block
+		if len(data) == 0 {
+			return nil, applied, fmt.Errorf("%w: PEM CERTIFICATE block is empty", ErrInvalid)
+		}
+	}
+
+	if isNVHeader(data) {
+		applied = append(applied, NormNVHeader)
+		size := int(data[3])<<8 | int(data[4])
+		if size < 2 || 5+size > len(data) {
+			return nil, applied, fmt.Errorf("%w: TCG NV header declares %d bytes but %d follow it", ErrInvalid, size, len(data)-5)
+		}
+		body, after := data[nvHeaderLen:5+size], data[5+size:]
+		cert, rest, wapplied, err := unwrap(body)
+		applied = append(applied, wapplied...)
+		if err != nil {
+			return nil, applied, err
+		}
+		if len(rest) != 0 {
+			return nil, applied, fmt.Errorf("%w: TCG NV header declares a %d-byte certificate but the certificate is %d bytes", ErrInvalid, size-2, len(cert))
+		}
+		if err := checkPadding(after); err != nil {
+			return nil, applied, err
+		}
+		if len(after) > 0 {
+			applied = append(applied, NormPadding)
+		}
+		return bytes.Clone(cert), applied, nil
+	}
+
+	cert, rest, wapplied, err := unwrap(data)
+	applied = append(applied, wapplied...)
+	if err != nil {
+		return nil, applied, err
+	}
+	if err := checkPadding(rest); err != nil {
+		return nil, applied, err
+	}
+	if len(rest) > 0 {
+		applied = append(applied, NormPadding)
+	}
+	return bytes.Clone(cert), applied, nil
+}
+
+// looksBinary reports whether data starts like one of the binary forms (and so is not PEM text).
+func looksBinary(data []byte) bool {
+	return data[0] == tagSequence || data[0] == tagOctetString || isNVHeader(data)
+}
+
+func isNVHeader(data []byte) bool {
+	return len(data) >= nvHeaderLen &&
+		int(data[0])<<8|int(data[1]) == nvTagStoredCert &&
+		data[2] == nvCertTypeFull &&
+		int(data[5])<<8|int(data[6]) == nvTagFullCert
+}
+
+// decodePEM returns the bytes of the only CERTIFICATE block in text.
+func decodePEM(text []byte) ([]byte, error) {
+	var found []byte
+	n := 0
+	for rest := text; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" && block.Type != "X509 CERTIFICATE" {
+			continue
+		}
+		if len(block.Headers) != 0 {
+			return nil, fmt.Errorf("%w: PEM CERTIFICATE block has headers (encrypted or not a plain certificate)", ErrInvalid)
+		}
+		n++
+		found = block.Bytes
+	}
+	switch n {
+	case 0:
+		return nil, fmt.Errorf("%w: no valid PEM CERTIFICATE block in the EK certificate text", ErrInvalid)
+	case 1:
+		return found, nil
+	default:
+		return nil, fmt.Errorf("%w: %d PEM CERTIFICATE blocks where one EK certificate was expected", ErrInvalid, n)
+	}
+}
+
+// unwrap takes the certificate SEQUENCE (optionally inside an OCTET STRING) from the front of data and
+// returns it with whatever follows.
+func unwrap(data []byte) (cert, rest []byte, applied []Normalisation, err error) {
+	if len(data) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: no certificate bytes", ErrInvalid)
+	}
+	if data[0] == tagOctetString {
+		applied = append(applied, NormOctetString)
+		hdr, n, err := readTLV(data)
+		if err != nil {
+			return nil, nil, applied, fmt.Errorf("%w: OCTET STRING wrapper: %v", ErrInvalid, err)
+		}
+		inner := data[hdr : hdr+n]
+		if len(inner) == 0 || inner[0] != tagSequence {
+			return nil, nil, applied, fmt.Errorf("%w: OCTET STRING wrapper does not hold a certificate SEQUENCE", ErrInvalid)
+		}
+		ihdr, in, err := readTLV(inner)
+		if err != nil {
+			return nil, nil, applied, fmt.Errorf("%w: certificate inside the OCTET STRING: %v", ErrInvalid, err)
+		}
+		if ihdr+in != len(inner) {
+			return nil, nil, applied, fmt.Errorf("%w: %d bytes after the certificate inside the OCTET STRING wrapper", ErrInvalid, len(inner)-ihdr-in)
+		}
+		return inner, data[hdr+n:], applied, nil
+	}
+	if data[0] != tagSequence {
+		return nil, nil, applied, fmt.Errorf("%w: EK certificate does not start with a DER SEQUENCE (first byte %#02x)", ErrInvalid, data[0])
+	}
+	hdr, n, err := readTLV(data)
+	if err != nil {
+		return nil, nil, applied, fmt.Errorf("%w: certificate SEQUENCE: %v", ErrInvalid, err)
+	}
+	return data[:hdr+n], data[hdr+n:], applied, nil
+}
+
+// checkPadding accepts nothing, or a run of one byte value that NV stores use as filler (0xFF erased
+// flash, 0x00 zeroed buffer).
+func checkPadding(rest []byte) error {
+	if len(rest) == 0 {
+		return nil
+	}
+	fill := rest[0]
+	if fill != 0x00 && fill != 0xFF {
+		return fmt.Errorf("%w: %d bytes of non-padding data after the certificate (first %#02x)", ErrInvalid, len(rest), fill)
+	}
+	for i, b := range rest {
+		if b != fill {
+			return fmt.Errorf("%w: %d bytes after the certificate are not all %#02x padding (byte %d is %#02x)", ErrInvalid, len(rest), fill, i, b)
+		}
+	}
+	return nil
+}
+
+// readTLV reads the identifier and length octets of one DER element at the start of b (single-byte tag,
+// definite length in minimal form, ITU-T X.690 8.1.3 and 10.1) and returns the header length and the
+// content length, which it checks fits in b.
+func readTLV(b []byte) (hdr, n int, err error) {
+	if len(b) < 2 {
+		return 0, 0, fmt.Errorf("truncated: %d bytes", len(b))
+	}
+	if b[0]&0x1F == 0x1F {
+		return 0, 0, fmt.Errorf("multi-byte tag %#02x", b[0])
+	}
+	l := b[1]
+	switch {
+	case l < 0x80:
+		hdr, n = 2, int(l)
+	case l == 0x80:
+		return 0, 0, fmt.Errorf("indefinite length (BER, not DER)")
+	default:
+		k := int(l & 0x7F)
+		if k > 3 { // 3 length octets already exceed MaxInputSize
+			return 0, 0, fmt.Errorf("length of %d octets is too long", k)
+		}
+		if len(b) < 2+k {
+			return 0, 0, fmt.Errorf("truncated length")
+		}
+		if b[2] == 0 {
+			return 0, 0, fmt.Errorf("non-minimal length encoding")
+		}
+		for _, c := range b[2 : 2+k] {
+			n = n<<8 | int(c)
+		}
+		if n < 0x80 {
+			return 0, 0, fmt.Errorf("non-minimal length encoding")
+		}
+		hdr = 2 + k
+	}
+	if n > len(b)-hdr {
+		return 0, 0, fmt.Errorf("truncated: declares %d content bytes, %d present", n, len(b)-hdr)
+	}
+	return hdr, n, nil
+}
