@@ -78,19 +78,18 @@ func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 		if size < 2 || 5+size > len(data) {
 			return nil, applied, fmt.Errorf("%w: TCG NV header declares %d bytes but %d follow it", ErrInvalid, size, len(data)-5)
 		}
-		body, after := data[nvHeaderLen:5+size], data[5+size:]
-		cert, rest, wapplied, err := unwrap(body)
+		cert, rest, wapplied, err := unwrap(data[nvHeaderLen:])
 		applied = append(applied, wapplied...)
 		if err != nil {
 			return nil, applied, err
 		}
-		if len(rest) != 0 {
-			return nil, applied, fmt.Errorf("%w: TCG NV header declares a %d-byte certificate but the certificate is %d bytes", ErrInvalid, size-2, len(cert))
+		if used := len(data) - nvHeaderLen - len(rest); used != size-2 {
+			return nil, applied, fmt.Errorf("%w: TCG NV header declares a %d-byte certificate but the certificate is %d bytes", ErrInvalid, size-2, used)
 		}
-		if err := checkPadding(after); err != nil {
+		if err := checkPadding(rest); err != nil {
 			return nil, applied, err
 		}
-		if len(after) > 0 {
+		if len(rest) > 0 {
 			applied = append(applied, NormPadding)
 		}
 		return bytes.Clone(cert), applied, nil
