@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
 
 // EK certificate NV indices, TCG EK Credential Profile for TPM Family 2.0 v2.5 section 2.2.1.4 (low range)
@@ -279,23 +281,27 @@ func CreateEK(tpm transport.TPM, alg EKAlg) (*Key, error) {
 }
 
 // CheckEKMatchesCert checks that the certificate read from NV certifies the TPM's EK: RSA modulus and
-// exponent, or ECC curve and point, must be equal. The station runs it early so a swapped or mis-programmed
-// TPM stops at the line, not at the CA (which checks again). The certificate is parsed leniently: a TCG NV
-// header is skipped, trailing padding ignored, and only the SubjectPublicKeyInfo is decoded, so quirks
-// elsewhere in real EK certificates (serial encodings, critical SANs) do not matter here.
+// exponent, or ECC curve and point, must be equal (ekcert.MatchPublic; a difference matches
+// ekcert.ErrMismatch). The station runs it early so a swapped or mis-programmed TPM stops at the line, not
+// at the CA, which checks again and owns the verdict on the certificate itself. So the certificate is parsed
+// with ekcert.Parse, and when that refuses it (a quirk the CA may or may not tolerate), only its
+// SubjectPublicKeyInfo is decoded, after skipping a TCG NV header and ignoring trailing padding.
 func CheckEKMatchesCert(cert []byte, ek *tpm2.TPMTPublic) error {
-	certKey, err := certPublicKey(cert)
-	if err != nil {
-		return fmt.Errorf("EK certificate: %w", err)
+	if ek == nil {
+		return errors.New("checking EK against its certificate: no EK public area")
 	}
-	tpmKey, err := tpm2.Pub(*ek)
-	if err != nil {
-		return fmt.Errorf("EK public area: %w", err)
+	var x *x509.Certificate
+	if c, err := ekcert.Parse(cert); err == nil {
+		x = c.X509
+	} else {
+		key, lerr := certPublicKey(cert)
+		if lerr != nil {
+			return fmt.Errorf("EK certificate: %w", err)
+		}
+		x = &x509.Certificate{PublicKey: key}
 	}
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	eq, ok := certKey.(equaler)
-	if !ok || !eq.Equal(tpmKey) {
-		return errors.New("the TPM's EK is not the key in its EK certificate")
+	if err := ekcert.MatchPublic(x, ek); err != nil {
+		return fmt.Errorf("the TPM's EK is not the key in its EK certificate: %w", err)
 	}
 	return nil
 }
