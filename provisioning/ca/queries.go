@@ -1,0 +1,48 @@
+package ca
+
+// Every statement the store runs. They are written once, with ? placeholders, in the SQL both engines share;
+// the store Rebinds them ($1.. for PostgreSQL). The schema differs per engine and lives in sql/*.sql.
+const (
+	qMigrationsTable   = `CREATE TABLE IF NOT EXISTS ca_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`
+	qMigrationsApplied = `SELECT COALESCE(MAX(version), 0) FROM ca_migrations`
+	qMigrationRecord   = `INSERT INTO ca_migrations (version, applied_at) VALUES (?, ?)`
+	// Serialises migrations between CA processes sharing one PostgreSQL database (SQLite's BEGIN IMMEDIATE
+	// already does). The key is arbitrary: "tpmlineCA" as ASCII.
+	qPostgresMigrationLock = `SELECT pg_advisory_xact_lock(7021782108011446593)`
+
+	qChallengeInsert = `INSERT INTO ca_challenges (id, station, serial, product, rework, ek_sha256, ek_cert, ek_public,
+		iak_public, idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE)`
+	qChallengeGet = `SELECT id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
+		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used
+		FROM ca_challenges WHERE id = ?`
+	// The single-use guard: only the request whose UPDATE changes the row may go on comparing the secret.
+	qChallengeClaim = `UPDATE ca_challenges SET used = TRUE, used_at = ? WHERE id = ? AND used = FALSE`
+	// Used or expired challenges are kept a day for the record, then dropped.
+	qChallengePurge = `DELETE FROM ca_challenges WHERE expires_at < ?`
+
+	qEnrollmentByEK = `SELECT ek_sha256, serial, product, station, enrolled_at, updated_at, reworks, retired
+		FROM ca_enrollments WHERE ek_sha256 = ?`
+	qEnrollmentLiveBySerial = `SELECT ek_sha256, serial, product, station, enrolled_at, updated_at, reworks, retired
+		FROM ca_enrollments WHERE serial = ? AND NOT retired`
+	qEnrollmentInsert = `INSERT INTO ca_enrollments (ek_sha256, serial, product, station, ek_cert, enrolled_at, updated_at,
+		reworks, retired) VALUES (?, ?, ?, ?, ?, ?, ?, 0, FALSE)`
+	qEnrollmentRework = `UPDATE ca_enrollments SET product = ?, station = ?, ek_cert = ?, updated_at = ?,
+		reworks = reworks + 1, retired = FALSE WHERE ek_sha256 = ? AND serial = ?`
+	qEnrollmentRetire = `UPDATE ca_enrollments SET retired = TRUE, updated_at = ? WHERE ek_sha256 = ?`
+
+	qCertificateInsert = `INSERT INTO ca_certificates (serial_number, kind, board_serial, ek_sha256, session_id, station,
+		der, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qCertificatesByBoard = `SELECT serial_number, kind, board_serial, ek_sha256, session_id, station, der, not_before,
+		not_after, issued_at FROM ca_certificates WHERE board_serial = ? ORDER BY issued_at, kind`
+
+	qEKListGet = `SELECT ek_sha256, serial, batch, station, ek_cert, ek_public, tpm_manufacturer, tpm_model,
+		tpm_firmware, imported_at FROM ca_ek_list_entries WHERE ek_sha256 = ?`
+	qEKListInsert = `INSERT INTO ca_ek_list_entries (ek_sha256, serial, batch, station, ek_cert, ek_public,
+		tpm_manufacturer, tpm_model, tpm_firmware, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	qEventInsert = `INSERT INTO ca_events (at, station, kind, serial, ek_sha256, session_id, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	qEventsRecent = `SELECT id, at, station, kind, serial, ek_sha256, session_id, detail FROM ca_events
+		ORDER BY id DESC LIMIT ?`
+)

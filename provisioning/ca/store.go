@@ -1,0 +1,559 @@
+package ca
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed sql/*.sql
+var schemaFS embed.FS
+
+// Store sentinels. The verifier turns them into protocol errors.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrChallengeUsed = errors.New("challenge already used")
+	// ErrEKOtherSerial: the EK is enrolled under another serial; never allowed.
+	ErrEKOtherSerial = errors.New("EK enrolled under another serial")
+	// ErrAlreadyEnrolled: this EK and serial are enrolled; allowed again only as a rework.
+	ErrAlreadyEnrolled = errors.New("EK already enrolled under this serial")
+	// ErrSerialOtherEK: the serial is enrolled with another EK; allowed only as a rework (TPM replaced).
+	ErrSerialOtherEK = errors.New("serial enrolled with another EK")
+	// ErrEKListConflict: an EK list names an EK the CA already lists under another serial.
+	ErrEKListConflict = errors.New("EK listed under another serial")
+	// errUnique is what a driver's unique-constraint violation becomes (see mapDBError).
+	errUnique = errors.New("unique constraint violated")
+)
+
+// mapDBError is the one place that reads driver errors: unique-constraint violations from either engine become
+// errUnique (wrapped with the original), everything else passes through.
+func mapDBError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == pqerror.UniqueViolation {
+		return fmt.Errorf("%w: %v", errUnique, err)
+	}
+	var sqErr *sqlite.Error
+	// SQLITE_CONSTRAINT_UNIQUE 2067, SQLITE_CONSTRAINT_PRIMARYKEY 1555 (sqlite.org/rescode.html).
+	if errors.As(err, &sqErr) && (sqErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqErr.Code() == 1555) {
+		return fmt.Errorf("%w: %v", errUnique, err)
+	}
+	return err
+}
+
+// Store is the CA's durable state: challenges, enrollments, issued certificates, EK list entries and the event
+// log, on SQLite (one CA process or several on one host) or PostgreSQL (several CA processes).
+type Store struct {
+	db     *sqlx.DB
+	engine string // "sqlite" or "postgres"
+}
+
+// OpenStore opens and migrates the store at dbURL: "sqlite://PATH" (PATH relative or absolute, e.g.
+// sqlite:///var/lib/ca/ca.db) or "postgres://..." / "postgresql://..." (lib/pq; run-time parameters such as
+// search_path may be given in the query string).
+func OpenStore(ctx context.Context, dbURL string) (*Store, error) {
+	var (
+		db     *sqlx.DB
+		engine string
+		err    error
+	)
+	switch {
+	case strings.HasPrefix(dbURL, "sqlite://"):
+		path := strings.TrimPrefix(dbURL, "sqlite://")
+		if path == "" {
+			return nil, errors.New("sqlite URL without a path")
+		}
+		// WAL lets readers run beside the writer; synchronous=FULL makes each commit durable (a CA restart or
+		// power cut loses nothing it acknowledged); busy_timeout makes a second process wait for the lock
+		// instead of failing; _txlock=immediate takes the write lock at BEGIN so two transactions never
+		// deadlock upgrading a read lock.
+		q := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		engine = "sqlite"
+		db, err = sqlx.Open("sqlite", "file:"+path+"?"+q.Encode())
+	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
+		engine = "postgres"
+		db, err = sqlx.Open("postgres", dbURL)
+	default:
+		return nil, errors.New("database URL must start with sqlite:// or postgres://")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s database: %w", engine, err)
+	}
+	s := &Store{db: db, engine: engine}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to the %s database: %w", engine, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrating the %s database: %w", engine, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Engine is "sqlite" or "postgres".
+func (s *Store) Engine() string { return s.engine }
+
+func (s *Store) q(query string) string { return s.db.Rebind(query) }
+
+// inTx runs fn in one transaction and commits if it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", mapDBError(err))
+	}
+	return nil
+}
+
+// migrations splits sql/<engine>.sql at its "-- migration N" markers.
+func migrations(engine string) (map[int]string, error) {
+	raw, err := schemaFS.ReadFile("sql/" + engine + ".sql")
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	cur := 0
+	var b strings.Builder
+	flush := func() {
+		if cur > 0 {
+			out[cur] = b.String()
+		}
+		b.Reset()
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "-- migration "); ok {
+			flush()
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n != cur+1 {
+				return nil, fmt.Errorf("sql/%s.sql: migration marker %q out of order", engine, line)
+			}
+			cur = n
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	flush()
+	return out, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	steps, err := migrations(s.engine)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if s.engine == "postgres" {
+			if _, err := tx.ExecContext(ctx, qPostgresMigrationLock); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, qMigrationsTable); err != nil {
+			return err
+		}
+		var have int
+		if err := tx.GetContext(ctx, &have, qMigrationsApplied); err != nil {
+			return err
+		}
+		if have > len(steps) {
+			return fmt.Errorf("database schema version %d is newer than this CA (%d)", have, len(steps))
+		}
+		for v := have + 1; v <= len(steps); v++ {
+			if _, err := tx.ExecContext(ctx, steps[v]); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(qMigrationRecord), v, time.Now().UnixMilli()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+// ChallengeRecord is a round-1 session as stored.
+type ChallengeRecord struct {
+	ID           string
+	Station      string
+	Serial       string
+	Product      string
+	Rework       bool
+	EKSHA256     []byte
+	EKCert       []byte // normalised DER
+	EKPublic     []byte
+	IAKPublic    []byte
+	IDevIDPublic []byte
+	TPMInfo      string // JSON of provisioning.TPMInfo
+	SecretSHA256 []byte // the secret itself is never stored
+	Nonce        []byte
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
+	Used         bool
+}
+
+type challengeRow struct {
+	ID           string `db:"id"`
+	Station      string `db:"station"`
+	Serial       string `db:"serial"`
+	Product      string `db:"product"`
+	Rework       bool   `db:"rework"`
+	EKSHA256     []byte `db:"ek_sha256"`
+	EKCert       []byte `db:"ek_cert"`
+	EKPublic     []byte `db:"ek_public"`
+	IAKPublic    []byte `db:"iak_public"`
+	IDevIDPublic []byte `db:"idevid_public"`
+	TPMInfo      string `db:"tpm_info"`
+	SecretSHA256 []byte `db:"secret_sha256"`
+	Nonce        []byte `db:"nonce"`
+	CreatedAt    int64  `db:"created_at"`
+	ExpiresAt    int64  `db:"expires_at"`
+	Used         bool   `db:"used"`
+}
+
+// CreateChallenge stores a new session.
+func (s *Store) CreateChallenge(ctx context.Context, c *ChallengeRecord) error {
+	_, err := s.db.ExecContext(ctx, s.q(qChallengeInsert), c.ID, c.Station, c.Serial, c.Product, c.Rework,
+		c.EKSHA256, c.EKCert, c.EKPublic, c.IAKPublic, c.IDevIDPublic, c.TPMInfo, c.SecretSHA256, c.Nonce,
+		ms(c.CreatedAt), ms(c.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("storing challenge: %w", mapDBError(err))
+	}
+	return nil
+}
+
+// Challenge loads a session; ErrNotFound if there is none.
+func (s *Store) Challenge(ctx context.Context, id string) (*ChallengeRecord, error) {
+	var r challengeRow
+	if err := s.db.GetContext(ctx, &r, s.q(qChallengeGet), id); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("loading challenge: %w", err)
+	}
+	return &ChallengeRecord{
+		ID: r.ID, Station: r.Station, Serial: r.Serial, Product: r.Product, Rework: r.Rework,
+		EKSHA256: r.EKSHA256, EKCert: r.EKCert, EKPublic: r.EKPublic, IAKPublic: r.IAKPublic,
+		IDevIDPublic: r.IDevIDPublic, TPMInfo: r.TPMInfo, SecretSHA256: r.SecretSHA256, Nonce: r.Nonce,
+		CreatedAt: fromMS(r.CreatedAt), ExpiresAt: fromMS(r.ExpiresAt), Used: r.Used,
+	}, nil
+}
+
+// ClaimChallenge marks a session used, atomically: of any number of concurrent claims, across processes, exactly
+// one succeeds; the others get ErrChallengeUsed.
+func (s *Store) ClaimChallenge(ctx context.Context, id string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, s.q(qChallengeClaim), ms(now), id)
+	if err != nil {
+		return fmt.Errorf("claiming challenge: %w", mapDBError(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("claiming challenge: %w", err)
+	}
+	if n != 1 {
+		return ErrChallengeUsed
+	}
+	return nil
+}
+
+// PurgeChallenges drops sessions that expired before cutoff.
+func (s *Store) PurgeChallenges(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(qChallengePurge), ms(cutoff))
+	if err != nil {
+		return 0, fmt.Errorf("purging challenges: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// Enrollment binds an EK to a board serial.
+type Enrollment struct {
+	EKSHA256   []byte    `db:"ek_sha256"`
+	Serial     string    `db:"serial"`
+	Product    string    `db:"product"`
+	Station    string    `db:"station"`
+	EnrolledAt time.Time `db:"-"`
+	UpdatedAt  time.Time `db:"-"`
+	Reworks    int       `db:"reworks"`
+	Retired    bool      `db:"retired"`
+}
+
+type enrollmentRow struct {
+	Enrollment
+	EnrolledAtMS int64 `db:"enrolled_at"`
+	UpdatedAtMS  int64 `db:"updated_at"`
+}
+
+func (r *enrollmentRow) get() *Enrollment {
+	e := r.Enrollment
+	e.EnrolledAt, e.UpdatedAt = fromMS(r.EnrolledAtMS), fromMS(r.UpdatedAtMS)
+	return &e
+}
+
+func getEnrollment(ctx context.Context, q sqlx.QueryerContext, query string, arg any) (*Enrollment, error) {
+	var r enrollmentRow
+	if err := sqlx.GetContext(ctx, q, &r, query, arg); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("loading enrollment: %w", err)
+	}
+	return r.get(), nil
+}
+
+// EnrollmentByEK returns the enrollment of an EK; ErrNotFound if it has none.
+func (s *Store) EnrollmentByEK(ctx context.Context, ekSHA256 []byte) (*Enrollment, error) {
+	e, err := getEnrollment(ctx, s.db, s.q(qEnrollmentByEK), ekSHA256)
+	if err == nil && e == nil {
+		return nil, ErrNotFound
+	}
+	return e, err
+}
+
+// binding is the one rule about EKs and serials, shared by round 1 (a read-only check) and the final write:
+// an EK is never enrolled under two serials; the same EK and serial enroll again only as a rework; a serial
+// moves to another EK only as a rework. It returns the EK's enrollment and the serial's live enrollment.
+func binding(ctx context.Context, s *Store, q sqlx.QueryerContext, ekSHA256 []byte, serial string, rework bool) (byEK, bySerial *Enrollment, err error) {
+	if byEK, err = getEnrollment(ctx, q, s.q(qEnrollmentByEK), ekSHA256); err != nil {
+		return nil, nil, err
+	}
+	if byEK != nil && byEK.Serial != serial {
+		return nil, nil, ErrEKOtherSerial
+	}
+	if byEK != nil && !rework {
+		return nil, nil, ErrAlreadyEnrolled
+	}
+	if bySerial, err = getEnrollment(ctx, q, s.q(qEnrollmentLiveBySerial), serial); err != nil {
+		return nil, nil, err
+	}
+	if bySerial != nil && string(bySerial.EKSHA256) != string(ekSHA256) && !rework {
+		return nil, nil, ErrSerialOtherEK
+	}
+	return byEK, bySerial, nil
+}
+
+// CheckBinding applies the EK/serial rule without writing: nil, ErrEKOtherSerial, ErrAlreadyEnrolled or
+// ErrSerialOtherEK.
+func (s *Store) CheckBinding(ctx context.Context, ekSHA256 []byte, serial string, rework bool) error {
+	_, _, err := binding(ctx, s, s.db, ekSHA256, serial, rework)
+	return err
+}
+
+// IssuedCert is a certificate the CA issued.
+type IssuedCert struct {
+	SerialNumber string // hex
+	Kind         string // "iak" or "idevid"
+	BoardSerial  string
+	EKSHA256     []byte
+	SessionID    string
+	Station      string
+	DER          []byte
+	NotBefore    time.Time
+	NotAfter     time.Time
+	IssuedAt     time.Time
+}
+
+// Event is one line of the CA's event log.
+type Event struct {
+	ID        int64
+	At        time.Time
+	Station   string
+	Kind      string // e.g. "enrolled", "rework", "ek_list_imported"
+	Serial    string
+	EKSHA256  []byte
+	SessionID string
+	Detail    string
+}
+
+// Completion is everything round 2 writes once the proof holds.
+type Completion struct {
+	EKSHA256  []byte
+	EKCert    []byte
+	Serial    string
+	Product   string
+	Station   string
+	Rework    bool
+	At        time.Time
+	Certs     []IssuedCert
+	Events    []Event
+	SessionID string
+}
+
+// CompleteEnrollment records the enrollment, its certificates and its events in one transaction, applying the
+// EK/serial rule again inside it (round 1's check may be stale: another station may have won a race). A
+// concurrent enrollment that slips past the reads hits the unique indexes and gets ErrEKOtherSerial or
+// ErrSerialOtherEK.
+func (s *Store) CompleteEnrollment(ctx context.Context, c *Completion) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		byEK, bySerial, err := binding(ctx, s, tx, c.EKSHA256, c.Serial, c.Rework)
+		if err != nil {
+			return err
+		}
+		if bySerial != nil && string(bySerial.EKSHA256) != string(c.EKSHA256) {
+			if _, err := tx.ExecContext(ctx, s.q(qEnrollmentRetire), ms(c.At), bySerial.EKSHA256); err != nil {
+				return fmt.Errorf("retiring the serial's previous EK: %w", err)
+			}
+		}
+		if byEK != nil {
+			if _, err := tx.ExecContext(ctx, s.q(qEnrollmentRework), c.Product, c.Station, c.EKCert, ms(c.At), c.EKSHA256, c.Serial); err != nil {
+				return fmt.Errorf("recording rework: %w", mapDBError(err))
+			}
+		} else if _, err := tx.ExecContext(ctx, s.q(qEnrollmentInsert), c.EKSHA256, c.Serial, c.Product, c.Station, c.EKCert, ms(c.At), ms(c.At)); err != nil {
+			if err = mapDBError(err); errors.Is(err, errUnique) {
+				return ErrEKOtherSerial
+			}
+			return fmt.Errorf("recording enrollment: %w", err)
+		}
+		for _, ct := range c.Certs {
+			if _, err := tx.ExecContext(ctx, s.q(qCertificateInsert), ct.SerialNumber, ct.Kind, ct.BoardSerial, ct.EKSHA256,
+				ct.SessionID, ct.Station, ct.DER, ms(ct.NotBefore), ms(ct.NotAfter), ms(ct.IssuedAt)); err != nil {
+				return fmt.Errorf("recording certificate: %w", mapDBError(err))
+			}
+		}
+		for _, ev := range c.Events {
+			if err := insertEvent(ctx, s, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CertificatesByBoard lists the certificates issued for a board serial, oldest first.
+func (s *Store) CertificatesByBoard(ctx context.Context, serial string) ([]IssuedCert, error) {
+	rows, err := s.db.QueryxContext(ctx, s.q(qCertificatesByBoard), serial)
+	if err != nil {
+		return nil, fmt.Errorf("listing certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []IssuedCert
+	for rows.Next() {
+		var c IssuedCert
+		var nb, na, ia int64
+		if err := rows.Scan(&c.SerialNumber, &c.Kind, &c.BoardSerial, &c.EKSHA256, &c.SessionID, &c.Station, &c.DER, &nb, &na, &ia); err != nil {
+			return nil, err
+		}
+		c.NotBefore, c.NotAfter, c.IssuedAt = fromMS(nb), fromMS(na), fromMS(ia)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func insertEvent(ctx context.Context, s *Store, x sqlx.ExecerContext, ev Event) error {
+	if _, err := x.ExecContext(ctx, s.q(qEventInsert), ms(ev.At), ev.Station, ev.Kind, ev.Serial, ev.EKSHA256, ev.SessionID, ev.Detail); err != nil {
+		return fmt.Errorf("recording event: %w", mapDBError(err))
+	}
+	return nil
+}
+
+// LogEvent appends one event.
+func (s *Store) LogEvent(ctx context.Context, ev Event) error { return insertEvent(ctx, s, s.db, ev) }
+
+// RecentEvents returns up to n events, newest first.
+func (s *Store) RecentEvents(ctx context.Context, n int) ([]Event, error) {
+	rows, err := s.db.QueryxContext(ctx, s.q(qEventsRecent), n)
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var ev Event
+		var at int64
+		if err := rows.Scan(&ev.ID, &at, &ev.Station, &ev.Kind, &ev.Serial, &ev.EKSHA256, &ev.SessionID, &ev.Detail); err != nil {
+			return nil, err
+		}
+		ev.At = fromMS(at)
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// StoredEKListEntry is one EK list entry as the CA keeps it.
+type StoredEKListEntry struct {
+	EKSHA256        []byte `db:"ek_sha256"`
+	Serial          string `db:"serial"`
+	Batch           string `db:"batch"`
+	Station         string `db:"station"`
+	EKCert          []byte `db:"ek_cert"`
+	EKPublic        []byte `db:"ek_public"`
+	TPMManufacturer string `db:"tpm_manufacturer"`
+	TPMModel        string `db:"tpm_model"`
+	TPMFirmware     string `db:"tpm_firmware"`
+	ImportedAtMS    int64  `db:"imported_at"`
+}
+
+// EKListEntry looks an EK up on the imported EK lists; ErrNotFound if absent.
+func (s *Store) EKListEntry(ctx context.Context, ekSHA256 []byte) (*StoredEKListEntry, error) {
+	var e StoredEKListEntry
+	if err := s.db.GetContext(ctx, &e, s.q(qEKListGet), ekSHA256); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("loading EK list entry: %w", err)
+	}
+	return &e, nil
+}
+
+// ImportEKList stores entries in one transaction: all or nothing. An entry already listed under the same
+// serial is left as it is (uploads are idempotent); one listed under another serial fails the whole list with
+// ErrEKListConflict. It returns how many entries were new.
+func (s *Store) ImportEKList(ctx context.Context, entries []StoredEKListEntry, ev Event) (added int, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		added = 0
+		for i := range entries {
+			e := &entries[i]
+			var have StoredEKListEntry
+			err := tx.GetContext(ctx, &have, s.q(qEKListGet), e.EKSHA256)
+			switch {
+			case err == nil:
+				if have.Serial != e.Serial {
+					return fmt.Errorf("entry %d (serial %q): %w", i, e.Serial, ErrEKListConflict)
+				}
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("loading EK list entry: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(qEKListInsert), e.EKSHA256, e.Serial, e.Batch, e.Station, e.EKCert, e.EKPublic,
+				e.TPMManufacturer, e.TPMModel, e.TPMFirmware, e.ImportedAtMS); err != nil {
+				if err = mapDBError(err); errors.Is(err, errUnique) {
+					return fmt.Errorf("entry %d (serial %q): %w", i, e.Serial, ErrEKListConflict)
+				}
+				return fmt.Errorf("storing EK list entry: %w", err)
+			}
+			added++
+		}
+		ev.Detail = fmt.Sprintf("%s; %d new of %d", ev.Detail, added, len(entries))
+		return insertEvent(ctx, s, tx, ev)
+	})
+	return added, err
+}
