@@ -1,0 +1,259 @@
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Event kinds the store writes itself. Callers may append their own kinds with AppendEvent.
+const (
+	EventBatchOpened      = "batch.opened"
+	EventBatchClosed      = "batch.closed"
+	EventBoardClaimed     = "board.claimed"
+	EventBoardResumed     = "board.resumed"
+	EventBoardRetried     = "board.retried"
+	EventBoardReworked    = "board.reworked"
+	EventClaimRefused     = "board.claim_refused"
+	EventBoardTPMInfo     = "board.tpm_info"
+	EventBoardEK          = "board.ek"
+	EventStepStarted      = "step.started"
+	EventStepDone         = "step.done"
+	EventStepFailed       = "step.failed"
+	EventKeySaved         = "key.saved"
+	EventCertSaved        = "cert.saved"
+	EventBoardProvisioned = "board.provisioned"
+	EventBoardFailed      = "board.failed"
+	EventBoardStopped     = "board.stopped"
+	EventEKListExported   = "ek_list.exported"
+	EventEKListPushed     = "ek_list.pushed"
+)
+
+// GenesisHash is the prev_hash of the first event.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// eventHashDomain separates these hashes from any other SHA-256 use.
+const eventHashDomain = "tpmline/inventory/event/v1"
+
+// EventHash is the hash the chain stores for e: SHA-256 over a canonical encoding of (prev_hash, seq,
+// time, station, batch, serial, kind, payload). Integers are 8-byte big-endian (time in unix nanoseconds,
+// UTC); every string is preceded by its length as a 4-byte big-endian integer, so no two different
+// events encode alike. Reports use it to check an exported chain without the database.
+func EventHash(e *Event) string {
+	h := sha256.New()
+	writeString(h, eventHashDomain)
+	writeString(h, e.PrevHash)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
+	h.Write(n[:])
+	binary.BigEndian.PutUint64(n[:], uint64(e.Time.UTC().UnixNano()))
+	h.Write(n[:])
+	for _, s := range []string{e.Station, e.Batch, e.Serial, e.Kind, string(e.Payload)} {
+		writeString(h, s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func writeString(h hash.Hash, s string) {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+	h.Write(n[:])
+	h.Write([]byte(s))
+}
+
+// jsonPayload marshals the store's own event payloads (map keys come out sorted).
+func jsonPayload(v map[string]any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only strings, numbers and bools go in; keep the event rather than lose it.
+		return json.RawMessage(fmt.Sprintf(`{"marshal_error":%q}`, err.Error()))
+	}
+	return b
+}
+
+// AppendEvent adds e to the audit chain and returns it with Seq, Time, PrevHash and Hash filled in.
+// Kind is required; Payload must be JSON (stored compacted, {} when empty).
+func (s *Store) AppendEvent(ctx context.Context, e Event) (*Event, error) {
+	if err := checkText("event kind", e.Kind, true); err != nil {
+		return nil, err
+	}
+	for name, v := range map[string]string{"event station": e.Station, "event batch": e.Batch, "event serial": e.Serial} {
+		if err := checkText(name, v, false); err != nil {
+			return nil, err
+		}
+	}
+	var out *Event
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		ev := e
+		if err := s.appendEventTx(ctx, tx, &ev); err != nil {
+			return err
+		}
+		out = &ev
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("appending %s event: %w", e.Kind, err)
+	}
+	return out, nil
+}
+
+// appendEventTx assigns e the next seq after the chain head, links and hashes it, and moves the head, all
+// inside tx. The head row is locked (PostgreSQL) or the writer is exclusive (SQLite), so appenders on every
+// station queue here; callers take this lock last, after their own rows, so lock order never cycles.
+func (s *Store) appendEventTx(ctx context.Context, tx *sqlx.Tx, e *Event) error {
+	if len(bytes.TrimSpace(e.Payload)) == 0 {
+		e.Payload = json.RawMessage("{}")
+	} else {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, e.Payload); err != nil {
+			return fmt.Errorf("%w: event payload is not JSON: %v", ErrInvalid, err)
+		}
+		e.Payload = buf.Bytes()
+	}
+	var head struct {
+		Seq  int64  `db:"seq"`
+		Hash string `db:"hash"`
+	}
+	if err := tx.GetContext(ctx, &head, s.q("SELECT seq, hash FROM chain_head WHERE id = 1"+s.d.forUpdate)); err != nil {
+		return fmt.Errorf("reading the audit chain head: %w", err)
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	e.Time = fromNano(e.Time.UTC().UnixNano())
+	e.Seq = head.Seq + 1
+	e.PrevHash = head.Hash
+	e.Hash = EventHash(e)
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events
+		(seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.Seq, e.Time.UnixNano(), e.Station, e.Batch, e.Serial, e.Kind, string(e.Payload), e.PrevHash, e.Hash); err != nil {
+		return fmt.Errorf("writing event %d: %w", e.Seq, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1"), e.Seq, e.Hash); err != nil {
+		return fmt.Errorf("moving the audit chain head: %w", err)
+	}
+	return nil
+}
+
+// EventFilter selects events; empty fields match everything.
+type EventFilter struct {
+	Batch  string
+	Serial string
+}
+
+// ListEvents calls fn for each matching event in seq order, streaming, and stops at the first error fn
+// returns (which it returns).
+func (s *Store) ListEvents(ctx context.Context, f EventFilter, fn func(*Event) error) error {
+	query := "SELECT seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash FROM events WHERE 1 = 1"
+	var args []any
+	if f.Batch != "" {
+		query += " AND batch = ?"
+		args = append(args, f.Batch)
+	}
+	if f.Serial != "" {
+		query += " AND serial = ?"
+		args = append(args, f.Serial)
+	}
+	rows, err := s.r.QueryxContext(ctx, s.q(query+" ORDER BY seq"), args...)
+	if err != nil {
+		return fmt.Errorf("listing events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r eventRow
+		if err := rows.StructScan(&r); err != nil {
+			return fmt.Errorf("reading event: %w", err)
+		}
+		if err := fn(r.event()); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("listing events: %w", err)
+	}
+	return nil
+}
+
+// ChainStatus is the result of a successful VerifyChain.
+type ChainStatus struct {
+	// Head is the hash of the last event in scope (the batch's last event, or the chain head), GenesisHash
+	// when there is none; Count is the number of events in scope.
+	Head  string
+	Count int64
+	// LastSeq is the seq of the last event in scope.
+	LastSeq int64
+	// ChainSeq and ChainHead are the whole chain's last seq and hash.
+	ChainSeq  int64
+	ChainHead string
+}
+
+// VerifyChain walks the whole audit chain in seq order and checks, for every event: that its seq follows
+// the one before (a deleted event leaves a gap), that its prev_hash equals the hash of the event before
+// (GenesisHash for seq 1), and that its hash equals EventHash over its stored columns (an edited row no
+// longer matches). Finally the last event must be the recorded chain head (a removed tail shows). The
+// first broken link is returned as a *ChainError naming the seq. The whole chain is walked even for one
+// batch, because a batch's events are links of the one chain; batch only picks what Head and Count
+// describe ("" for the whole chain).
+func (s *Store) VerifyChain(ctx context.Context, batch string) (ChainStatus, error) {
+	var head struct {
+		Seq  int64  `db:"seq"`
+		Hash string `db:"hash"`
+	}
+	// The head is read first: events appended while we walk are past it and are left out.
+	if err := s.r.GetContext(ctx, &head, "SELECT seq, hash FROM chain_head WHERE id = 1"); err != nil {
+		return ChainStatus{}, fmt.Errorf("reading the audit chain head: %w", err)
+	}
+	rows, err := s.r.QueryxContext(ctx, s.q(`SELECT seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash
+		FROM events WHERE seq <= ? ORDER BY seq`), head.Seq)
+	if err != nil {
+		return ChainStatus{}, fmt.Errorf("reading the audit chain: %w", err)
+	}
+	defer rows.Close()
+	st := ChainStatus{Head: GenesisHash, ChainSeq: head.Seq, ChainHead: head.Hash}
+	wantSeq, prev := int64(1), GenesisHash
+	for rows.Next() {
+		var r eventRow
+		if err := rows.StructScan(&r); err != nil {
+			return st, fmt.Errorf("reading event after seq %d: %w", wantSeq-1, err)
+		}
+		e := r.event()
+		switch {
+		case e.Seq != wantSeq:
+			return st, &ChainError{Seq: wantSeq, Problem: ProblemMissing,
+				Detail: fmt.Sprintf("next event present is seq %d", e.Seq)}
+		case e.PrevHash != prev:
+			return st, &ChainError{Seq: e.Seq, Problem: ProblemWrongPrev,
+				Detail: fmt.Sprintf("prev_hash %s, hash of seq %d is %s", short(e.PrevHash), e.Seq-1, short(prev))}
+		}
+		if got := EventHash(e); got != e.Hash {
+			return st, &ChainError{Seq: e.Seq, Problem: ProblemEdited,
+				Detail: fmt.Sprintf("stored hash %s, columns hash to %s", short(e.Hash), short(got))}
+		}
+		if batch == "" || e.Batch == batch {
+			st.Count++
+			st.Head = e.Hash
+			st.LastSeq = e.Seq
+		}
+		wantSeq, prev = e.Seq+1, e.Hash
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("reading the audit chain: %w", err)
+	}
+	last := wantSeq - 1
+	switch {
+	case last < head.Seq:
+		return st, &ChainError{Seq: wantSeq, Problem: ProblemMissing,
+			Detail: fmt.Sprintf("chain head is seq %d, events end at seq %d", head.Seq, last)}
+	case prev != head.Hash:
+		return st, &ChainError{Seq: head.Seq, Problem: ProblemHeadChanged,
+			Detail: fmt.Sprintf("chain head records %s, last event hashes to %s", short(head.Hash), short(prev))}
+	}
+	return st, nil
+}

@@ -1,0 +1,347 @@
+package inventory
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// boardEvent is the audit event of a change to board b.
+func boardEvent(b *boardRow, kind string, p map[string]any) *Event {
+	if p == nil {
+		p = map[string]any{}
+	}
+	p["attempt"] = b.Attempt
+	return &Event{Station: b.Station, Batch: b.Batch, Serial: b.Serial, Kind: kind, Payload: jsonPayload(p)}
+}
+
+// onActiveBoard runs fn on the locked, in-progress board serial in one transaction.
+func (s *Store) onActiveBoard(ctx context.Context, serial, what string, fn func(tx *sqlx.Tx, b *boardRow, now int64) error) error {
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		b, err := s.activeBoardTx(ctx, tx, serial)
+		if err != nil {
+			return err
+		}
+		return fn(tx, b, s.nowNano())
+	})
+	if err != nil {
+		return fmt.Errorf("%s for board %s: %w", what, serial, err)
+	}
+	return nil
+}
+
+// StepStarted journals that step is about to run its side effect on board serial, and makes it the
+// board's current step. It returns the journal entry id.
+func (s *Store) StepStarted(ctx context.Context, serial, step string) (int64, error) {
+	if err := checkText("step", step, true); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		if err := tx.GetContext(ctx, &id, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at)
+			VALUES (?, ?, ?, 'started', ?) RETURNING id`), b.ID, b.Attempt, step, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET current_step = ?, updated_at = ? WHERE id = ?"), step, now, b.ID); err != nil {
+			return err
+		}
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": id}))
+	})
+	return id, err
+}
+
+// StepFinished journals that step completed on board serial.
+func (s *Store) StepFinished(ctx context.Context, serial, step string, o StepOutcome) error {
+	return s.finishStep(ctx, serial, step, PhaseDone, EventStepDone, o)
+}
+
+// StepFailed journals that step failed on board serial. The board stays in progress: the station decides
+// whether to retry the step or MarkFailed.
+func (s *Store) StepFailed(ctx context.Context, serial, step string, o StepOutcome) error {
+	return s.finishStep(ctx, serial, step, PhaseFailed, EventStepFailed, o)
+}
+
+func (s *Store) finishStep(ctx context.Context, serial, step, phase, kind string, o StepOutcome) error {
+	if err := checkFreeText("step detail", o.Detail); err != nil {
+		return err
+	}
+	if o.Duration < 0 || o.TPMTime < 0 {
+		return fmt.Errorf("%w: negative duration for step %s of board %s", ErrInvalid, step, serial)
+	}
+	return s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		var open struct {
+			ID        int64 `db:"id"`
+			StartedAt int64 `db:"started_at"`
+		}
+		err := tx.GetContext(ctx, &open, s.q(`SELECT id, started_at FROM steps
+			WHERE board_id = ? AND attempt = ? AND step = ? AND phase = 'started' ORDER BY id DESC LIMIT 1`), b.ID, b.Attempt, step)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: step %s was not started in attempt %d", ErrInvalid, step, b.Attempt)
+		}
+		if err != nil {
+			return err
+		}
+		d := o.Duration
+		if d == 0 {
+			d = time.Duration(now - open.StartedAt)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE steps SET phase = ?, finished_at = ?, duration_ns = ?, tpm_time_ns = ?,
+			detail = ? WHERE id = ?`), phase, now, int64(d), int64(o.TPMTime), o.Detail, open.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET updated_at = ? WHERE id = ?"), now, b.ID); err != nil {
+			return err
+		}
+		return s.appendEventTx(ctx, tx, boardEvent(b, kind, map[string]any{"step": step, "journal_id": open.ID,
+			"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail}))
+	})
+}
+
+// ListSteps returns the journal of board serial, every attempt, in order.
+func (s *Store) ListSteps(ctx context.Context, serial string) ([]Step, error) {
+	var rows []stepRow
+	if err := s.r.SelectContext(ctx, &rows, s.q(`SELECT st.id, st.attempt, st.step, st.phase, st.started_at, st.finished_at,
+		st.duration_ns, st.tpm_time_ns, st.detail FROM steps st JOIN boards b ON b.id = st.board_id
+		WHERE b.serial = ? ORDER BY st.id`), serial); err != nil {
+		return nil, fmt.Errorf("reading the journal of board %s: %w", serial, err)
+	}
+	out := make([]Step, len(rows))
+	for i := range rows {
+		out[i] = rows[i].step()
+	}
+	return out, nil
+}
+
+// SetBoardTPMInfo records what the board's TPM reports about itself.
+func (s *Store) SetBoardTPMInfo(ctx context.Context, serial string, info TPMInfo) error {
+	for _, f := range []struct{ name, v string }{{"TPM manufacturer", info.Manufacturer}, {"TPM vendor", info.Vendor},
+		{"TPM firmware", info.Firmware}} {
+		if err := checkText(f.name, f.v, false); err != nil {
+			return err
+		}
+	}
+	return s.onActiveBoard(ctx, serial, "recording TPM info", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET tpm_manufacturer = ?, tpm_vendor = ?, tpm_firmware = ?,
+			updated_at = ? WHERE id = ?`), info.Manufacturer, info.Vendor, info.Firmware, now, b.ID); err != nil {
+			return err
+		}
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardTPMInfo, map[string]any{
+			"manufacturer": info.Manufacturer, "vendor": info.Vendor, "firmware": info.Firmware}))
+	})
+}
+
+// SetBoardEK records the board's EK certificate (may be empty when the TPM has none) and EK public key.
+// The public key must hash (EKPubHash) to the EK the board was claimed with.
+func (s *Store) SetBoardEK(ctx context.Context, serial string, ekCert, ekPublic []byte) error {
+	if len(ekPublic) == 0 {
+		return fmt.Errorf("%w: board %s: EK public key is empty", ErrInvalid, serial)
+	}
+	return s.onActiveBoard(ctx, serial, "recording the EK", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
+			return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
+				short(got), short(b.EKPubSHA256.String))
+		}
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET ek_cert = ?, ek_public = ?, updated_at = ? WHERE id = ?"),
+			nilIfEmpty(ekCert), ekPublic, now, b.ID); err != nil {
+			return err
+		}
+		certSum := sha256.Sum256(ekCert)
+		p := map[string]any{"ek_pub_sha256": b.EKPubSHA256.String, "ek_cert_len": len(ekCert)}
+		if len(ekCert) > 0 {
+			p["ek_cert_sha256"] = hex.EncodeToString(certSum[:])
+		}
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardEK, p))
+	})
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// SaveKey records a key created in the board's TPM for the current attempt (again for the same kind
+// replaces it: a step re-run after a restart).
+func (s *Store) SaveKey(ctx context.Context, serial string, k Key) error {
+	if err := checkKind(k.Kind); err != nil {
+		return err
+	}
+	if len(k.Public) == 0 || len(k.Name) == 0 {
+		return fmt.Errorf("%w: board %s: %s key needs its public area and Name", ErrInvalid, serial, k.Kind)
+	}
+	return s.onActiveBoard(ctx, serial, "saving the "+string(k.Kind)+" key", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO keys (board_id, attempt, kind, public, handle, name, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
+			public = excluded.public, handle = excluded.handle, name = excluded.name, created_at = excluded.created_at`),
+			b.ID, b.Attempt, string(k.Kind), k.Public, int64(k.Handle), k.Name, now); err != nil {
+			return err
+		}
+		pub := sha256.Sum256(k.Public)
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventKeySaved, map[string]any{"kind": string(k.Kind),
+			"handle": fmt.Sprintf("%#x", k.Handle), "name": hex.EncodeToString(k.Name),
+			"public_sha256": hex.EncodeToString(pub[:])}))
+	})
+}
+
+// SaveCertificate records the certificate the CA issued for the board's kind key in the current attempt.
+// der must parse as an X.509 certificate; its serial number and notAfter are recorded alongside.
+func (s *Store) SaveCertificate(ctx context.Context, serial string, kind KeyKind, der []byte) (*Certificate, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: board %s: %s certificate does not parse: %v", ErrInvalid, serial, kind, err)
+	}
+	c := &Certificate{Kind: kind, DER: der, SerialHex: hex.EncodeToString(cert.SerialNumber.Bytes()),
+		NotAfter: cert.NotAfter.UTC()}
+	err = s.onActiveBoard(ctx, serial, "saving the "+string(kind)+" certificate", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO certificates (board_id, attempt, kind, der, serial_hex, not_after, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
+			der = excluded.der, serial_hex = excluded.serial_hex, not_after = excluded.not_after, created_at = excluded.created_at`),
+			b.ID, b.Attempt, string(kind), der, c.SerialHex, c.NotAfter.Unix(), now); err != nil {
+			return err
+		}
+		c.Attempt, c.CreatedAt = b.Attempt, fromNano(now)
+		sum := sha256.Sum256(der)
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventCertSaved, map[string]any{"kind": string(kind),
+			"serial_hex": c.SerialHex, "not_after": c.NotAfter.Format(time.RFC3339), "sha256": hex.EncodeToString(sum[:])}))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ListKeys returns the keys of board serial, every attempt, oldest first.
+func (s *Store) ListKeys(ctx context.Context, serial string) ([]Key, error) {
+	var rows []keyRow
+	if err := s.r.SelectContext(ctx, &rows, s.q(`SELECT k.kind, k.public, k.handle, k.name, k.attempt, k.created_at
+		FROM keys k JOIN boards b ON b.id = k.board_id WHERE b.serial = ? ORDER BY k.attempt, k.kind`), serial); err != nil {
+		return nil, fmt.Errorf("reading the keys of board %s: %w", serial, err)
+	}
+	out := make([]Key, len(rows))
+	for i, r := range rows {
+		out[i] = Key{Kind: KeyKind(r.Kind), Public: r.Public, Handle: uint32(r.Handle), Name: r.Name,
+			Attempt: r.Attempt, CreatedAt: fromNano(r.CreatedAt)}
+	}
+	return out, nil
+}
+
+// ListCertificates returns the certificates of board serial, every attempt, oldest first.
+func (s *Store) ListCertificates(ctx context.Context, serial string) ([]Certificate, error) {
+	var rows []certRow
+	if err := s.r.SelectContext(ctx, &rows, s.q(`SELECT c.kind, c.der, c.serial_hex, c.not_after, c.attempt, c.created_at
+		FROM certificates c JOIN boards b ON b.id = c.board_id WHERE b.serial = ? ORDER BY c.attempt, c.kind`), serial); err != nil {
+		return nil, fmt.Errorf("reading the certificates of board %s: %w", serial, err)
+	}
+	out := make([]Certificate, len(rows))
+	for i, r := range rows {
+		out[i] = Certificate{Kind: KeyKind(r.Kind), DER: r.DER, SerialHex: r.SerialHex,
+			NotAfter: time.Unix(r.NotAfter, 0).UTC(), Attempt: r.Attempt, CreatedAt: fromNano(r.CreatedAt)}
+	}
+	return out, nil
+}
+
+// MarkProvisioned records board serial as provisioned. It refuses (ErrIncomplete) unless the current
+// attempt has both keys and both certificates recorded and the EK public key is on record.
+func (s *Store) MarkProvisioned(ctx context.Context, serial string) (*Board, error) {
+	var out *Board
+	err := s.onActiveBoard(ctx, serial, "marking provisioned", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		var missing []string
+		if len(b.EKPublic) == 0 {
+			missing = append(missing, "EK public key")
+		}
+		for _, t := range []struct{ table, what string }{{"keys", "key"}, {"certificates", "certificate"}} {
+			var kinds []string
+			if err := tx.SelectContext(ctx, &kinds, s.q("SELECT kind FROM "+t.table+" WHERE board_id = ? AND attempt = ?"),
+				b.ID, b.Attempt); err != nil {
+				return err
+			}
+			for _, k := range []KeyKind{KindIAK, KindIDevID} {
+				if !contains(kinds, string(k)) {
+					missing = append(missing, k.display()+" "+t.what)
+				}
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%w: attempt %d has no %s; finish those steps first", ErrIncomplete, b.Attempt, strings.Join(missing, ", "))
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'provisioned', reason_code = '', reason_text = '',
+			updated_at = ? WHERE id = ?`), now, b.ID); err != nil {
+			return err
+		}
+		b.State, b.UpdatedAt = string(StateProvisioned), now
+		out = b.board()
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardProvisioned, map[string]any{"ek_pub_sha256": b.EKPubSHA256.String}))
+	})
+	return out, err
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkFailed ends the board's attempt as failed with a reason code (machine-readable) and text (for the
+// operator). A later ClaimBoard retries it.
+func (s *Store) MarkFailed(ctx context.Context, serial, code, text string) error {
+	if err := checkText("reason code", code, true); err != nil {
+		return err
+	}
+	if err := checkFreeText("reason text", text); err != nil {
+		return err
+	}
+	return s.onActiveBoard(ctx, serial, "marking failed", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'failed', reason_code = ?, reason_text = ?,
+			updated_at = ? WHERE id = ?`), code, text, now, b.ID); err != nil {
+			return err
+		}
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardFailed, map[string]any{"reason_code": code,
+			"reason_text": text, "step": b.CurrentStep}))
+	})
+}
+
+// MarkStopped quarantines board serial, whatever its state (a suspected clone, a QA hold): only a
+// rework claims it again.
+func (s *Store) MarkStopped(ctx context.Context, serial, code, text string) error {
+	if err := checkText("reason code", code, true); err != nil {
+		return err
+	}
+	if err := checkFreeText("reason text", text); err != nil {
+		return err
+	}
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		b, err := s.boardTx(ctx, tx, "serial = ?", serial)
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			return fmt.Errorf("%w: no board %s", ErrBoardNotFound, serial)
+		}
+		now := s.nowNano()
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'stopped', reason_code = ?, reason_text = ?,
+			updated_at = ? WHERE id = ?`), code, text, now, b.ID); err != nil {
+			return err
+		}
+		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardStopped, map[string]any{"reason_code": code,
+			"reason_text": text, "previous_state": b.State, "step": b.CurrentStep}))
+	})
+	if err != nil {
+		return fmt.Errorf("stopping board %s: %w", serial, err)
+	}
+	return nil
+}
