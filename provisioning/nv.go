@@ -47,10 +47,10 @@ func nvPublic(tpm transport.TPM, index uint32) (*tpm2.TPMSNVPublic, tpm2.TPM2BNa
 // nvReadAuth picks the authorisation an index allows for reading, in the order a station can satisfy
 // it: the index's own (empty) authValue, then owner authorisation with an empty owner auth. Platform
 // authorisation belongs to the board's firmware and is never used here.
-func nvReadAuth(index uint32, pub *tpm2.TPMSNVPublic) (tpm2.AuthHandle, error) {
+func nvReadAuth(index uint32, pub *tpm2.TPMSNVPublic, name tpm2.TPM2BName) (tpm2.AuthHandle, error) {
 	switch {
 	case pub.Attributes.AuthRead:
-		return tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Auth: tpm2.PasswordAuth(nil)}, nil
+		return tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Name: name, Auth: tpm2.PasswordAuth(nil)}, nil
 	case pub.Attributes.OwnerRead:
 		return ownerAuth(), nil
 	default:
@@ -80,7 +80,7 @@ func readNV(tpm transport.TPM, index uint32, pub *tpm2.TPMSNVPublic, name tpm2.T
 	if pub.Attributes.NT != tpm2.TPMNTOrdinary {
 		return nil, fmt.Errorf("reading NV %#x: not an ordinary index (type %d)", index, pub.Attributes.NT)
 	}
-	auth, err := nvReadAuth(index, pub)
+	auth, err := nvReadAuth(index, pub, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading NV %#x: %w", index, err)
 	}
