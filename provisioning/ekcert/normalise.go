@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/pem"
 	"fmt"
+	"unicode/utf8"
 )
 
 // MaxInputSize bounds what Normalise and Parse accept. A TPM's NV_INDEX_MAX is 2048 bytes on most chips
@@ -57,10 +58,9 @@ func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 		return nil, nil, fmt.Errorf("%w: EK certificate input is %d bytes, over the %d-byte limit", ErrInvalid, len(raw), MaxInputSize)
 	}
 	data := raw
-	if !looksBinary(data) {
-		if !bytes.Contains(data, []byte("-----BEGIN ")) {
-			return nil, nil, fmt.Errorf("%w: EK certificate is neither DER, PEM nor a TCG NV blob (first byte %#02x)", ErrInvalid, data[0])
-		}
+	// PEM when the armour comes after nothing but text: DER and NV blobs start with bytes no text has
+	// (0x82 after the SEQUENCE tag is not valid UTF-8), so an embedded marker cannot switch modes.
+	if i := bytes.Index(data, []byte("-----BEGIN ")); i >= 0 && isText(data[:i]) {
 		block, err := decodePEM(data)
 		if err != nil {
 			return nil, nil, err
@@ -70,6 +70,8 @@ func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 		if len(data) == 0 {
 			return nil, applied, fmt.Errorf("%w: PEM CERTIFICATE block is empty", ErrInvalid)
 		}
+	} else if !looksBinary(data) {
+		return nil, nil, fmt.Errorf("%w: EK certificate is neither DER, PEM nor a TCG NV blob (first byte %#02x)", ErrInvalid, data[0])
 	}
 
 	if isNVHeader(data) {
@@ -107,6 +109,19 @@ func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 		applied = append(applied, NormPadding)
 	}
 	return bytes.Clone(cert), applied, nil
+}
+
+// isText reports whether b is UTF-8 text without control characters other than white space.
+func isText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7F {
+			return false
+		}
+	}
+	return true
 }
 
 // looksBinary reports whether data starts like one of the binary forms (and so is not PEM text).

@@ -41,6 +41,8 @@ func TestNormaliseSynthetic(t *testing.T) {
 		{"PEM", pemText, []Normalisation{NormPEM}},
 		{"PEM with CRLF", crlf, []Normalisation{NormPEM}},
 		{"PEM after text", cat([]byte("Subject:\nIssuer: C=DE\n\n"), pemText, []byte("trailing notes\n")), []Normalisation{NormPEM}},
+		{"PEM after text starting with 0", cat([]byte("0 warnings\n"), pemText), []Normalisation{NormPEM}},
+		{"PEM after UTF-8 text", cat([]byte("Zertifikat für Prüfung\n"), pemText), []Normalisation{NormPEM}},
 		{"PEM with a key block first", cat(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1}}), pemText), []Normalisation{NormPEM}},
 		{"PEM of an NV dump", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cat(nvHeader(n+2), der)}), []Normalisation{NormPEM, NormNVHeader}},
 	}
@@ -71,6 +73,7 @@ func TestNormaliseSynthetic(t *testing.T) {
 		{"mixed padding", cat(der, []byte{0xFF, 0x00}), "not all 0xff padding"},
 		{"a second certificate after the first", cat(der, der), "non-padding data"},
 		{"truncated DER", der[:n-1], "truncated"},
+		{"DER then a PEM certificate", cat(der, pemText), "non-padding data"},
 		{"header only", der[:4], "truncated"},
 		{"one byte", []byte{0x30}, "truncated"},
 		{"indefinite length", cat([]byte{0x30, 0x80}, der[4:], []byte{0, 0}), "indefinite length"},
