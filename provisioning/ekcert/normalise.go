@@ -45,11 +45,12 @@ const (
 )
 
 // Normalise turns what a TPM NV index or an operator's file holds into the bare DER of one certificate,
-// and reports which encodings it removed. It undoes, in this order: PEM (first CERTIFICATE block; text
-// around it is ignored, a second CERTIFICATE block is refused), the TCG NV header, an OCTET STRING wrapper,
-// and trailing padding made of one repeated byte, 0x00 or 0xFF. Any other byte after the certificate, a
-// truncated or indefinite-length encoding, an NV header whose size does not match the certificate, empty
-// input and input over MaxInputSize are refused with ErrInvalid. The returned slice is a fresh copy.
+// and reports which encodings it removed. It undoes, in this order: PEM (the one CERTIFICATE block; text
+// and other block types around it are ignored, a second CERTIFICATE block is refused), the TCG NV
+// header, an OCTET STRING wrapper, and trailing padding made of one repeated byte, 0x00 or 0xFF. Any
+// other byte after the certificate, a truncated or indefinite-length encoding, an NV header whose size
+// does not match the certificate, empty input and input over MaxInputSize are refused with ErrInvalid.
+// The returned slice is a fresh copy.
 func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 	switch {
 	case len(raw) == 0:
@@ -74,33 +75,22 @@ func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 		return nil, nil, fmt.Errorf("%w: EK certificate is neither DER, PEM nor a TCG NV blob (first byte %#02x)", ErrInvalid, data[0])
 	}
 
+	body, declared := data, -1
 	if isNVHeader(data) {
 		applied = append(applied, NormNVHeader)
 		size := int(data[3])<<8 | int(data[4])
 		if size < 2 || 5+size > len(data) {
 			return nil, applied, fmt.Errorf("%w: TCG NV header declares %d bytes but %d follow it", ErrInvalid, size, len(data)-5)
 		}
-		cert, rest, wapplied, err := unwrap(data[nvHeaderLen:])
-		applied = append(applied, wapplied...)
-		if err != nil {
-			return nil, applied, err
-		}
-		if used := len(data) - nvHeaderLen - len(rest); used != size-2 {
-			return nil, applied, fmt.Errorf("%w: TCG NV header declares a %d-byte certificate but the certificate is %d bytes", ErrInvalid, size-2, used)
-		}
-		if err := checkPadding(rest); err != nil {
-			return nil, applied, err
-		}
-		if len(rest) > 0 {
-			applied = append(applied, NormPadding)
-		}
-		return bytes.Clone(cert), applied, nil
+		body, declared = data[nvHeaderLen:], size-2 // certSize counts the TCG_FULL_CERT tag
 	}
-
-	cert, rest, wapplied, err := unwrap(data)
+	cert, rest, wapplied, err := unwrap(body)
 	applied = append(applied, wapplied...)
 	if err != nil {
 		return nil, applied, err
+	}
+	if used := len(body) - len(rest); declared >= 0 && used != declared {
+		return nil, applied, fmt.Errorf("%w: TCG NV header declares a %d-byte certificate but the certificate is %d bytes", ErrInvalid, declared, used)
 	}
 	if err := checkPadding(rest); err != nil {
 		return nil, applied, err
