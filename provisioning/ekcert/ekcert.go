@@ -22,7 +22,7 @@ import (
 	"unicode"
 )
 
-// Sentinel errors. Every error this package returns wraps exactly one of the first four.
+// Sentinel errors. Every error from Normalise, Parse, Verify and MatchPublic wraps one of the first four.
 var (
 	// ErrInvalid: the bytes are not a certificate this package understands (encoding, size, DER, TPM 1.2).
 	ErrInvalid = errors.New("invalid EK certificate")

@@ -359,6 +359,16 @@ func TestVerifyLeavesCertificateAlone(t *testing.T) {
 	}
 }
 
+// A board cannot bring its own trust anchor: presented certificates only ever serve as intermediates.
+func TestVerifyPresentedRootNotTrusted(t *testing.T) {
+	vendor, forger := newTestCA(t), newTestCA(t)
+	forged := forger.issue(t, ekTemplate(t))
+	v := &Verifier{Roots: []*x509.Certificate{vendor.cert}, Now: fixedNow("2026-06-01")}
+	if _, err := v.Verify(forged, []*x509.Certificate{forger.cert}); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("EK presented with its own root: %v, want ErrUntrusted", err)
+	}
+}
+
 // The SAN in one multi-valued RDN with PrintableStrings (Nuvoton's form) reads the same as 3 RDNs.
 func TestSANMultiValuedRDN(t *testing.T) {
 	ca := newTestCA(t)
