@@ -45,7 +45,7 @@ type CertSpec struct {
 	NotAfter time.Time
 	IsCA     bool
 	// MaxPathLen applies to CA certificates: 0 means it may sign only end-entity certificates.
-	MaxPathLen int
+	MaxPathLen  int
 	ExtKeyUsage []x509.ExtKeyUsage
 	DNSNames    []string
 	IPAddresses []net.IP

@@ -393,3 +393,66 @@ func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) err
 		return fail("IAK scheme unsupported")
 	}
 }
+
+// publicKey converts an RSA or ECC public area of any key (e.g. an EK) to a Go public key, validating the ECC
+// point. RSA keys of 2048 to 4096 bits and the NIST P-256, P-384 and P-521 curves are understood.
+func publicKey(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
+	switch pub.Type {
+	case tpm2.TPMAlgRSA:
+		parms, err := pub.Parameters.RSADetail()
+		if err != nil {
+			return nil, errors.New("RSA key without RSA parameters")
+		}
+		uniq, err := pub.Unique.RSA()
+		if err != nil {
+			return nil, errors.New("RSA key without a modulus")
+		}
+		n := new(big.Int).SetBytes(uniq.Buffer)
+		if n.BitLen() < 2048 || n.BitLen() > 4096 || int(parms.KeyBits) != n.BitLen() {
+			return nil, errors.New("RSA modulus size is not the declared 2048..4096 bits")
+		}
+		e := int(parms.Exponent)
+		if e == 0 {
+			e = 65537 // TPM 2.0 Part 2, 12.2.3.5: 0 is the default exponent
+		}
+		if e < 3 || e%2 == 0 {
+			return nil, errors.New("RSA exponent is invalid")
+		}
+		return &rsa.PublicKey{N: n, E: e}, nil
+	case tpm2.TPMAlgECC:
+		parms, err := pub.Parameters.ECCDetail()
+		if err != nil {
+			return nil, errors.New("ECC key without ECC parameters")
+		}
+		var curve elliptic.Curve
+		switch parms.CurveID {
+		case tpm2.TPMECCNistP256:
+			curve = elliptic.P256()
+		case tpm2.TPMECCNistP384:
+			curve = elliptic.P384()
+		case tpm2.TPMECCNistP521:
+			curve = elliptic.P521()
+		default:
+			return nil, fmt.Errorf("ECC curve %#04x is not a NIST curve", uint16(parms.CurveID))
+		}
+		pt, err := pub.Unique.ECC()
+		if err != nil {
+			return nil, errors.New("ECC key without a point")
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		if len(pt.X.Buffer) > size || len(pt.Y.Buffer) > size {
+			return nil, errors.New("ECC point coordinates are too long")
+		}
+		raw := make([]byte, 1+2*size)
+		raw[0] = 4
+		copy(raw[1+size-len(pt.X.Buffer):1+size], pt.X.Buffer)
+		copy(raw[1+2*size-len(pt.Y.Buffer):], pt.Y.Buffer)
+		k, err := ecdsa.ParseUncompressedPublicKey(curve, raw)
+		if err != nil {
+			return nil, errors.New("ECC point is not on the curve")
+		}
+		return k, nil
+	default:
+		return nil, fmt.Errorf("key type %#04x is not RSA or ECC", uint16(pub.Type))
+	}
+}

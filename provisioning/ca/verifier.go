@@ -337,6 +337,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("loading the session", err)
 	}
+	noteSerial(ctx, ch.Serial)
 	log := v.log().With("station", station, "serial", ch.Serial, "session", ch.ID)
 	// 4.
 	now := v.now().UTC()
