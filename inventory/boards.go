@@ -20,7 +20,8 @@ const boardColumns = `id, serial, ek_pub_sha256, batch, state, current_step, rea
 //   - an EK already bound to another serial is refused with *EKBoundError (ErrEKBoundToOtherSerial), even
 //     in a rework: a TPM does not move between boards;
 //   - a serial bound to another EK is refused with *SerialBoundError (ErrSerialBoundToOtherEK) unless
-//     Rework is set, which rebinds the serial to the new EK (the TPM was replaced);
+//     Rework is set, which rebinds the serial to the new EK (the TPM was replaced), even while another
+//     station holds the board;
 //   - a board in progress is held by its station and slot: anyone else gets *InProgressError
 //     (ErrBoardInProgressElsewhere); the holder resumes it (same attempt);
 //   - a provisioned board is refused with ErrAlreadyProvisioned, a stopped one with ErrBoardStopped,
@@ -97,10 +98,11 @@ func (s *Store) claimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest) (*Bo
 	heldElsewhere := b.State == string(StateInProgress) && (b.Station != req.Station || b.Slot != req.Slot)
 	newEK := b.EKPubSHA256.Valid && b.EKPubSHA256.String != req.EKPubSHA256
 	switch {
+	case newEK && !req.Rework:
+		// Checked before the holder: a second TPM presenting a known serial is the finding that matters.
+		return nil, s.refuseTx(ctx, tx, req, &SerialBoundError{Serial: req.Serial, EKPubSHA256: req.EKPubSHA256, BoundEK: b.EKPubSHA256.String})
 	case heldElsewhere:
 		return nil, s.refuseTx(ctx, tx, req, &InProgressError{Serial: b.Serial, Station: b.Station, Slot: b.Slot})
-	case newEK && !req.Rework:
-		return nil, s.refuseTx(ctx, tx, req, &SerialBoundError{Serial: req.Serial, EKPubSHA256: req.EKPubSHA256, BoundEK: b.EKPubSHA256.String})
 	case newEK:
 		// Rework after a TPM replacement: the serial takes the new EK and forgets the old TPM's facts;
 		// the old EK, keys, certificates and journal stay in the log and the attempt-numbered tables.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -31,6 +32,8 @@ type Store struct {
 	r     *sqlx.DB // plain reads; the same pool as w on PostgreSQL
 	where string   // the database URL without its password, for messages
 	now   func() time.Time
+	// retries counts transactions run again after losing a race (tests and diagnostics).
+	retries atomic.Int64
 }
 
 // Option adjusts a Store at Open.
@@ -171,6 +174,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 		if !errors.Is(err, errRetry) && !errors.Is(err, ErrDuplicate) {
 			return err
 		}
+		s.retries.Add(1)
 		// A little backoff so two stations that collided do not collide again in lockstep.
 		t := time.NewTimer(time.Duration(i+1) * time.Duration(1+time.Now().UnixNano()%3) * time.Millisecond)
 		select {
