@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
 )
 
 const batchColumns = "id, product, work_order, quantity, operator, station, state, opened_at, closed_at"
@@ -23,8 +21,8 @@ func (s *Store) OpenBatch(ctx context.Context, nb NewBatch) (*Batch, error) {
 		return nil, fmt.Errorf("%w: batch %s quantity %d is negative", ErrInvalid, nb.ID, nb.Quantity)
 	}
 	var out *Batch
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		now := s.nowNano()
+	err := s.inTx(ctx, func(tx *txn) error {
+		now := tx.now
 		if _, err := s.getBatchTx(ctx, tx, nb.ID, false); err == nil {
 			return fmt.Errorf("%w: batch %s was opened before; pick another batch id", ErrBatchExists, nb.ID)
 		} else if !errors.Is(err, ErrBatchNotFound) {
@@ -65,7 +63,7 @@ func (s *Store) OpenBatch(ctx context.Context, nb NewBatch) (*Batch, error) {
 // already closed batch. The closing event records the batch's counts.
 func (s *Store) CloseBatch(ctx context.Context, id string) (*Batch, error) {
 	var out *Batch
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		b, err := s.getBatchTx(ctx, tx, id, true)
 		if err != nil {
 			return err
@@ -73,7 +71,7 @@ func (s *Store) CloseBatch(ctx context.Context, id string) (*Batch, error) {
 		if b.State != "open" {
 			return fmt.Errorf("%w: batch %s was closed at %s", ErrBatchClosed, id, b.ClosedAt.Format("2006-01-02 15:04:05Z"))
 		}
-		now := s.nowNano()
+		now := tx.now
 		if _, err := tx.ExecContext(ctx, s.q("UPDATE batches SET state = 'closed', closed_at = ? WHERE id = ?"), now, id); err != nil {
 			return fmt.Errorf("closing batch %s: %w", id, err)
 		}
@@ -139,7 +137,7 @@ func (r *batchSummaryRow) summary() BatchSummary {
 		InProgress: r.InProgress, Done: r.Passed + r.Failed + r.Stopped}
 }
 
-func (s *Store) getBatchTx(ctx context.Context, tx *sqlx.Tx, id string, lock bool) (*Batch, error) {
+func (s *Store) getBatchTx(ctx context.Context, tx *txn, id string, lock bool) (*Batch, error) {
 	query := "SELECT " + batchColumns + " FROM batches WHERE id = ?"
 	if lock {
 		query += s.d.forUpdate
@@ -157,7 +155,7 @@ func (s *Store) getBatchTx(ctx context.Context, tx *sqlx.Tx, id string, lock boo
 }
 
 // touchStation records a station on first use and when it was last seen.
-func (s *Store) touchStation(ctx context.Context, tx *sqlx.Tx, station string, now int64) error {
+func (s *Store) touchStation(ctx context.Context, tx *txn, station string, now int64) error {
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO stations (id, created_at, last_seen_at) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at`), station, now, now); err != nil {
 		return fmt.Errorf("recording station %s: %w", station, err)

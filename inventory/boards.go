@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
 )
 
 const boardColumns = `id, serial, ek_pub_sha256, batch, state, current_step, reason_code, reason_text,
@@ -20,8 +18,8 @@ const boardColumns = `id, serial, ek_pub_sha256, batch, state, current_step, rea
 //   - an EK already bound to another serial is refused with *EKBoundError (ErrEKBoundToOtherSerial), even
 //     in a rework: a TPM does not move between boards;
 //   - a serial bound to another EK is refused with *SerialBoundError (ErrSerialBoundToOtherEK) unless
-//     Rework is set, which rebinds the serial to the new EK (the TPM was replaced), even while another
-//     station holds the board;
+//     Rework is set, which rebinds the serial to the new EK (the TPM was replaced); this is checked
+//     before the holder below, because a second TPM presenting a known serial is the finding that matters;
 //   - a board in progress is held by its station and slot: anyone else gets *InProgressError
 //     (ErrBoardInProgressElsewhere); the holder resumes it (same attempt);
 //   - a provisioned board is refused with ErrAlreadyProvisioned, a stopped one with ErrBoardStopped,
@@ -51,7 +49,7 @@ func (s *Store) ClaimBoard(ctx context.Context, req ClaimRequest) (*Board, error
 	}
 	req.EKPubSHA256 = ek
 	var out *Board
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.inTx(ctx, func(tx *txn) error {
 		b, err := s.claimTx(ctx, tx, req)
 		out = b
 		return err
@@ -59,7 +57,7 @@ func (s *Store) ClaimBoard(ctx context.Context, req ClaimRequest) (*Board, error
 	return out, err
 }
 
-func (s *Store) claimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest) (*Board, error) {
+func (s *Store) claimTx(ctx context.Context, tx *txn, req ClaimRequest) (*Board, error) {
 	batch, err := s.getBatchTx(ctx, tx, req.Batch, false)
 	if err != nil {
 		return nil, err
@@ -67,7 +65,7 @@ func (s *Store) claimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest) (*Bo
 	if batch.State != "open" {
 		return nil, fmt.Errorf("%w: batch %s is closed; open a new batch for board %s", ErrBatchClosed, req.Batch, req.Serial)
 	}
-	now := s.nowNano()
+	now := tx.now
 	if err := s.touchStation(ctx, tx, req.Station, now); err != nil {
 		return nil, err
 	}
@@ -99,7 +97,6 @@ func (s *Store) claimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest) (*Bo
 	newEK := b.EKPubSHA256.Valid && b.EKPubSHA256.String != req.EKPubSHA256
 	switch {
 	case newEK && !req.Rework:
-		// Checked before the holder: a second TPM presenting a known serial is the finding that matters.
 		return nil, s.refuseTx(ctx, tx, req, &SerialBoundError{Serial: req.Serial, EKPubSHA256: req.EKPubSHA256, BoundEK: b.EKPubSHA256.String})
 	case heldElsewhere:
 		return nil, s.refuseTx(ctx, tx, req, &InProgressError{Serial: b.Serial, Station: b.Station, Slot: b.Slot})
@@ -145,7 +142,7 @@ func (s *Store) claimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest) (*Bo
 }
 
 // afterClaimTx reads the claimed board back and records the claim event.
-func (s *Store) afterClaimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest, kind string, extra map[string]any) (*Board, error) {
+func (s *Store) afterClaimTx(ctx context.Context, tx *txn, req ClaimRequest, kind string, extra map[string]any) (*Board, error) {
 	r, err := s.boardTx(ctx, tx, "serial = ?", req.Serial)
 	if err != nil {
 		return nil, err
@@ -167,7 +164,7 @@ func (s *Store) afterClaimTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest,
 
 // refuseTx records a refused claim in the audit log and returns the refusal, which the transaction helper
 // commits (the event must survive) before handing the error back.
-func (s *Store) refuseTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest, refusal error) error {
+func (s *Store) refuseTx(ctx context.Context, tx *txn, req ClaimRequest, refusal error) error {
 	p := map[string]any{"ek_pub_sha256": req.EKPubSHA256, "slot": req.Slot, "rework": req.Rework, "error": refusal.Error()}
 	var ekb *EKBoundError
 	var sb *SerialBoundError
@@ -193,7 +190,7 @@ func (s *Store) refuseTx(ctx context.Context, tx *sqlx.Tx, req ClaimRequest, ref
 
 // boardTx reads one board inside a write transaction, locking its row on PostgreSQL so the decision made
 // from it holds until commit. nil, nil when there is none.
-func (s *Store) boardTx(ctx context.Context, tx *sqlx.Tx, where string, arg any) (*boardRow, error) {
+func (s *Store) boardTx(ctx context.Context, tx *txn, where string, arg any) (*boardRow, error) {
 	var r boardRow
 	err := tx.GetContext(ctx, &r, s.q("SELECT "+boardColumns+" FROM boards WHERE "+where+s.d.forUpdate), arg)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -206,7 +203,7 @@ func (s *Store) boardTx(ctx context.Context, tx *sqlx.Tx, where string, arg any)
 }
 
 // activeBoardTx locks the board serial and checks that it is in progress.
-func (s *Store) activeBoardTx(ctx context.Context, tx *sqlx.Tx, serial string) (*boardRow, error) {
+func (s *Store) activeBoardTx(ctx context.Context, tx *txn, serial string) (*boardRow, error) {
 	b, err := s.boardTx(ctx, tx, "serial = ?", serial)
 	if err != nil {
 		return nil, err

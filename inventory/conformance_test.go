@@ -753,3 +753,68 @@ func TestListBoardsStreaming(t *testing.T) {
 		}
 	})
 }
+
+func TestSQLiteSettings(t *testing.T) {
+	s := openStore(t, engines[0].fresh(t))
+	ctx := context.Background()
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000"} {
+		var got string
+		if err := s.w.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
+		}
+	}
+	var fk string
+	if err := s.r.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != "1" {
+		t.Errorf("reader foreign_keys = %s, %v", fk, err)
+	}
+	if _, err := s.r.ExecContext(ctx, "INSERT INTO operators (id, created_at) VALUES ('x', 0)"); err == nil {
+		t.Error("the reader pool accepted a write")
+	}
+	// Foreign keys hold: a board in a batch that does not exist is refused by the database itself.
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO boards (serial, batch, state, station, created_at, updated_at)
+		VALUES ('S', 'nope', 'in_progress', 'nope', 0, 0)`); err == nil {
+		t.Error("a board without a batch was inserted: foreign keys are off")
+	}
+}
+
+// TestClock checks that rows and events take their time from the injected clock, stored as UTC, and that a
+// step finished without a measured duration gets the clock time between its two journal entries.
+func TestClock(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine, _ *Store, dbURL string) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		now := time.Date(2026, 3, 1, 8, 0, 0, 123456789, time.FixedZone("CET", 3600))
+		clock := func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			now = now.Add(time.Second)
+			return now
+		}
+		s := openStore(t, dbURL, WithClock(clock))
+		b := mustOpenBatch(t, s, "B1", "st1", 1)
+		if want := time.Date(2026, 3, 1, 7, 0, 1, 123456789, time.UTC); !b.OpenedAt.Equal(want) || b.OpenedAt.Location() != time.UTC {
+			t.Errorf("OpenedAt = %v, want %v in UTC", b.OpenedAt, want)
+		}
+		if _, err := s.ClaimBoard(ctx, ClaimRequest{Serial: "S", EKPubSHA256: ekHash(1), Batch: "B1", Station: "st1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StepStarted(ctx, "S", "read_ek"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StepFailed(ctx, "S", "read_ek", StepOutcome{TPMTime: 5 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		steps, err := s.ListSteps(ctx, "S")
+		if err != nil || len(steps) != 1 || steps[0].Duration != time.Second || steps[0].TPMTime != 5*time.Millisecond {
+			t.Errorf("steps = %+v, %v; want a 1s duration from the clock", steps, err)
+		}
+		var last *Event
+		s.ListEvents(ctx, EventFilter{}, func(e *Event) error { last = e; return nil })
+		if last == nil || !last.Time.Equal(steps[0].FinishedAt) || last.Time.Location() != time.UTC {
+			t.Errorf("last event time = %v, step finished %v", last, steps[0].FinishedAt)
+		}
+	})
+}

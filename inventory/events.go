@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // Event kinds the store writes itself. Callers may append their own kinds with AppendEvent.
@@ -90,7 +88,7 @@ func (s *Store) AppendEvent(ctx context.Context, e Event) (*Event, error) {
 		}
 	}
 	var out *Event
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		ev := e
 		if err := s.appendEventTx(ctx, tx, &ev); err != nil {
 			return err
@@ -107,7 +105,7 @@ func (s *Store) AppendEvent(ctx context.Context, e Event) (*Event, error) {
 // appendEventTx assigns e the next seq after the chain head, links and hashes it, and moves the head, all
 // inside tx. The head row is locked (PostgreSQL) or the writer is exclusive (SQLite), so appenders on every
 // station queue here; callers take this lock last, after their own rows, so lock order never cycles.
-func (s *Store) appendEventTx(ctx context.Context, tx *sqlx.Tx, e *Event) error {
+func (s *Store) appendEventTx(ctx context.Context, tx *txn, e *Event) error {
 	if len(bytes.TrimSpace(e.Payload)) == 0 {
 		e.Payload = json.RawMessage("{}")
 	} else {
@@ -125,7 +123,7 @@ func (s *Store) appendEventTx(ctx context.Context, tx *sqlx.Tx, e *Event) error 
 		return fmt.Errorf("reading the audit chain head: %w", err)
 	}
 	if e.Time.IsZero() {
-		e.Time = s.now()
+		e.Time = fromNano(tx.now)
 	}
 	e.Time = fromNano(e.Time.UTC().UnixNano())
 	e.Seq = head.Seq + 1

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
 )
 
 const exportColumns = "id, batch, format, file_sha256, boards, station, created_at, pushed_at"
@@ -27,11 +25,11 @@ func (s *Store) RecordEKListExport(ctx context.Context, e EKListExport) (*EKList
 		return nil, fmt.Errorf("%w: EK list of batch %s counts %d boards", ErrInvalid, e.Batch, e.Boards)
 	}
 	var out *EKListExport
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.inTx(ctx, func(tx *txn) error {
 		if _, err := s.getBatchTx(ctx, tx, e.Batch, false); err != nil {
 			return err
 		}
-		now := s.nowNano()
+		now := tx.now
 		var id int64
 		if err := tx.GetContext(ctx, &id, s.q(`INSERT INTO ek_list_exports (batch, format, file_sha256, boards, station, created_at)
 			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`), e.Batch, e.Format, sum, e.Boards, e.Station, now); err != nil {
@@ -51,7 +49,7 @@ func (s *Store) RecordEKListExport(ctx context.Context, e EKListExport) (*EKList
 // MarkEKListPushed records that export id was delivered to the upstream CA.
 func (s *Store) MarkEKListPushed(ctx context.Context, id int64) (*EKListExport, error) {
 	var out *EKListExport
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		var r exportRow
 		err := tx.GetContext(ctx, &r, s.q("SELECT "+exportColumns+" FROM ek_list_exports WHERE id = ?"+s.d.forUpdate), id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -60,7 +58,7 @@ func (s *Store) MarkEKListPushed(ctx context.Context, id int64) (*EKListExport, 
 		if err != nil {
 			return err
 		}
-		now := s.nowNano()
+		now := tx.now
 		if _, err := tx.ExecContext(ctx, s.q("UPDATE ek_list_exports SET pushed_at = ? WHERE id = ?"), now, id); err != nil {
 			return err
 		}

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // boardEvent is the audit event of a change to board b.
@@ -24,13 +22,13 @@ func boardEvent(b *boardRow, kind string, p map[string]any) *Event {
 }
 
 // onActiveBoard runs fn on the locked, in-progress board serial in one transaction.
-func (s *Store) onActiveBoard(ctx context.Context, serial, what string, fn func(tx *sqlx.Tx, b *boardRow, now int64) error) error {
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+func (s *Store) onActiveBoard(ctx context.Context, serial, what string, fn func(tx *txn, b *boardRow, now int64) error) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		b, err := s.activeBoardTx(ctx, tx, serial)
 		if err != nil {
 			return err
 		}
-		return fn(tx, b, s.nowNano())
+		return fn(tx, b, tx.now)
 	})
 	if err != nil {
 		return fmt.Errorf("%s for board %s: %w", what, serial, err)
@@ -45,7 +43,7 @@ func (s *Store) StepStarted(ctx context.Context, serial, step string) (int64, er
 		return 0, err
 	}
 	var id int64
-	err := s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	err := s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *txn, b *boardRow, now int64) error {
 		if err := tx.GetContext(ctx, &id, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at)
 			VALUES (?, ?, ?, 'started', ?) RETURNING id`), b.ID, b.Attempt, step, now); err != nil {
 			return err
@@ -76,7 +74,7 @@ func (s *Store) finishStep(ctx context.Context, serial, step, phase, kind string
 	if o.Duration < 0 || o.TPMTime < 0 {
 		return fmt.Errorf("%w: negative duration for step %s of board %s", ErrInvalid, step, serial)
 	}
-	return s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	return s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *txn, b *boardRow, now int64) error {
 		var open struct {
 			ID        int64 `db:"id"`
 			StartedAt int64 `db:"started_at"`
@@ -128,7 +126,7 @@ func (s *Store) SetBoardTPMInfo(ctx context.Context, serial string, info TPMInfo
 			return err
 		}
 	}
-	return s.onActiveBoard(ctx, serial, "recording TPM info", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	return s.onActiveBoard(ctx, serial, "recording TPM info", func(tx *txn, b *boardRow, now int64) error {
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET tpm_manufacturer = ?, tpm_vendor = ?, tpm_firmware = ?,
 			updated_at = ? WHERE id = ?`), info.Manufacturer, info.Vendor, info.Firmware, now, b.ID); err != nil {
 			return err
@@ -144,7 +142,7 @@ func (s *Store) SetBoardEK(ctx context.Context, serial string, ekCert, ekPublic 
 	if len(ekPublic) == 0 {
 		return fmt.Errorf("%w: board %s: EK public key is empty", ErrInvalid, serial)
 	}
-	return s.onActiveBoard(ctx, serial, "recording the EK", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	return s.onActiveBoard(ctx, serial, "recording the EK", func(tx *txn, b *boardRow, now int64) error {
 		if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
 			return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
 				short(got), short(b.EKPubSHA256.String))
@@ -178,7 +176,7 @@ func (s *Store) SaveKey(ctx context.Context, serial string, k Key) error {
 	if len(k.Public) == 0 || len(k.Name) == 0 {
 		return fmt.Errorf("%w: board %s: %s key needs its public area and Name", ErrInvalid, serial, k.Kind)
 	}
-	return s.onActiveBoard(ctx, serial, "saving the "+string(k.Kind)+" key", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	return s.onActiveBoard(ctx, serial, "saving the "+string(k.Kind)+" key", func(tx *txn, b *boardRow, now int64) error {
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO keys (board_id, attempt, kind, public, handle, name, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
 			public = excluded.public, handle = excluded.handle, name = excluded.name, created_at = excluded.created_at`),
@@ -204,7 +202,7 @@ func (s *Store) SaveCertificate(ctx context.Context, serial string, kind KeyKind
 	}
 	c := &Certificate{Kind: kind, DER: der, SerialHex: hex.EncodeToString(cert.SerialNumber.Bytes()),
 		NotAfter: cert.NotAfter.UTC()}
-	err = s.onActiveBoard(ctx, serial, "saving the "+string(kind)+" certificate", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	err = s.onActiveBoard(ctx, serial, "saving the "+string(kind)+" certificate", func(tx *txn, b *boardRow, now int64) error {
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO certificates (board_id, attempt, kind, der, serial_hex, not_after, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
 			der = excluded.der, serial_hex = excluded.serial_hex, not_after = excluded.not_after, created_at = excluded.created_at`),
@@ -256,7 +254,7 @@ func (s *Store) ListCertificates(ctx context.Context, serial string) ([]Certific
 // attempt has both keys and both certificates recorded and the EK public key is on record.
 func (s *Store) MarkProvisioned(ctx context.Context, serial string) (*Board, error) {
 	var out *Board
-	err := s.onActiveBoard(ctx, serial, "marking provisioned", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	err := s.onActiveBoard(ctx, serial, "marking provisioned", func(tx *txn, b *boardRow, now int64) error {
 		var missing []string
 		if len(b.EKPublic) == 0 {
 			missing = append(missing, "EK public key")
@@ -305,7 +303,7 @@ func (s *Store) MarkFailed(ctx context.Context, serial, code, text string) error
 	if err := checkFreeText("reason text", text); err != nil {
 		return err
 	}
-	return s.onActiveBoard(ctx, serial, "marking failed", func(tx *sqlx.Tx, b *boardRow, now int64) error {
+	return s.onActiveBoard(ctx, serial, "marking failed", func(tx *txn, b *boardRow, now int64) error {
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'failed', reason_code = ?, reason_text = ?,
 			updated_at = ? WHERE id = ?`), code, text, now, b.ID); err != nil {
 			return err
@@ -324,7 +322,7 @@ func (s *Store) MarkStopped(ctx context.Context, serial, code, text string) erro
 	if err := checkFreeText("reason text", text); err != nil {
 		return err
 	}
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		b, err := s.boardTx(ctx, tx, "serial = ?", serial)
 		if err != nil {
 			return err
@@ -332,7 +330,7 @@ func (s *Store) MarkStopped(ctx context.Context, serial, code, text string) erro
 		if b == nil {
 			return fmt.Errorf("%w: no board %s", ErrBoardNotFound, serial)
 		}
-		now := s.nowNano()
+		now := tx.now
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'stopped', reason_code = ?, reason_text = ?,
 			updated_at = ? WHERE id = ?`), code, text, now, b.ID); err != nil {
 			return err

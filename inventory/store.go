@@ -156,6 +156,12 @@ func redact(rawURL string) string {
 // q rebinds a ? query to the engine's placeholders.
 func (s *Store) q(query string) string { return s.w.Rebind(query) }
 
+// txn is a write transaction and its one timestamp: every row and event it writes carries the same time.
+type txn struct {
+	*sqlx.Tx
+	now int64 // unix nanoseconds, UTC
+}
+
 // keepError marks an error a transaction returns after writing something that must stay, such as the
 // audit event recording a refused claim: the helper commits, then returns the error.
 type keepError struct{ err error }
@@ -166,7 +172,7 @@ func (k *keepError) Unwrap() error { return k.err }
 // inTx runs fn in one write transaction and commits it. A transaction that lost a race (a unique
 // violation on a row another station inserted meanwhile, a lost optimistic update, a deadlock) runs
 // again from the start, where its own checks now see the winner and return the precise error.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	const attempts = 10
 	var err error
 	for i := range attempts {
@@ -187,12 +193,12 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	return err
 }
 
-func (s *Store) runTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
 	tx, err := s.w.BeginTxx(ctx, nil)
 	if err != nil {
 		return mapDBError(fmt.Errorf("starting transaction on %s: %w", s.where, err))
 	}
-	ferr := fn(tx)
+	ferr := fn(&txn{Tx: tx, now: s.nowNano()})
 	var keep *keepError
 	if ferr != nil && !errors.As(ferr, &keep) {
 		tx.Rollback()

@@ -1,0 +1,66 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkLookup measures board lookups by serial and by EK hash in an inventory of 100,000 boards, on
+// PostgreSQL (the shared line inventory) and, for comparison in the same run, on SQLite. Besides ns/op it
+// reports the p50 and p99 latency of single lookups.
+func BenchmarkLookup(b *testing.B) {
+	const boards = 100_000
+	ctx := context.Background()
+	for _, e := range engines {
+		b.Run(e.name, func(b *testing.B) {
+			s := openStore(b, e.fresh(b))
+			mustOpenBatch(b, s, "BENCH", "st1", boards)
+			start := time.Now()
+			seedBoards(b, s, "BENCH", "st1", boards)
+			if _, err := s.w.ExecContext(ctx, "ANALYZE"); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("%s: seeded %d boards in %v", e.name, boards, time.Since(start))
+			lookups := []struct {
+				name string
+				get  func(i int) (*Board, error)
+			}{
+				{"serial", func(i int) (*Board, error) { return s.GetBoardBySerial(ctx, serialOf(i)) }},
+				{"ekhash", func(i int) (*Board, error) { return s.GetBoardByEKHash(ctx, ekHash(i)) }},
+			}
+			for _, l := range lookups {
+				b.Run(l.name, func(b *testing.B) {
+					rng := rand.New(rand.NewPCG(1, 2))
+					var lat []time.Duration
+					for b.Loop() {
+						i := rng.IntN(boards)
+						t0 := time.Now()
+						got, err := l.get(i)
+						lat = append(lat, time.Since(t0))
+						if err != nil || got.Serial != serialOf(i) {
+							b.Fatalf("lookup %d = %+v, %v", i, got, err)
+						}
+					}
+					slices.Sort(lat)
+					b.ReportMetric(float64(percentile(lat, 50).Microseconds()), "p50-µs")
+					b.ReportMetric(float64(percentile(lat, 99).Microseconds()), "p99-µs")
+				})
+			}
+		})
+	}
+}
+
+func serialOf(i int) string { return fmt.Sprintf("SN%07d", i) }
+
+// percentile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	k := (len(sorted)*p + 99) / 100
+	return sorted[max(k-1, 0)]
+}
