@@ -224,7 +224,7 @@ func ekTemplateFromNV(tpm transport.TPM, alg EKAlg) (tpm2.TPMTPublic, error) {
 	}
 	raw, err := ReadNV(tpm, tmplIdx, maxEKTemplateSize)
 	switch {
-	case errors.Is(err, ErrNVAbsent):
+	case errors.Is(err, ErrNVAbsent), errors.Is(err, ErrNVEmpty):
 	case err != nil:
 		return t, fmt.Errorf("reading EK template at NV %#x: %w", tmplIdx, err)
 	default:
@@ -239,7 +239,7 @@ func ekTemplateFromNV(tpm transport.TPM, alg EKAlg) (tpm2.TPMTPublic, error) {
 	}
 	nonce, err := ReadNV(tpm, nonceIdx, maxEKNonceSize)
 	switch {
-	case errors.Is(err, ErrNVAbsent):
+	case errors.Is(err, ErrNVAbsent), errors.Is(err, ErrNVEmpty):
 		return t, nil
 	case err != nil:
 		return t, fmt.Errorf("reading EK nonce at NV %#x: %w", nonceIdx, err)

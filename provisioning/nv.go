@@ -12,6 +12,9 @@ import (
 // ErrNVAbsent reports that an NV index is not defined (TPM_RC_HANDLE on TPM2_NV_ReadPublic).
 var ErrNVAbsent = errors.New("NV index not defined")
 
+// ErrNVEmpty reports that an NV index is defined but was never written (TPMA_NV_WRITTEN clear).
+var ErrNVEmpty = errors.New("NV index never written")
+
 // ErrNVLocked reports that an NV index is write-locked with other contents than the ones asked for: a
 // rework has to Clear the board first.
 var ErrNVLocked = errors.New("NV index is write-locked")
@@ -76,6 +79,9 @@ func readNV(tpm transport.TPM, index uint32, pub *tpm2.TPMSNVPublic, name tpm2.T
 	size := int(pub.DataSize)
 	if size > max {
 		return nil, fmt.Errorf("reading NV %#x: index declares %d bytes, more than the %d allowed", index, size, max)
+	}
+	if !pub.Attributes.Written {
+		return nil, fmt.Errorf("reading NV %#x: %w", index, ErrNVEmpty)
 	}
 	if pub.Attributes.NT != tpm2.TPMNTOrdinary {
 		return nil, fmt.Errorf("reading NV %#x: not an ordinary index (type %d)", index, pub.Attributes.NT)

@@ -22,9 +22,9 @@ type Layout struct {
 	WriteLock bool
 }
 
-// DefaultLayout is DESIGN.md's: persistent handles in the owner's range 0x81000000-0x817FFFFF (TCG TPM v2.0
-// Provisioning Guidance section 7.8, table 2: 0x8102xxxx is not assigned to SRKs or EKs), certificate
-// indices in the owner's NV range 0x01C90000.. reserved for platform/owner certificates.
+// DefaultLayout is DESIGN.md's default layout; a product profile may override it. The handles sit in the
+// owner's persistent range (TPM 2.0 Part 2 section 7.4), away from the SRK (0x8100xxxx) and EK (0x8101xxxx)
+// blocks of the TCG TPM v2.0 Provisioning Guidance.
 func DefaultLayout() Layout {
 	return Layout{
 		IAKHandle:       0x81020001,

@@ -621,3 +621,35 @@ func FuzzParseCertifyInfo(f *testing.F) {
 		provisioning.ParseCertifyInfo(b) // must not panic
 	})
 }
+
+func TestReadNVStates(t *testing.T) {
+	tpm := openTPM(t)
+	const idx = 0x01C90300
+	if _, err := provisioning.ReadNV(tpm, idx, 100); !errors.Is(err, provisioning.ErrNVAbsent) {
+		t.Errorf("absent index: %v, want ErrNVAbsent", err)
+	}
+	_, err := (tpm2.NVDefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
+			NVIndex: idx, NameAlg: tpm2.TPMAlgSHA256, DataSize: 10,
+			Attributes: tpm2.TPMANV{OwnerWrite: true, OwnerRead: true, NoDA: true, NT: tpm2.TPMNTOrdinary},
+		}),
+	}).Execute(tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisioning.ReadNV(tpm, idx, 100); !errors.Is(err, provisioning.ErrNVEmpty) {
+		t.Errorf("unwritten index: %v, want ErrNVEmpty", err)
+	}
+	// A vendor EK template index defined but never written is as good as absent.
+	writePlatformNV(t, tpm, 0x01C0000C, nil)
+	ek, err := provisioning.CreateEK(tpm, provisioning.EKP256)
+	if err != nil {
+		t.Fatalf("EK with an empty template index: %v", err)
+	}
+	mustFlush(t, tpm, ek)
+	st, err := provisioning.InspectNV(tpm, idx, 100)
+	if err != nil || st == nil || st.Data != nil || st.DataSize != 10 {
+		t.Errorf("InspectNV of an unwritten index: %+v, %v", st, err)
+	}
+}
