@@ -32,7 +32,7 @@ func TestEnrollHappyPath(t *testing.T) {
 			if len(ch.Nonce) != 32 || len(ch.SessionID) != 32 || !ch.ExpiresAt.Equal(e.now.Add(DefaultChallengeTTL)) {
 				t.Fatalf("challenge %+v", ch)
 			}
-			certs, err := e.v.Activate(ctx, "station-1", b.answer(ch))
+			certs, err := e.v.Activate(ctx, "station-1", b.answer(t, ch))
 			if err != nil {
 				t.Fatal(err)
 			}

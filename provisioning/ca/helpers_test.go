@@ -218,15 +218,15 @@ func (b *board) request() *provisioning.EnrollRequest {
 }
 
 // answer runs ActivateCredential and Certify as an honest device does.
-func (b *board) answer(ch *provisioning.Challenge) *provisioning.ActivateRequest {
-	b.t.Helper()
+func (b *board) answer(t testing.TB, ch *provisioning.Challenge) *provisioning.ActivateRequest {
+	t.Helper()
 	secret, err := provisioning.ActivateCredential(b.tpm, b.ek, b.iak, ch.CredentialBlob, ch.EncryptedSecret)
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	attest, sig, err := provisioning.Certify(b.tpm, b.iak, b.idevid, ch.Nonce)
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return &provisioning.ActivateRequest{Version: provisioning.ProtocolVersion, SessionID: ch.SessionID, Secret: secret, CertifyInfo: attest, CertifySignature: sig}
 }
@@ -303,3 +303,5 @@ func wantCode(t testing.TB, err error, code provisioning.ErrorCode) {
 		t.Fatalf("error message spans lines: %q", pe.Message)
 	}
 }
+
+func hexs(b []byte) string { return hex.EncodeToString(b) }
