@@ -1,0 +1,64 @@
+package provisioning_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/provisioning"
+)
+
+// TestSwtpmBoard runs the device side against a board made by swtpm_setup (RSA-2048 EK certificate at
+// 0x01C00002, P-384 at 0x01C00016, see tpm-facts.md) when TPMLINE_SWTPM names it, e.g.
+// TPMLINE_SWTPM=swtpm://127.0.0.1:2321. It checks that the EKs this package creates from the TCG templates
+// (L-1 and H-3) are the keys swtpm's vendor certified, and provisions the board with the P-384 (H-3) keys.
+// The station's integration tests cover swtpm boards in full; this is the quick cross-check.
+func TestSwtpmBoard(t *testing.T) {
+	addr := os.Getenv("TPMLINE_SWTPM")
+	if addr == "" {
+		t.Skip("TPMLINE_SWTPM not set")
+	}
+	tpm, err := fixtures.Open(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpm.Close()
+	defer assertNoTransients(t, tpm)
+	certs, err := provisioning.ReadEKCertificates(tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	matched := 0
+	for _, c := range certs {
+		alg, ok := provisioning.EKAlgForIndex(c.Index)
+		if !ok {
+			continue
+		}
+		ek, err := provisioning.CreateEK(tpm, alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = provisioning.CheckEKMatchesCert(c.Data, &ek.Public)
+		mustFlush(t, tpm, ek)
+		if err != nil {
+			t.Errorf("NV %#x (%s): %v", c.Index, alg, err)
+		}
+		matched++
+	}
+	if matched == 0 {
+		t.Fatal("no EK certificate on the board")
+	}
+	l := provisioning.DefaultLayout()
+	res, err := provisioning.Provision(context.Background(), tpm, newTestCA(t),
+		provisioning.Options{Serial: "SWTPM-1", KeyAlg: provisioning.KeyP384, Layout: l, Rework: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Steps {
+		t.Logf("%-20s %v", s.Name, s.Duration)
+	}
+	if err := provisioning.Clear(tpm, l); err != nil {
+		t.Fatal(err)
+	}
+}
