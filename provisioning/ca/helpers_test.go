@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,3 +307,7 @@ func wantCode(t testing.TB, err error, code provisioning.ErrorCode) {
 }
 
 func hexs(b []byte) string { return hex.EncodeToString(b) }
+
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
+}
