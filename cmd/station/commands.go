@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/station"
+)
+
+func withInventory(ctx context.Context, g *globals, fn func(s *station.Settings, inv *inventory.Store) error) error {
+	s, err := g.settings()
+	if err != nil {
+		return err
+	}
+	inv, err := openInventory(ctx, s)
+	if err != nil {
+		return fmt.Errorf("%v; check --db or the config's db", err)
+	}
+	defer inv.Close()
+	return fn(s, inv)
+}
+
+func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("batch open")
+	id := fs.String("id", "", "batch ID")
+	product := fs.String("product", "default", "product (a profile name)")
+	qty := fs.Int("quantity", 0, "boards planned")
+	wo := fs.String("work-order", "", "work order")
+	op := fs.String("operator", "", "operator")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" {
+		return usagef("--id is required")
+	}
+	if *qty < 0 {
+		return usagef("--quantity must not be negative")
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		profiles, err := station.LoadProfiles(s.Profiles)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		if _, ok := profiles[*product]; !ok && *product != "default" {
+			return usagef("no profile for product %q: add it with --profile FILE or the config's profiles", *product)
+		}
+		b, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: *id, Product: *product, WorkOrder: *wo, Quantity: *qty,
+			Operator: *op, Station: s.StationID})
+		if err != nil {
+			if errors.Is(err, inventory.ErrBatchExists) || errors.Is(err, inventory.ErrInvalid) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		fmt.Fprintf(g.stdout, "batch %s opened: product %s, quantity %d, station %s\n", b.ID, b.Product, b.Quantity, b.Station)
+		return nil
+	})
+}
+
+func cmdBatchClose(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("batch close")
+	id := fs.String("id", "", "batch ID")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" {
+		return usagef("--id is required")
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		b, err := inv.CloseBatch(ctx, *id)
+		if err != nil {
+			if errors.Is(err, inventory.ErrBatchNotFound) || errors.Is(err, inventory.ErrBatchClosed) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		fmt.Fprintf(g.stdout, "batch %s closed at %s\n", b.ID, b.ClosedAt.Format(time.RFC3339))
+		return nil
+	})
+}
+
+func cmdBatchList(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("batch list")
+	all := fs.Bool("all", false, "include closed batches")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	state := "open"
+	if *all {
+		state = ""
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		list, err := inv.ListBatches(ctx, state)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BATCH\tPRODUCT\tSTATE\tQTY\tDONE\tPASSED\tFAILED\tSTOPPED\tIN PROGRESS\tOPENED")
+		for _, b := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.ID, b.Product, b.State, b.Quantity, b.Done,
+				b.Passed, b.Failed, b.Stopped, b.InProgress, b.OpenedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
+}
+
+func cmdBatchShow(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("batch show")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("give one batch ID")
+	}
+	id := fs.Arg(0)
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		b, err := inv.GetBatch(ctx, id)
+		if err != nil {
+			if errors.Is(err, inventory.ErrBatchNotFound) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		fmt.Fprintf(g.stdout, "batch %s\nproduct %s\nwork order %s\nquantity %d\noperator %s\nstation %s\nstate %s\nopened %s\n",
+			b.ID, b.Product, b.WorkOrder, b.Quantity, b.Operator, b.Station, b.State, b.OpenedAt.Format(time.RFC3339))
+		if !b.ClosedAt.IsZero() {
+			fmt.Fprintf(g.stdout, "closed %s\n", b.ClosedAt.Format(time.RFC3339))
+		}
+		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERIAL\tSTATE\tSTEP\tREASON\tEK SHA-256\tUPDATED")
+		err = inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", bd.Serial, bd.State, bd.CurrentStep, bd.ReasonCode,
+				shortHash(bd.EKPubSHA256), bd.UpdatedAt.Format(time.RFC3339))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return tw.Flush()
+	})
+}
+
+func shortHash(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	return h
+}
+
+// provisionResult is `station provision --json`'s output.
+type provisionResult struct {
+	Serial           string             `json:"serial"`
+	Batch            string             `json:"batch"`
+	State            string             `json:"state"`
+	Already          bool               `json:"already_provisioned,omitempty"`
+	Reason           *station.Failure   `json:"reason,omitempty"`
+	EKPubSHA256      string             `json:"ek_pub_sha256,omitempty"`
+	IAKCertSerial    string             `json:"iak_cert_serial,omitempty"`
+	IDevIDCertSerial string             `json:"idevid_cert_serial,omitempty"`
+	DurationMS       float64            `json:"duration_ms"`
+	TPMTimeMS        float64            `json:"tpm_time_ms"`
+	Steps            []station.StepTime `json:"steps"`
+}
+
+func cmdProvision(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("provision")
+	addr := fs.String("tpm", "", "the board's TPM: sim, swtpm://host:port, unix:///path, /dev/tpmrm0, relay://host:port")
+	serial := fs.String("serial", "", "board serial")
+	batch := fs.String("batch", "", "batch ID")
+	slot := fs.Int("slot", 0, "fixture slot")
+	rework := fs.Bool("rework", false, "provision again a board that was provisioned, stopped or had its TPM replaced")
+	asJSON := fs.Bool("json", false, "print the outcome as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *addr == "" || *serial == "" || *batch == "" {
+		return usagef("--tpm, --serial and --batch are required")
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		ca, err := caClient(s)
+		if err != nil {
+			return err
+		}
+		st, err := newStation(s, inv, ca, nil, faultFromEnv())
+		if err != nil {
+			return err
+		}
+		out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework})
+		res := provisionResult{Serial: out.Serial, Batch: out.Batch, State: string(out.State), Already: out.Already,
+			Reason: out.Failure, EKPubSHA256: out.EKPubSHA256, IAKCertSerial: out.IAKCertSerial,
+			IDevIDCertSerial: out.IDevIDCertSerial, DurationMS: ms(out.Duration), TPMTimeMS: ms(out.TPMTime), Steps: out.Steps}
+		if *asJSON {
+			enc := json.NewEncoder(g.stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(res); err != nil {
+				return err
+			}
+		}
+		if out.Failure != nil {
+			fmt.Fprintf(g.stderr, "board %s: %s: %s\n", *serial, strings.ToUpper(string(out.State)), out.Failure.Line())
+			if out.Failure.Code == station.ReasonBadSerial || out.Failure.Code == station.ReasonBatch {
+				return &usageError{fmt.Sprintf("board %s: %s", *serial, out.Failure.Line())}
+			}
+			return errFailed
+		}
+		if !*asJSON {
+			what := "provisioned"
+			if out.Already {
+				what = "already provisioned; the TPM still holds its keys and certificates"
+			}
+			fmt.Fprintf(g.stdout, "board %s: PASS %s in %.0f ms (TPM %.0f ms); IAK cert %s, IDevID cert %s\n", *serial, what,
+				ms(out.Duration), ms(out.TPMTime), out.IAKCertSerial, out.IDevIDCertSerial)
+		}
+		return nil
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// faultFromEnv is the crash-test hook: TPMLINE_FAULT=STEP:PHASE (phase before or after) kills the process
+// with SIGKILL at that step boundary, as a power cut would. Unset in production.
+func faultFromEnv() func(step, phase string) {
+	v := os.Getenv("TPMLINE_FAULT")
+	if v == "" {
+		return nil
+	}
+	return func(step, phase string) {
+		if step+":"+phase == v {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
+
+func cmdBoardShow(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("board show")
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("give one board serial")
+	}
+	serial := fs.Arg(0)
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		b, err := inv.GetBoardBySerial(ctx, serial)
+		if err != nil {
+			if errors.Is(err, inventory.ErrBoardNotFound) {
+				fmt.Fprintf(g.stderr, "board %s: not in the inventory at %s; check the serial\n", serial, inv.Where())
+				return errFailed
+			}
+			return err
+		}
+		steps, err := inv.ListSteps(ctx, serial)
+		if err != nil {
+			return err
+		}
+		keys, err := inv.ListKeys(ctx, serial)
+		if err != nil {
+			return err
+		}
+		certs, err := inv.ListCertificates(ctx, serial)
+		if err != nil {
+			return err
+		}
+		var events []*inventory.Event
+		if err := inv.ListEvents(ctx, inventory.EventFilter{Serial: serial}, func(e *inventory.Event) error {
+			events = append(events, e)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(g.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{"board": b, "steps": steps, "keys": keys, "certificates": certs, "events": events})
+		}
+		w := g.stdout
+		fmt.Fprintf(w, "board %s\nstate %s", b.Serial, b.State)
+		if b.ReasonCode != "" {
+			fmt.Fprintf(w, " (%s: %s)", b.ReasonCode, b.ReasonText)
+		}
+		fmt.Fprintf(w, "\nbatch %s, station %s slot %d, attempt %d, reworks %d\n", b.Batch, b.Station, b.Slot, b.Attempt, b.ReworkCount)
+		fmt.Fprintf(w, "TPM %s %s firmware %s\nEK public SHA-256 %s\n", b.TPMManufacturer, b.TPMVendor, b.TPMFirmware, b.EKPubSHA256)
+		if len(b.EKCert) > 0 {
+			fmt.Fprintf(w, "EK certificate %d bytes\n", len(b.EKCert))
+		}
+		fmt.Fprintln(w, "\nkeys:")
+		for _, k := range keys {
+			fmt.Fprintf(w, "  attempt %d %-6s handle %#x name %s\n", k.Attempt, k.Kind, k.Handle, hex.EncodeToString(k.Name))
+		}
+		fmt.Fprintln(w, "\ncertificates:")
+		for _, c := range certs {
+			subj := ""
+			if x, err := x509.ParseCertificate(c.DER); err == nil {
+				subj = x.Subject.String()
+			}
+			fmt.Fprintf(w, "  attempt %d %-6s serial %s notAfter %s %s\n", c.Attempt, c.Kind, c.SerialHex, c.NotAfter.Format("2006-01-02"), subj)
+		}
+		fmt.Fprintln(w, "\nsteps:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, st := range steps {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%.1f ms\tTPM %.1f ms\t%s\n", st.Attempt, st.StartedAt.Format("15:04:05.000"), st.Step,
+				st.Phase, ms(st.Duration), ms(st.TPMTime), st.Detail)
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "\nevents:")
+		for _, e := range events {
+			fmt.Fprintf(w, "  #%d %s %s %s %s\n", e.Seq, e.Time.Format(time.RFC3339Nano), e.Station, e.Kind, string(e.Payload))
+		}
+		return nil
+	})
+}
+
+func cmdAuditVerify(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("audit verify")
+	batch := fs.String("batch", "", "only this batch's events (default: the whole log)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		st, err := inv.VerifyChain(ctx, *batch)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "audit chain BROKEN: %v\n", err)
+			return errFailed
+		}
+		fmt.Fprintf(g.stdout, "audit chain OK: %d events, head %s\n", st.Count, st.Head)
+		return nil
+	})
+}

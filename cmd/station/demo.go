@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func cmdDemo(ctx context.Context, g *globals, args []string) error {
+	return errors.New("demo: not wired yet")
+}

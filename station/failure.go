@@ -1,0 +1,161 @@
+package station
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
+)
+
+// Failure is why a board did not pass: a stable reason code for scripts and reports, a one-line
+// explanation, and what the operator does next.
+type Failure struct {
+	Code string `json:"code"`
+	Text string `json:"text"`
+	Next string `json:"next"`
+	// Stop means the board is set aside (possible clone, swapped part, refused TPM): only a rework takes
+	// it again. Otherwise the board failed and may simply be retried.
+	Stop bool `json:"stop"`
+	// Infra is true when the station, not the board, is at fault (CA or database unreachable); the
+	// board keeps its state and is retried when the service is back.
+	Infra bool  `json:"infra"`
+	Err   error `json:"-"`
+}
+
+func (f *Failure) Error() string { return f.Line() }
+func (f *Failure) Unwrap() error { return f.Err }
+
+// Line is the one line an operator reads.
+func (f *Failure) Line() string {
+	if f.Next == "" {
+		return fmt.Sprintf("%s: %s", f.Code, f.Text)
+	}
+	return fmt.Sprintf("%s: %s: %s", f.Code, f.Text, f.Next)
+}
+
+// Reason codes. docs/station.md lists them.
+const (
+	ReasonBadSerial          = "bad_serial"
+	ReasonBatch              = "batch_unusable"
+	ReasonSlotBusy           = "slot_busy"
+	ReasonTPMUnreachable     = "tpm_unreachable"
+	ReasonTPMError           = "tpm_error"
+	ReasonTPMRefused         = "tpm_not_accepted"
+	ReasonNoEKCert           = "no_ek_cert"
+	ReasonEKMismatch         = "ek_mismatch"
+	ReasonClone              = "ek_bound_to_other_serial"
+	ReasonSwap               = "serial_bound_to_other_ek"
+	ReasonHeldElsewhere      = "in_progress_elsewhere"
+	ReasonAlreadyDone        = "already_provisioned"
+	ReasonStopped            = "board_stopped"
+	ReasonTPMOccupied        = "tpm_already_provisioned"
+	ReasonCAUnreachable      = "ca_unreachable"
+	ReasonInventory          = "inventory_unavailable"
+	ReasonReadBack           = "read_back_mismatch"
+	ReasonCAPrefix           = "ca_"
+	ReasonCertificateForeign = "certificate_mismatch"
+)
+
+func fail(code, next string, err error, format string, args ...any) *Failure {
+	text := fmt.Sprintf(format, args...)
+	if err != nil && text == "" {
+		text = err.Error()
+	}
+	return &Failure{Code: code, Text: oneLine(text), Next: next, Err: err}
+}
+
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// classifyClaim turns an inventory refusal into a board failure.
+func classifyClaim(serial string, err error) *Failure {
+	var ekb *inventory.EKBoundError
+	var sb *inventory.SerialBoundError
+	var ip *inventory.InProgressError
+	switch {
+	case errors.As(err, &ekb):
+		f := fail(ReasonClone, "set the board aside for QA (possible cloned TPM or mislabelled board)", err,
+			"EK already bound to serial %s", ekb.OtherSerial)
+		f.Stop = true
+		return f
+	case errors.As(err, &sb):
+		f := fail(ReasonSwap, "set the board aside for QA; if its TPM was replaced on purpose, run a rework", err,
+			"serial %s is bound to another TPM's EK (possible swapped part)", serial)
+		f.Stop = true
+		return f
+	case errors.As(err, &ip):
+		return fail(ReasonHeldElsewhere, "finish or abort it there first", err, "board %s is in progress at station %s slot %d", serial, ip.Station, ip.Slot)
+	case errors.Is(err, inventory.ErrAlreadyProvisioned):
+		return fail(ReasonAlreadyDone, "nothing to do; run a rework (supervisor) to provision it again", err, "")
+	case errors.Is(err, inventory.ErrBoardStopped):
+		f := fail(ReasonStopped, "hand it to QA; only a rework takes it again", err, "")
+		f.Stop = true
+		return f
+	case errors.Is(err, inventory.ErrBatchClosed), errors.Is(err, inventory.ErrBatchNotFound):
+		return fail(ReasonBatch, "open a batch (station batch open) and scan again", err, "")
+	case errors.Is(err, inventory.ErrInvalid):
+		return fail(ReasonBadSerial, "check the label and scan again", err, "")
+	}
+	f := fail(ReasonInventory, "check the database connection, then retry the board", err, "inventory: %v", err)
+	f.Infra = true
+	return f
+}
+
+// classifyCA turns a CA refusal or a transport error into a board failure.
+func classifyCA(err error) *Failure {
+	var pe *provisioning.Error
+	if errors.As(err, &pe) {
+		f := fail(ReasonCAPrefix+string(pe.Code), caNext(pe.Code), err, "CA refused: %s", pe.Message)
+		switch pe.Code {
+		case provisioning.CodeEKUntrusted, provisioning.CodeEKNotEK, provisioning.CodeEKMismatch,
+			provisioning.CodeEKSerialConflict, provisioning.CodeEKNotListed:
+			f.Stop = true
+		case provisioning.CodeInternal, provisioning.CodeUnauthenticated:
+			f.Infra = true
+		}
+		return f
+	}
+	f := fail(ReasonCAUnreachable, "check the CA link, then retry the board", err, "%v", err)
+	f.Infra = true
+	return f
+}
+
+func caNext(code provisioning.ErrorCode) string {
+	switch code {
+	case provisioning.CodeEKUntrusted, provisioning.CodeEKNotEK, provisioning.CodeEKCertInvalid:
+		return "set the board aside for QA: its TPM's EK certificate is not from an accepted vendor"
+	case provisioning.CodeEKSerialConflict:
+		return "set the board aside for QA: the CA knows this TPM under another serial"
+	case provisioning.CodeEKNotListed:
+		return "push the batch's EK list to the CA (station ek-list push), then retry"
+	case provisioning.CodeUnauthenticated:
+		return "check the station's client certificate (client_cert/client_key) with the CA operator"
+	case provisioning.CodeChallengeExpired:
+		return "retry the board (the CA's challenge timed out)"
+	}
+	return "retry the board once; if it fails again set it aside for QA"
+}
+
+func payload(m map[string]any) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return []byte("{}")
+	}
+	return b
+}

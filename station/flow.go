@@ -1,0 +1,574 @@
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
+)
+
+// run is one board's flow: its TPM, its journal, its timings.
+type run struct {
+	s       *Station
+	ctx     context.Context
+	job     Job
+	prof    *Profile
+	tpm     transport.TPM
+	timed   TimedTPM
+	out     *Outcome
+	start   time.Time
+	claimed bool
+	// pre holds the steps run before the board had an inventory row; they are journaled right after the claim.
+	pre []StepTime
+	// loaded transient keys, flushed on the way out.
+	ek, iak, idevid *provisioning.Key
+}
+
+// Provision runs the per-board flow for one job. It never panics on hostile TPM or CA answers and always
+// returns an outcome; the board's inventory record says the same thing.
+//
+// Order and idempotence: every step either has no side effect (reads, transient keys) or is safe to repeat
+// (IAK and IDevID are primary keys derived from fixed templates, so a resumed board re-creates the very same
+// keys; certificates are recorded in the inventory the moment the CA issues them, so a resumed board writes
+// them instead of enrolling again; Persist and WriteCertNV accept what is already there when it matches).
+// That is what makes a crash at any step recoverable by running the board again.
+func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
+	r := &run{s: s, ctx: ctx, job: job, start: s.cfg.Now(), out: &Outcome{Serial: job.Serial, Batch: job.Batch}}
+	if err := s.acquire(job.Slot, job.Serial); err != nil {
+		r.out.State = inventory.StateFailed
+		r.out.Failure = fail(ReasonSlotBusy, "wait for the slot to finish or use another slot", err, "")
+		return r.out
+	}
+	defer s.release(job.Slot)
+	s.emit(Event{Kind: EvStarted, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch})
+	f := r.provision()
+	r.flushAll()
+	r.out.Duration = s.cfg.Now().Sub(r.start)
+	if r.timed != nil {
+		r.out.TPMTime = r.timed.TPMTime()
+	}
+	if f == nil {
+		r.out.State = inventory.StateProvisioned
+		s.emit(Event{Kind: EvPassed, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Elapsed: r.out.Duration})
+		return r.out
+	}
+	r.out.Failure = f
+	r.out.State = inventory.StateFailed
+	if f.Stop {
+		r.out.State = inventory.StateStopped
+	}
+	if r.claimed && !f.Infra {
+		// A record that cannot be written is the database's failure; the board stays in progress and the
+		// next run (or reconcile) picks it up, so nothing is lost.
+		ctx := context.WithoutCancel(ctx)
+		var err error
+		if f.Stop {
+			err = s.cfg.Inventory.MarkStopped(ctx, job.Serial, f.Code, f.Text)
+		} else {
+			err = s.cfg.Inventory.MarkFailed(ctx, job.Serial, f.Code, f.Text)
+		}
+		if err != nil {
+			f.Text += fmt.Sprintf(" (and recording the failure failed: %v)", err)
+			r.out.State = inventory.StateInProgress
+		}
+	} else if r.claimed {
+		r.out.State = inventory.StateInProgress
+	} else if !f.Infra {
+		r.note(inventory.Event{Kind: "board.refused", Payload: payload(map[string]any{"code": f.Code, "text": f.Text, "slot": job.Slot})})
+	}
+	s.emit(Event{Kind: EvFailed, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Failure: f, Elapsed: r.out.Duration})
+	return r.out
+}
+
+func (r *run) flushAll() {
+	if r.tpm == nil {
+		return
+	}
+	for _, k := range []*provisioning.Key{r.idevid, r.iak, r.ek} {
+		_ = k.Flush(r.tpm) // best effort: FlushTransients at the next board's start catches what this misses
+	}
+	r.ek, r.iak, r.idevid = nil, nil, nil
+	if c, ok := r.tpm.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
+}
+
+// note appends an audit event that belongs to no inventory row (a refused board); failures are ignored
+// because the refusal itself is already reported to the operator.
+func (r *run) note(e inventory.Event) {
+	e.Station, e.Batch, e.Serial = r.s.cfg.StationID, r.job.Batch, r.job.Serial
+	_, _ = r.s.cfg.Inventory.AppendEvent(context.WithoutCancel(r.ctx), e)
+}
+
+// step runs one step: journal before, the side effect, journal after, with wall and TPM time.
+func (r *run) step(name string, classify func(error) *Failure, fn func() error) *Failure {
+	s := r.s
+	s.emit(Event{Kind: EvStep, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
+	if r.claimed {
+		if _, err := s.cfg.Inventory.StepStarted(r.ctx, r.job.Serial, name); err != nil {
+			return classifyClaim(r.job.Serial, err)
+		}
+	}
+	if s.cfg.Fault != nil {
+		s.cfg.Fault(name, "before")
+	}
+	var tpm0 time.Duration
+	if r.timed != nil {
+		tpm0 = r.timed.TPMTime()
+	}
+	t0 := time.Now()
+	err := fn()
+	st := StepTime{Step: name, Duration: time.Since(t0)}
+	if r.timed != nil {
+		st.TPMTime = r.timed.TPMTime() - tpm0
+	}
+	r.out.Steps = append(r.out.Steps, st)
+	if !r.claimed {
+		r.pre = append(r.pre, st)
+	}
+	var f *Failure
+	if err != nil {
+		var ff *Failure
+		if errors.As(err, &ff) {
+			f = ff
+		} else {
+			f = classify(err)
+		}
+	}
+	if r.claimed {
+		o := inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}
+		if f != nil {
+			o.Detail = f.Line()
+			_ = s.cfg.Inventory.StepFailed(context.WithoutCancel(r.ctx), r.job.Serial, name, o)
+		} else if jerr := s.cfg.Inventory.StepFinished(r.ctx, r.job.Serial, name, o); jerr != nil {
+			return classifyClaim(r.job.Serial, jerr)
+		}
+	}
+	if f == nil && s.cfg.Fault != nil {
+		s.cfg.Fault(name, "after")
+	}
+	s.emit(Event{Kind: EvStepDone, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
+	return f
+}
+
+func tpmFailure(err error) *Failure {
+	if errors.Is(err, errTPMUnreachable) {
+		return fail(ReasonTPMUnreachable, "check the fixture cable or board power, then retry", err, "%v", err)
+	}
+	var rc tpm2.TPMRC
+	if errors.As(err, &rc) {
+		return fail(ReasonTPMError, "retry the board; if it fails again set it aside for QA", err, "%v", err)
+	}
+	// Transport errors (timeouts, resets) come back as plain errors from the transport.
+	msg := err.Error()
+	if strings.Contains(msg, "connection") || strings.Contains(msg, "timeout") || strings.Contains(msg, "EOF") ||
+		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "i/o") {
+		return fail(ReasonTPMUnreachable, "check the fixture cable or board power, then retry", err, "TPM stopped answering: %v", err)
+	}
+	return fail(ReasonTPMError, "retry the board; if it fails again set it aside for QA", err, "%v", err)
+}
+
+var errTPMUnreachable = errors.New("TPM unreachable")
+
+func (r *run) provision() *Failure {
+	s, job := r.s, r.job
+	// Validate everything the operator typed before touching the board.
+	b, err := s.cfg.Inventory.GetBatch(r.ctx, job.Batch)
+	if err != nil {
+		return classifyClaim(job.Serial, err)
+	}
+	if b.State != "open" {
+		return fail(ReasonBatch, "open a new batch (station batch open) and scan again", nil, "batch %s is closed", job.Batch)
+	}
+	r.prof = s.Profile(b.Product)
+	if err := r.prof.CheckSerial(job.Serial); err != nil {
+		return fail(ReasonBadSerial, "check the label and scan again", err, "%v", err)
+	}
+
+	if f := r.step(StepConnect, tpmFailure, func() error {
+		t, err := s.cfg.Open(job.TPM)
+		if err != nil {
+			return fmt.Errorf("%w at %s: %v", errTPMUnreachable, job.TPM, err)
+		}
+		r.tpm = t
+		if s.cfg.Timed != nil {
+			r.timed = s.cfg.Timed(t)
+			r.tpm = closer{r.timed, t}
+		}
+		return nil
+	}); f != nil {
+		return f
+	}
+	tpm := r.tpm
+
+	if f := r.step(provisioning.StepFlush, tpmFailure, func() error { return provisioning.FlushTransients(tpm) }); f != nil {
+		return f
+	}
+	var props *provisioning.Properties
+	if f := r.step(provisioning.StepTPMInfo, tpmFailure, func() (err error) {
+		if props, err = provisioning.ReadProperties(tpm); err != nil {
+			return err
+		}
+		if err := r.prof.CheckTPM(props.Info); err != nil {
+			ff := fail(ReasonTPMRefused, "set the board aside for QA: its TPM is not approved for this product", err, "%v", err)
+			ff.Stop = true
+			return ff
+		}
+		return nil
+	}); f != nil {
+		return f
+	}
+	var certs []provisioning.NVCert
+	var ekCert provisioning.NVCert
+	var ekAlg provisioning.EKAlg
+	alg := r.prof.KeyAlg()
+	nameAlg, _ := alg.NameAlg()
+	if f := r.step(provisioning.StepEKCerts, tpmFailure, func() (err error) {
+		if certs, err = provisioning.ReadEKCertificates(tpm); err != nil {
+			return err
+		}
+		ekCert, ekAlg, err = provisioning.ChooseEKCert(certs, nameAlg, 0)
+		if err != nil {
+			ff := fail(ReasonNoEKCert, "set the board aside for QA: the TPM carries no usable EK certificate", err, "%v", err)
+			ff.Stop = true
+			return ff
+		}
+		return nil
+	}); f != nil {
+		return f
+	}
+	if f := r.step(provisioning.StepEK, tpmFailure, func() (err error) {
+		r.ek, err = provisioning.CreateEK(tpm, ekAlg)
+		return err
+	}); f != nil {
+		return f
+	}
+	if f := r.step(provisioning.StepEKCheck, tpmFailure, func() error {
+		if err := provisioning.CheckEKMatchesCert(ekCert.Data, &r.ek.Public); err != nil {
+			ff := fail(ReasonEKMismatch, "set the board aside for QA: the TPM's EK is not the one its certificate names", err, "%v", err)
+			ff.Stop = true
+			return ff
+		}
+		return nil
+	}); f != nil {
+		return f
+	}
+	ekHash := inventory.EKPubHash(r.ek.PublicBytes)
+	r.out.EKPubSHA256 = ekHash
+
+	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints.
+	var board *inventory.Board
+	if f := r.step(StepClaim, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() (err error) {
+		board, err = s.cfg.Inventory.ClaimBoard(r.ctx, inventory.ClaimRequest{Serial: job.Serial, EKPubSHA256: ekHash,
+			Batch: job.Batch, Station: s.cfg.StationID, Slot: job.Slot, Rework: job.Rework})
+		if errors.Is(err, inventory.ErrAlreadyProvisioned) {
+			if ok := r.alreadyProvisioned(); ok {
+				return errAlready
+			}
+		}
+		return err
+	}); f != nil {
+		if errors.Is(f.Err, errAlready) {
+			r.out.Already = true
+			return nil
+		}
+		return f
+	}
+	r.claimed = true
+	// Journal the read-only steps that ran before the board had a row.
+	for _, st := range r.pre {
+		if _, err := s.cfg.Inventory.StepStarted(r.ctx, job.Serial, st.Step); err == nil {
+			_ = s.cfg.Inventory.StepFinished(r.ctx, job.Serial, st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime})
+		}
+	}
+	if err := s.cfg.Inventory.SetBoardTPMInfo(r.ctx, job.Serial, inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
+		Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}); err != nil {
+		return classifyClaim(job.Serial, err)
+	}
+	if err := s.cfg.Inventory.SetBoardEK(r.ctx, job.Serial, ekCert.Data, r.ek.PublicBytes); err != nil {
+		return classifyClaim(job.Serial, err)
+	}
+	layout := r.prof.Layout()
+
+	if job.Rework {
+		if f := r.step(provisioning.StepClear, tpmFailure, func() error { return provisioning.Clear(tpm, layout) }); f != nil {
+			return f
+		}
+	}
+	if f := r.step(provisioning.StepIAK, tpmFailure, func() (err error) {
+		if r.iak, err = provisioning.CreateIAK(tpm, alg); err != nil {
+			return err
+		}
+		return r.saveKey(inventory.KindIAK, r.iak, layout.IAKHandle)
+	}); f != nil {
+		return f
+	}
+	if f := r.step(provisioning.StepIDevID, tpmFailure, func() (err error) {
+		if r.idevid, err = provisioning.CreateIDevID(tpm, alg); err != nil {
+			return err
+		}
+		return r.saveKey(inventory.KindIDevID, r.idevid, layout.IDevIDHandle)
+	}); f != nil {
+		return f
+	}
+
+	// Resume: certificates issued in an earlier attempt for these very keys are written, not re-enrolled.
+	issued := r.issuedFor(board)
+	if issued == nil {
+		var f *Failure
+		if issued, f = r.enroll(props, ekCert, certs); f != nil {
+			return f
+		}
+	}
+	if f := r.step(provisioning.StepPersist, tpmFailure, func() error {
+		if err := provisioning.Persist(tpm, r.iak, layout.IAKHandle); err != nil {
+			return occupied("IAK", layout.IAKHandle, err)
+		}
+		if err := provisioning.Persist(tpm, r.idevid, layout.IDevIDHandle); err != nil {
+			return occupied("IDevID", layout.IDevIDHandle, err)
+		}
+		err := errors.Join(r.idevid.Flush(tpm), r.iak.Flush(tpm))
+		r.iak, r.idevid = nil, nil
+		return err
+	}); f != nil {
+		return f
+	}
+	if f := r.step(provisioning.StepNVWrite, tpmFailure, func() error {
+		if err := provisioning.WriteCertNV(tpm, layout.IAKCertIndex, issued.IAKCert, layout.WriteLock); err != nil {
+			return fmt.Errorf("IAK certificate: %w", err)
+		}
+		if err := provisioning.WriteCertNV(tpm, layout.IDevIDCertIndex, issued.IDevIDCert, layout.WriteLock); err != nil {
+			return fmt.Errorf("IDevID certificate: %w", err)
+		}
+		return nil
+	}); f != nil {
+		return f
+	}
+	iakPub, idevPub := r.keyPublics()
+	if f := r.step(provisioning.StepReadBack, tpmFailure, func() error {
+		st, err := provisioning.Inspect(tpm, layout)
+		if err != nil {
+			return err
+		}
+		if err := st.Matches(iakPub, idevPub, issued, layout.WriteLock); err != nil {
+			return fail(ReasonReadBack, "retry the board; if it fails again set it aside for QA", err, "%v", err)
+		}
+		return nil
+	}); f != nil {
+		return f
+	}
+	if f := r.step(StepRecord, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() error {
+		_, err := s.cfg.Inventory.MarkProvisioned(r.ctx, job.Serial)
+		return err
+	}); f != nil {
+		return f
+	}
+	r.out.IAKCertSerial, r.out.IDevIDCertSerial = certSerial(issued.IAKCert), certSerial(issued.IDevIDCert)
+	return nil
+}
+
+var errAlready = errors.New("already provisioned and the TPM matches")
+
+// closer pairs a timed wrapper with the transport it wraps, so closing the run closes the TPM.
+type closer struct {
+	TimedTPM
+	c transport.TPMCloser
+}
+
+func (c closer) Close() error { return c.c.Close() }
+
+func occupied(what string, h tpm2.TPMHandle, err error) error {
+	if errors.Is(err, provisioning.ErrHandleOccupied) {
+		return fail(ReasonTPMOccupied, "this TPM was provisioned before: run a rework (supervisor) to replace its keys", err,
+			"%s handle %#x already holds another key", what, uint32(h))
+	}
+	return fmt.Errorf("persisting the %s: %w", what, err)
+}
+
+// publics of the keys as saved (the keys themselves are flushed after Persist).
+func (r *run) keyPublics() (iak, idevid []byte) {
+	keys, err := r.s.cfg.Inventory.ListKeys(r.ctx, r.job.Serial)
+	if err != nil {
+		return nil, nil
+	}
+	board, _ := r.s.cfg.Inventory.GetBoardBySerial(r.ctx, r.job.Serial)
+	for _, k := range keys {
+		if board != nil && k.Attempt != board.Attempt {
+			continue
+		}
+		switch k.Kind {
+		case inventory.KindIAK:
+			iak = k.Public
+		case inventory.KindIDevID:
+			idevid = k.Public
+		}
+	}
+	return iak, idevid
+}
+
+func (r *run) saveKey(kind inventory.KeyKind, k *provisioning.Key, h tpm2.TPMHandle) error {
+	err := r.s.cfg.Inventory.SaveKey(r.ctx, r.job.Serial, inventory.Key{Kind: kind, Public: k.PublicBytes,
+		Handle: uint32(h), Name: k.Name.Buffer})
+	if err != nil && !errors.Is(err, inventory.ErrDuplicate) {
+		return classifyClaim(r.job.Serial, err)
+	}
+	return nil
+}
+
+// issuedFor returns certificates recorded in this attempt whose keys are the ones just created, or nil.
+func (r *run) issuedFor(board *inventory.Board) *provisioning.Certificates {
+	certs, err := r.s.cfg.Inventory.ListCertificates(r.ctx, r.job.Serial)
+	if err != nil || board == nil {
+		return nil
+	}
+	out := &provisioning.Certificates{}
+	for _, c := range certs {
+		if c.Attempt != board.Attempt {
+			continue
+		}
+		switch c.Kind {
+		case inventory.KindIAK:
+			if certForKey(c.DER, r.iak) {
+				out.IAKCert = c.DER
+			}
+		case inventory.KindIDevID:
+			if certForKey(c.DER, r.idevid) {
+				out.IDevIDCert = c.DER
+			}
+		}
+	}
+	if out.IAKCert == nil || out.IDevIDCert == nil {
+		return nil
+	}
+	r.note(inventory.Event{Kind: "board.resume_issued", Payload: payload(map[string]any{"attempt": board.Attempt})})
+	return out
+}
+
+func certForKey(der []byte, k *provisioning.Key) bool {
+	if k == nil {
+		return false
+	}
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
+		return false
+	}
+	want, err := tpm2.Pub(k.Public)
+	if err != nil {
+		return false
+	}
+	got, ok := x.PublicKey.(interface{ Equal(any) bool })
+	return ok && got.Equal(want)
+}
+
+func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert, certs []provisioning.NVCert) (*provisioning.Certificates, *Failure) {
+	tpm, job := r.tpm, r.job
+	var ch *provisioning.Challenge
+	if f := r.step(provisioning.StepEnroll, classifyCA, func() (err error) {
+		req := &provisioning.EnrollRequest{Version: provisioning.ProtocolVersion, Serial: job.Serial, Product: r.prof.Name,
+			Rework: job.Rework, EKCert: ekCert.Data, EKPublic: r.ek.PublicBytes, IAKPublic: r.iak.PublicBytes,
+			IDevIDPublic: r.idevid.PublicBytes, TPM: props.Info}
+		for _, c := range certs {
+			if c.IsChain() {
+				req.EKChain = append(req.EKChain, c.Data)
+			}
+		}
+		ch, err = r.s.cfg.CA.Enroll(r.ctx, req)
+		if err == nil && ch == nil {
+			err = errors.New("CA sent no challenge")
+		}
+		return err
+	}); f != nil {
+		return nil, f
+	}
+	act := &provisioning.ActivateRequest{Version: provisioning.ProtocolVersion, SessionID: ch.SessionID}
+	if f := r.step(provisioning.StepActivate, tpmFailure, func() (err error) {
+		if act.Secret, err = provisioning.ActivateCredential(tpm, r.ek, r.iak, ch.CredentialBlob, ch.EncryptedSecret); err != nil {
+			return err
+		}
+		err = r.ek.Flush(tpm)
+		r.ek = nil
+		return err
+	}); f != nil {
+		return nil, f
+	}
+	if f := r.step(provisioning.StepCertify, tpmFailure, func() (err error) {
+		act.CertifyInfo, act.CertifySignature, err = provisioning.Certify(tpm, r.iak, r.idevid, ch.Nonce)
+		return err
+	}); f != nil {
+		return nil, f
+	}
+	var issued *provisioning.Certificates
+	if f := r.step(provisioning.StepIssue, classifyCA, func() (err error) {
+		if issued, err = r.s.cfg.CA.Activate(r.ctx, act); err != nil {
+			return err
+		}
+		if !certForKey(issued.IAKCert, r.iak) || !certForKey(issued.IDevIDCert, r.idevid) {
+			return fail(ReasonCertificateForeign, "report to the CA operator; the board was not changed", nil,
+				"the CA issued certificates for other keys than this board's")
+		}
+		// Recorded before anything is written to the TPM: a crash after this point resumes from here and
+		// the CA never has a certificate out that the inventory does not know.
+		for _, c := range []struct {
+			kind inventory.KeyKind
+			der  []byte
+		}{{inventory.KindIAK, issued.IAKCert}, {inventory.KindIDevID, issued.IDevIDCert}} {
+			if _, err := r.s.cfg.Inventory.SaveCertificate(r.ctx, job.Serial, c.kind, c.der); err != nil {
+				return classifyClaim(job.Serial, err)
+			}
+		}
+		return nil
+	}); f != nil {
+		return nil, f
+	}
+	return issued, nil
+}
+
+// alreadyProvisioned checks a board the inventory calls provisioned: if its TPM still holds the recorded
+// keys and certificates the run is a no-op success.
+func (r *run) alreadyProvisioned() bool {
+	b, err := r.s.cfg.Inventory.GetBoardBySerial(r.ctx, r.job.Serial)
+	if err != nil {
+		return false
+	}
+	certs, err := r.s.cfg.Inventory.ListCertificates(r.ctx, r.job.Serial)
+	if err != nil {
+		return false
+	}
+	want := &provisioning.Certificates{}
+	for _, c := range certs {
+		if c.Attempt != b.Attempt {
+			continue
+		}
+		if c.Kind == inventory.KindIAK {
+			want.IAKCert = c.DER
+		} else if c.Kind == inventory.KindIDevID {
+			want.IDevIDCert = c.DER
+		}
+	}
+	st, err := provisioning.Inspect(r.tpm, r.prof.Layout())
+	if err != nil || st.IAKCert == nil || st.IDevIDCert == nil {
+		return false
+	}
+	if !bytes.Equal(st.IAKCert.Data, want.IAKCert) || !bytes.Equal(st.IDevIDCert.Data, want.IDevIDCert) {
+		return false
+	}
+	r.out.IAKCertSerial, r.out.IDevIDCertSerial = certSerial(want.IAKCert), certSerial(want.IDevIDCert)
+	return true
+}
+
+func certSerial(der []byte) string {
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%x", x.SerialNumber)
+}
