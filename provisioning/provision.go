@@ -239,7 +239,7 @@ func Provision(ctx context.Context, tpm transport.TPM, ca CA, opts Options) (res
 		if err != nil {
 			return err
 		}
-		return checkIssued(res.Certificates, iak, idevid)
+		return CheckIssued(res.Certificates, &iak.Public, &idevid.Public)
 	}); err != nil {
 		return res, err
 	}
@@ -319,15 +319,19 @@ func ChooseEKCert(certs []NVCert, nameAlg tpm2.TPMAlgID, index uint32) (NVCert, 
 	return cands[0].c, cands[0].alg, nil
 }
 
-// checkIssued refuses certificates the CA issued for other keys than ours, before they go into NV.
-func checkIssued(certs *Certificates, iak, idevid *Key) error {
+// CheckIssued refuses certificates the CA issued for other keys than ours (or that are not certificates),
+// before they go into NV.
+func CheckIssued(certs *Certificates, iak, idevid *tpm2.TPMTPublic) error {
+	if iak == nil || idevid == nil {
+		return errors.New("checking issued certificates: IAK or IDevID public area missing")
+	}
 	if certs == nil {
 		return errors.New("CA sent no certificates")
 	}
 	for _, c := range []struct {
 		what string
 		der  []byte
-		key  *Key
+		pub  *tpm2.TPMTPublic
 	}{{"IAK", certs.IAKCert, iak}, {"IDevID", certs.IDevIDCert, idevid}} {
 		if len(c.der) == 0 || len(c.der) > MaxCertBytes {
 			return fmt.Errorf("CA sent a %d-byte %s certificate", len(c.der), c.what)
@@ -336,7 +340,7 @@ func checkIssued(certs *Certificates, iak, idevid *Key) error {
 		if err != nil {
 			return fmt.Errorf("CA sent an unparseable %s certificate: %w", c.what, err)
 		}
-		want, err := tpm2.Pub(c.key.Public)
+		want, err := tpm2.Pub(*c.pub)
 		if err != nil {
 			return fmt.Errorf("%s public area: %w", c.what, err)
 		}
