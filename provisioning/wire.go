@@ -104,29 +104,29 @@ type ErrorCode string
 
 // Error codes. docs/protocol.md lists them with their HTTP status.
 const (
-	CodeBadRequest         ErrorCode = "bad_request"          // 400 malformed JSON, unknown field, bad base64, missing field
-	CodeUnsupportedVersion ErrorCode = "unsupported_version"  // 400
-	CodeTooLarge           ErrorCode = "too_large"            // 413 body or field over its bound
-	CodeUnauthenticated    ErrorCode = "unauthenticated"      // 401 no or untrusted client certificate
-	CodeEKCertInvalid      ErrorCode = "ek_cert_invalid"      // 422 unparseable EK certificate, unknown encoding
-	CodeEKUntrusted        ErrorCode = "ek_untrusted"         // 422 no chain to a configured vendor root
-	CodeEKNotEK            ErrorCode = "ek_not_ek"            // 422 missing EK EKU 2.23.133.8.1, or a CA certificate
-	CodeEKMismatch         ErrorCode = "ek_mismatch"          // 422 EK public differs from the certificate's key
-	CodeEKNotListed        ErrorCode = "ek_not_listed"        // 403 CA requires an EK list and this EK is not on it
-	CodeEKSerialConflict   ErrorCode = "ek_serial_conflict"   // 409 EK enrolled under another serial, or re-enrollment without rework
-	CodeIAKAttributes      ErrorCode = "iak_attributes"       // 422 IAK not restricted/sign/fixedTPM/fixedParent/sensitiveDataOrigin
-	CodeIAKAlgorithm       ErrorCode = "iak_algorithm"        // 422 unapproved algorithm or name algorithm differs from the EK's
-	CodeIDevIDAttributes   ErrorCode = "idevid_attributes"    // 422 IDevID not fixedTPM/sensitiveDataOrigin/sign, or restricted
-	CodeChallengeUnknown   ErrorCode = "challenge_unknown"    // 404 no such session
-	CodeChallengeExpired   ErrorCode = "challenge_expired"    // 410
-	CodeChallengeUsed      ErrorCode = "challenge_used"       // 410 already answered (right or wrong)
-	CodeActivationFailed   ErrorCode = "activation_failed"    // 403 wrong secret; the challenge is burnt
-	CodeAttestInvalid      ErrorCode = "attest_invalid"       // 422 unparseable, bad magic, not ATTEST_CERTIFY
-	CodeAttestNonce        ErrorCode = "attest_nonce"         // 422 extraData is not this session's nonce
-	CodeAttestName         ErrorCode = "attest_name"          // 422 attested Name is not the submitted IDevID's
-	CodeAttestSignature    ErrorCode = "attest_signature"     // 422 signature does not verify under the IAK
-	CodeEKListInvalid      ErrorCode = "ek_list_invalid"      // 422 EK list malformed or its signature does not verify
-	CodeInternal           ErrorCode = "internal"             // 500
+	CodeBadRequest         ErrorCode = "bad_request"         // 400 malformed JSON, unknown field, bad base64, missing field
+	CodeUnsupportedVersion ErrorCode = "unsupported_version" // 400
+	CodeTooLarge           ErrorCode = "too_large"           // 413 body or field over its bound
+	CodeUnauthenticated    ErrorCode = "unauthenticated"     // 401 no or untrusted client certificate
+	CodeEKCertInvalid      ErrorCode = "ek_cert_invalid"     // 422 unparseable EK certificate, unknown encoding
+	CodeEKUntrusted        ErrorCode = "ek_untrusted"        // 422 no chain to a configured vendor root
+	CodeEKNotEK            ErrorCode = "ek_not_ek"           // 422 missing EK EKU 2.23.133.8.1, or a CA certificate
+	CodeEKMismatch         ErrorCode = "ek_mismatch"         // 422 EK public differs from the certificate's key
+	CodeEKNotListed        ErrorCode = "ek_not_listed"       // 403 CA requires an EK list and this EK is not on it
+	CodeEKSerialConflict   ErrorCode = "ek_serial_conflict"  // 409 EK enrolled under another serial, or re-enrollment without rework
+	CodeIAKAttributes      ErrorCode = "iak_attributes"      // 422 IAK not restricted/sign/fixedTPM/fixedParent/sensitiveDataOrigin
+	CodeIAKAlgorithm       ErrorCode = "iak_algorithm"       // 422 unapproved algorithm or name algorithm differs from the EK's
+	CodeIDevIDAttributes   ErrorCode = "idevid_attributes"   // 422 IDevID not fixedTPM/sensitiveDataOrigin/sign, or restricted
+	CodeChallengeUnknown   ErrorCode = "challenge_unknown"   // 404 no such session
+	CodeChallengeExpired   ErrorCode = "challenge_expired"   // 410
+	CodeChallengeUsed      ErrorCode = "challenge_used"      // 410 already answered (right or wrong)
+	CodeActivationFailed   ErrorCode = "activation_failed"   // 403 wrong secret; the challenge is burnt
+	CodeAttestInvalid      ErrorCode = "attest_invalid"      // 422 unparseable, bad magic, not ATTEST_CERTIFY
+	CodeAttestNonce        ErrorCode = "attest_nonce"        // 422 extraData is not this session's nonce
+	CodeAttestName         ErrorCode = "attest_name"         // 422 attested Name is not the submitted IDevID's
+	CodeAttestSignature    ErrorCode = "attest_signature"    // 422 signature does not verify under the IAK
+	CodeEKListInvalid      ErrorCode = "ek_list_invalid"     // 422 EK list malformed or its signature does not verify
+	CodeInternal           ErrorCode = "internal"            // 500
 )
 
 // ErrorBody is the JSON body of every non-2xx answer.

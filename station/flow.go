@@ -3,6 +3,7 @@ package station
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -366,11 +367,14 @@ func (r *run) provision() *Failure {
 	}); f != nil {
 		return f
 	}
-	if f := r.step(StepRecord, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() error {
-		_, err := s.cfg.Inventory.MarkProvisioned(r.ctx, job.Serial)
-		return err
-	}); f != nil {
-		return f
+	// Recording is its own journal entry: MarkProvisioned closes the board, so it is not wrapped in a
+	// started/finished pair (the board.provisioned event is its record).
+	s.emit(Event{Kind: EvStep, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Step: StepRecord, Elapsed: s.cfg.Now().Sub(r.start)})
+	if s.cfg.Fault != nil {
+		s.cfg.Fault(StepRecord, "before")
+	}
+	if _, err := s.cfg.Inventory.MarkProvisioned(r.ctx, job.Serial); err != nil {
+		return classifyClaim(job.Serial, err)
 	}
 	r.out.IAKCertSerial, r.out.IDevIDCertSerial = certSerial(issued.IAKCert), certSerial(issued.IDevIDCert)
 	return nil
@@ -465,7 +469,7 @@ func certForKey(der []byte, k *provisioning.Key) bool {
 	if err != nil {
 		return false
 	}
-	got, ok := x.PublicKey.(interface{ Equal(any) bool })
+	got, ok := x.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && got.Equal(want)
 }
 

@@ -43,6 +43,9 @@ func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
 	if *id == "" {
 		return usagef("--id is required")
 	}
+	if *wo == "" {
+		*wo = *id // a batch without a separate work order is its own
+	}
 	if *qty < 0 {
 		return usagef("--quantity must not be negative")
 	}

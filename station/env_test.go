@@ -1,0 +1,163 @@
+package station_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+	_ "github.com/lib/pq"
+
+	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/provisioning/ca"
+	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/station"
+)
+
+// testCA is a real upstream CA served over HTTPS with mutual TLS on loopback.
+type testCA struct {
+	URL       string
+	ClientTLS *tls.Config
+	Store     *ca.Store
+	Root      *x509.Certificate
+	Issuing   *x509.Certificate
+	stop      func()
+}
+
+// startCA serves the CA trusting vendorRoots as TPM vendor roots, its state in dbURL.
+func startCA(t testing.TB, dbURL string, vendorRoot *x509.Certificate, vendorIntermediates ...*x509.Certificate) *testCA {
+	t.Helper()
+	now := time.Now()
+	far := now.Add(24 * time.Hour)
+	root, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "test CA root"}, NotAfter: far, IsCA: true, MaxPathLen: 1}, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuing, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "test issuing CA"}, NotAfter: far, IsCA: true}, root, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "ca server"}, NotAfter: far,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, root, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "station-test"}, NotAfter: far,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, root, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := ca.OpenStore(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &ca.Verifier{
+		Store:      store,
+		Issuer:     &ca.Issuer{CA: issuing.Cert, Key: issuing.Key, Root: root.Cert, Organization: "tpmline test"},
+		EKVerifier: &ekcert.Verifier{Roots: []*x509.Certificate{vendorRoot}, Intermediates: vendorIntermediates},
+	}
+	srv := &ca.Server{Verifier: v}
+	pool := x509.NewCertPool()
+	pool.AddCert(root.Cert)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ctx, ln, ca.ServerTLSConfig(tls.Certificate{Certificate: [][]byte{server.Cert.Raw}, PrivateKey: server.Key}, pool))
+	}()
+	c := &testCA{
+		URL: "https://" + ln.Addr().String(),
+		ClientTLS: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool,
+			Certificates: []tls.Certificate{{Certificate: [][]byte{client.Cert.Raw}, PrivateKey: client.Key}}},
+		Store:   store,
+		Root:    root.Cert,
+		Issuing: issuing.Cert,
+	}
+	c.stop = func() { cancel(); <-done; store.Close() }
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *testCA) client() *provisioning.Client { return provisioning.NewClient(c.URL, c.ClientTLS) }
+
+// dbURLs are the two inventory engines every station test runs against.
+func dbURLs(t *testing.T) map[string]func(t *testing.T) string {
+	return map[string]func(t *testing.T) string{
+		"sqlite": func(t *testing.T) string {
+			return "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
+		},
+		"postgres": func(t *testing.T) string { return pgSchemaURL(t) },
+	}
+}
+
+// pgSchemaURL makes a fresh PostgreSQL schema for one test and returns a URL whose search_path is it. The
+// test fails, never skips, when no server answers: CI starts one.
+func pgSchemaURL(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
+	if base == "" {
+		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	schema := fmt.Sprintf("st_%d_%d", time.Now().UnixNano(), os.Getpid())
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		admin.Close()
+		t.Fatalf("PostgreSQL at %s: %v (start it: see .ci/run)", base, err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
+}
+
+// newStation wires a station on a real inventory and the test CA.
+func newStation(t *testing.T, dbURL string, c *testCA, opts ...func(*station.Config)) (*station.Station, *inventory.Store) {
+	t.Helper()
+	inv, err := inventory.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inv.Close() })
+	cfg := station.Config{
+		StationID: "station-test",
+		Inventory: inv,
+		CA:        c.client(),
+		Open:      func(addr string) (transport.TPMCloser, error) { return fixtures.Open(addr) },
+		Timed:     func(t transport.TPM) station.TimedTPM { return fixtures.NewRecorder(t) },
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st, err := station.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, inv
+}
+
+func (c *testCA) issuing(t *testing.T, cert *x509.Certificate) []byte {
+	if err := cert.CheckSignatureFrom(c.Issuing); err != nil {
+		t.Fatalf("certificate not issued by the issuing CA: %v", err)
+	}
+	return c.Issuing.Raw
+}
