@@ -50,14 +50,16 @@ func TestMigrations(t *testing.T) {
 		ctx := context.Background()
 		mustOpenBatch(t, s, "B1", "st1", 1)
 		s.Close()
-		// Open twice more, once of them concurrently with a third: nothing is applied again, data stays.
+		// Two stations starting at once: on the migrated database and on a brand-new one, where both race
+		// to create the schema. Each must open; the new one must end up migrated exactly once.
 		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i := range 2 {
+		fresh := e.fresh(t)
+		errs := make([]error, 4)
+		for i, u := range []string{dbURL, dbURL, fresh, fresh} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s2, err := Open(ctx, dbURL)
+				s2, err := Open(ctx, u)
 				if err == nil {
 					s2.Close()
 				}
@@ -67,8 +69,13 @@ func TestMigrations(t *testing.T) {
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
-				t.Fatalf("reopening: %v", err)
+				t.Fatalf("concurrent open: %v", err)
 			}
+		}
+		sf := openStore(t, fresh)
+		var nf int
+		if err := sf.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&nf); err != nil || nf != len(ms) {
+			t.Errorf("fresh database after concurrent opens: %d migrations recorded (%v), want %d", nf, err, len(ms))
 		}
 		s3 := openStore(t, dbURL)
 		var n, max int
