@@ -218,3 +218,57 @@ func (s *Station) release(slot int) {
 	delete(s.busy, slot)
 	s.mu.Unlock()
 }
+
+// Batches is what the station needs of the inventory for batch handling (the operator terminal and QA
+// views go through the station, never the store).
+type Batches interface {
+	OpenBatch(ctx context.Context, nb inventory.NewBatch) (*inventory.Batch, error)
+	CloseBatch(ctx context.Context, id string) (*inventory.Batch, error)
+	ListBatches(ctx context.Context, state string) ([]inventory.BatchSummary, error)
+}
+
+var _ Batches = (*inventory.Store)(nil)
+
+// OpenBatch opens a batch at this station; the product must have a profile (or be "default").
+func (s *Station) OpenBatch(ctx context.Context, nb inventory.NewBatch) (*inventory.Batch, error) {
+	if _, ok := s.cfg.Profiles[nb.Product]; !ok && nb.Product != s.cfg.Default.Name {
+		return nil, fmt.Errorf("no profile for product %q: add its profile to the station config", nb.Product)
+	}
+	if nb.WorkOrder == "" {
+		nb.WorkOrder = nb.ID
+	}
+	nb.Station = s.cfg.StationID
+	b, ok := s.cfg.Inventory.(Batches)
+	if !ok {
+		return nil, errors.New("station: the inventory cannot open batches")
+	}
+	return b.OpenBatch(ctx, nb)
+}
+
+// CloseBatch closes a batch.
+func (s *Station) CloseBatch(ctx context.Context, id string) (*inventory.Batch, error) {
+	b, ok := s.cfg.Inventory.(Batches)
+	if !ok {
+		return nil, errors.New("station: the inventory cannot close batches")
+	}
+	return b.CloseBatch(ctx, id)
+}
+
+// ListBatches lists batches with their counts ("open", "closed" or "" for all).
+func (s *Station) ListBatches(ctx context.Context, state string) ([]inventory.BatchSummary, error) {
+	b, ok := s.cfg.Inventory.(Batches)
+	if !ok {
+		return nil, errors.New("station: the inventory cannot list batches")
+	}
+	return b.ListBatches(ctx, state)
+}
+
+// GetBatch returns one batch.
+func (s *Station) GetBatch(ctx context.Context, id string) (*inventory.Batch, error) {
+	return s.cfg.Inventory.GetBatch(ctx, id)
+}
+
+// Board returns a board's record.
+func (s *Station) Board(ctx context.Context, serial string) (*inventory.Board, error) {
+	return s.cfg.Inventory.GetBoardBySerial(ctx, serial)
+}
