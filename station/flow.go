@@ -119,9 +119,7 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 			return classifyClaim(r.job.Serial, err)
 		}
 	}
-	if s.cfg.Fault != nil {
-		s.cfg.Fault(name, "before")
-	}
+	r.fault(name, "before")
 	var tpm0 time.Duration
 	if r.timed != nil {
 		tpm0 = r.timed.TPMTime()
@@ -154,8 +152,8 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 			return classifyClaim(r.job.Serial, jerr)
 		}
 	}
-	if f == nil && s.cfg.Fault != nil {
-		s.cfg.Fault(name, "after")
+	if f == nil {
+		r.fault(name, "after")
 	}
 	s.emit(Event{Kind: EvStepDone, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
 	return f
@@ -324,7 +322,13 @@ func (r *run) provision() *Failure {
 
 	// Resume: certificates issued in an earlier attempt for these very keys are written, not re-enrolled.
 	issued := r.issuedFor(board)
-	if issued == nil {
+	if issued != nil {
+		// Only credential activation needs the EK; free its slot for Persist (3 object slots).
+		if err := r.ek.Flush(tpm); err != nil {
+			return tpmFailure(err)
+		}
+		r.ek = nil
+	} else {
 		var f *Failure
 		if issued, f = r.enroll(props, ekCert, certs); f != nil {
 			return f
@@ -334,6 +338,7 @@ func (r *run) provision() *Failure {
 		if err := provisioning.Persist(tpm, r.iak, layout.IAKHandle); err != nil {
 			return occupied("IAK", layout.IAKHandle, err)
 		}
+		r.fault(provisioning.StepPersist, "mid")
 		if err := provisioning.Persist(tpm, r.idevid, layout.IDevIDHandle); err != nil {
 			return occupied("IDevID", layout.IDevIDHandle, err)
 		}
@@ -347,6 +352,7 @@ func (r *run) provision() *Failure {
 		if err := provisioning.WriteCertNV(tpm, layout.IAKCertIndex, issued.IAKCert, layout.WriteLock); err != nil {
 			return fmt.Errorf("IAK certificate: %w", err)
 		}
+		r.fault(provisioning.StepNVWrite, "mid")
 		if err := provisioning.WriteCertNV(tpm, layout.IDevIDCertIndex, issued.IDevIDCert, layout.WriteLock); err != nil {
 			return fmt.Errorf("IDevID certificate: %w", err)
 		}
@@ -370,14 +376,20 @@ func (r *run) provision() *Failure {
 	// Recording is its own journal entry: MarkProvisioned closes the board, so it is not wrapped in a
 	// started/finished pair (the board.provisioned event is its record).
 	s.emit(Event{Kind: EvStep, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Step: StepRecord, Elapsed: s.cfg.Now().Sub(r.start)})
-	if s.cfg.Fault != nil {
-		s.cfg.Fault(StepRecord, "before")
-	}
+	r.fault(StepRecord, "before")
 	if _, err := s.cfg.Inventory.MarkProvisioned(r.ctx, job.Serial); err != nil {
 		return classifyClaim(job.Serial, err)
 	}
 	r.out.IAKCertSerial, r.out.IDevIDCertSerial = certSerial(issued.IAKCert), certSerial(issued.IDevIDCert)
 	return nil
+}
+
+// fault calls the crash-test hook at a step boundary ("before", "after") or inside a step that has two
+// side effects ("mid").
+func (r *run) fault(step, phase string) {
+	if r.s.cfg.Fault != nil {
+		r.s.cfg.Fault(step, phase)
+	}
 }
 
 var errAlready = errors.New("already provisioned and the TPM matches")
@@ -515,6 +527,7 @@ func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert,
 		if issued, err = r.s.cfg.CA.Activate(r.ctx, act); err != nil {
 			return err
 		}
+		r.fault(provisioning.StepIssue, "mid")
 		if !certForKey(issued.IAKCert, r.iak) || !certForKey(issued.IDevIDCert, r.idevid) {
 			return fail(ReasonCertificateForeign, "report to the CA operator; the board was not changed", nil,
 				"the CA issued certificates for other keys than this board's")

@@ -29,7 +29,11 @@ func main() {
 	flag.StringVar(&cfg.VendorDir, "vendor-dir", "", "with --tpm sim: folder of the simulated TPM vendor (created on first use)")
 	flag.DurationVar(&cfg.IOTimeout, "io-timeout", fixtures.DefaultIOTimeout, "deadline for each TPM command and each network read/write")
 	flag.DurationVar(&cfg.IdleTimeout, "idle-timeout", fixtures.DefaultRelayIdleTimeout, "drop a station that sends nothing for this long")
+	seed := flag.Int64("sim-seed", 0, "with --tpm sim: fixed simulator seed (the same seed gives the same EK: a cloned part); 0 means random")
 	flag.Parse()
+	if *seed != 0 {
+		cfg.SimSeed = seed
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "board-agent: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)

@@ -1,0 +1,158 @@
+package station_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/fixtures/fixturestest"
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/station"
+)
+
+// crashJob is what the parent hands the child process that gets killed.
+type crashJob struct {
+	DB, CAURL, CertPEM, KeyPEM, RootPEM string
+	Job                                 station.Job
+	Fault                               string // step:phase
+}
+
+// TestCrashChild is the process that dies: it runs one board and SIGKILLs itself at the named step
+// boundary, as a power cut would. It only runs when TestCrashAtEveryStep starts it.
+func TestCrashChild(t *testing.T) {
+	spec := os.Getenv("TPMLINE_CRASH_CHILD")
+	if spec == "" {
+		t.Skip("run by TestCrashAtEveryStep only")
+	}
+	var cj crashJob
+	if err := json.Unmarshal([]byte(spec), &cj); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(cj.RootPEM))
+	cert, err := tls.X509KeyPair([]byte(cj.CertPEM), []byte(cj.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Open(context.Background(), cj.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := station.New(station.Config{
+		StationID: "station-test", Inventory: inv,
+		CA:   provisioning.NewClient(cj.CAURL, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}),
+		Open: func(addr string) (transport.TPMCloser, error) { return fixtures.Open(addr) },
+		Fault: func(step, phase string) {
+			if step+":"+phase == cj.Fault {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Provision(context.Background(), cj.Job)
+}
+
+// TestCrashAtEveryStep kills the provisioning process at every step boundary and inside every step with
+// two side effects, restarts, and checks that the board ends provisioned, that the TPM and the inventory
+// agree (a further run finds the board already provisioned with the recorded certificates in NV), and
+// that the CA has issued no certificate the inventory does not know.
+func TestCrashAtEveryStep(t *testing.T) {
+	if os.Getenv("TPMLINE_CRASH_CHILD") != "" {
+		t.Skip("child")
+	}
+	ctx := context.Background()
+	vendor := fixturestest.NewSwtpmVendor(t)
+	roots, _, err := loadPEMs(vendor.RootPath(), vendor.IntermediatePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCA(t, "sqlite://"+filepath.Join(t.TempDir(), "ca.db"), roots[0], roots[1:]...)
+	dbURL := "sqlite://" + filepath.Join(t.TempDir(), "inv.db")
+	st, inv := newStation(t, dbURL, c)
+	openBatch(t, inv, "B1")
+	certPEM, keyPEM := clientPEM(t, c)
+	rootPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}))
+
+	var faults []string
+	for _, s := range station.Steps {
+		if s == provisioning.StepClear || s == station.StepConnect {
+			continue // clear runs only on rework; a crash before connecting touches nothing
+		}
+		faults = append(faults, s+":before", s+":after")
+	}
+	faults = append(faults, provisioning.StepIssue+":mid", provisioning.StepPersist+":mid", provisioning.StepNVWrite+":mid")
+	for i, fault := range faults {
+		if testing.Short() && i%4 != 0 {
+			continue
+		}
+		t.Run(fault, func(t *testing.T) {
+			board := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
+			job := station.Job{Batch: "B1", Serial: fmt.Sprintf("CRASH-%02d", i), TPM: board.Addr()}
+			spec, _ := json.Marshal(crashJob{DB: dbURL, CAURL: c.URL, CertPEM: certPEM, KeyPEM: keyPEM, RootPEM: rootPEM, Job: job, Fault: fault})
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "TPMLINE_CRASH_CHILD="+string(spec))
+			out, err := cmd.CombinedOutput()
+			killed := false
+			if ee, ok := err.(*exec.ExitError); ok {
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+					killed = true
+				}
+			}
+			if !killed && fault != station.StepRecord+":after" {
+				t.Fatalf("child was not killed at %s: %v\n%s", fault, err, out)
+			}
+
+			// Restart: the same board, the same slot, the same station.
+			res := st.Provision(ctx, job)
+			mustPass(t, res)
+			b, err := inv.GetBoardBySerial(ctx, job.Serial)
+			if err != nil || b.State != inventory.StateProvisioned {
+				t.Fatalf("board after restart: %+v %v", b, err)
+			}
+			again := st.Provision(ctx, job)
+			if again.Failure != nil || !again.Already {
+				t.Fatalf("TPM and inventory disagree after restart: %+v %v", again, again.Failure)
+			}
+			known := map[string]bool{}
+			certs, _ := inv.ListCertificates(ctx, job.Serial)
+			for _, ct := range certs {
+				known[ct.SerialHex] = true
+			}
+			issued, err := c.Store.CertificatesByBoard(ctx, job.Serial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ic := range issued {
+				if !known[ic.SerialNumber] {
+					t.Fatalf("CA issued %s certificate %s that the inventory does not know", ic.Kind, ic.SerialNumber)
+				}
+			}
+		})
+	}
+}
+
+func clientPEM(t *testing.T, c *testCA) (certPEM, keyPEM string) {
+	t.Helper()
+	cert := c.ClientTLS.Certificates[0]
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
