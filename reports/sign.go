@@ -273,6 +273,10 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 		if block == nil || block.Type != "CERTIFICATE" || len(rest) != 0 || len(block.Headers) != 0 {
 			return nil, fmt.Errorf("signature file certificate %d is not one PEM CERTIFICATE block", i)
 		}
+		// PEM's base64 ignores stray bits and whitespace; only the canonical encoding is accepted.
+		if string(pem.EncodeToMemory(block)) != p {
+			return nil, fmt.Errorf("signature file certificate %d is not in canonical PEM form", i)
+		}
 		if len(block.Bytes) > maxSigCertDERBytes {
 			return nil, fmt.Errorf("signature file certificate %d is over %d bytes", i, maxSigCertDERBytes)
 		}
