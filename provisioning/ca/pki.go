@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -177,5 +176,3 @@ func PEMCertificates(certs ...*x509.Certificate) []byte {
 	}
 	return out
 }
-
-var errNoKey = errors.New("no key")
