@@ -204,7 +204,7 @@ func TestSwtpmBoard(t *testing.T) {
 	if err != nil || len(certs) != 2 {
 		t.Fatal(certs, err)
 	}
-	tcti := "swtpm:host=127.0.0.1,port=" + strings.TrimPrefix(board.Addr(), "swtpm://127.0.0.1:")
+	tcti := board.TCTI()
 	dir := t.TempDir()
 	caRoot := filepath.Join(dir, "ca-root.pem")
 	if err := os.WriteFile(caRoot, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
