@@ -7,6 +7,7 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -170,7 +171,10 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	}
 	// 7.
 	if err := v.Store.CheckBinding(ctx, ekHash, req.Serial, req.Rework); err != nil {
-		return nil, v.bindingError(req.Serial, err)
+		if !errors.Is(err, ErrAlreadyEnrolled) || !v.resumable(ctx, ekHash, req) {
+			return nil, v.bindingError(req.Serial, err)
+		}
+		log.Info("resuming an enrollment: same EK, serial and keys; the proof is asked again and the issued certificates returned")
 	}
 	if req.Rework {
 		log.Warn("rework enrollment requested")
@@ -402,6 +406,22 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 		return nil, err
 	}
 
+	// A resumed enrollment (the station crashed between our answer and its record) gets the certificates
+	// already issued for these very keys, never a second set: one EK, one live certificate pair.
+	if !ch.Rework {
+		prev, err := v.issuedFor(ctx, ch.EKSHA256, ch.Serial, iakKey.Public, idevidKey.Public)
+		if err != nil {
+			return nil, v.internal("looking up issued certificates", err)
+		}
+		if prev != nil {
+			if err := v.Store.LogEvent(ctx, Event{At: now, Station: station, Kind: "resumed", Serial: ch.Serial, EKSHA256: ch.EKSHA256,
+				SessionID: ch.ID, Detail: "proof repeated; the certificates issued before were returned"}); err != nil {
+				return nil, v.internal("logging the resumed enrollment", err)
+			}
+			return prev, nil
+		}
+	}
+
 	// Issue.
 	board := Board{Serial: ch.Serial, Product: ch.Product}
 	iakDER, err := v.Issuer.IssueIAK(iakKey.Public, board)
@@ -564,4 +584,62 @@ func checkActivateFields(req *provisioning.ActivateRequest) error {
 		return err
 	}
 	return checkBytes("certify_signature", req.CertifySignature, provisioning.MaxSigBytes)
+}
+
+// resumable reports whether an already enrolled EK+serial asks again with exactly the keys it was
+// certified for (IAK and IDevID are deterministic primaries, so a station resuming after a crash presents
+// the same keys). Anything else still needs an explicit rework.
+func (v *Verifier) resumable(ctx context.Context, ekHash []byte, req *provisioning.EnrollRequest) bool {
+	iakPub, err := parsePublic("iak_public", req.IAKPublic)
+	if err != nil {
+		return false
+	}
+	idevidPub, err := parsePublic("idevid_public", req.IDevIDPublic)
+	if err != nil {
+		return false
+	}
+	iak, err := publicKey(iakPub)
+	if err != nil {
+		return false
+	}
+	idevid, err := publicKey(idevidPub)
+	if err != nil {
+		return false
+	}
+	prev, err := v.issuedFor(ctx, ekHash, req.Serial, iak, idevid)
+	return err == nil && prev != nil
+}
+
+// issuedFor returns the latest certificates issued to serial under ekHash if they certify exactly iak
+// and idevid, or nil.
+func (v *Verifier) issuedFor(ctx context.Context, ekHash []byte, serial string, iak, idevid crypto.PublicKey) (*provisioning.Certificates, error) {
+	certs, err := v.Store.CertificatesByBoard(ctx, serial)
+	if err != nil {
+		return nil, err
+	}
+	var iakDER, idevidDER []byte
+	for _, c := range certs { // oldest first: the last of each kind wins
+		if !bytes.Equal(c.EKSHA256, ekHash) {
+			continue
+		}
+		switch c.Kind {
+		case "iak":
+			iakDER = c.DER
+		case "idevid":
+			idevidDER = c.DER
+		}
+	}
+	if iakDER == nil || idevidDER == nil || !certifies(iakDER, iak) || !certifies(idevidDER, idevid) {
+		return nil, nil
+	}
+	return &provisioning.Certificates{IAKCert: iakDER, IDevIDCert: idevidDER, Chain: v.Issuer.Chain()}, nil
+}
+
+func certifies(der []byte, pub crypto.PublicKey) bool {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return false
+	}
+	k, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(pub)
 }

@@ -377,10 +377,38 @@ func TestBinding(t *testing.T) {
 		_, err = e.v.Activate(ctx, "st", b.answer(t, ch))
 		return err
 	}
-	if err := enroll("SN-BIND", false); err != nil {
+	first, err := func() (*provisioning.Certificates, error) {
+		ch, err := e.v.Enroll(ctx, "st", b.request())
+		if err != nil {
+			return nil, err
+		}
+		return e.v.Activate(ctx, "st", b.answer(t, ch))
+	}()
+	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, enroll("SN-BIND", false), provisioning.CodeEKSerialConflict)  // same EK and serial, no rework flag
+	// Same EK, serial and keys without the rework flag: a station resuming after a crash. The proof is
+	// asked again and the certificates issued before come back; nothing new is issued.
+	ch, err := e.v.Enroll(ctx, "st", b.request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.v.Activate(ctx, "st", b.answer(t, ch))
+	if err != nil || !bytes.Equal(again.IAKCert, first.IAKCert) || !bytes.Equal(again.IDevIDCert, first.IDevIDCert) {
+		t.Fatalf("resumed enrollment did not return the issued certificates: %v", err)
+	}
+	if issued, _ := e.store.CertificatesByBoard(ctx, "SN-BIND"); len(issued) != 2 {
+		t.Fatalf("resume issued new certificates: %d on record", len(issued))
+	}
+	// Same EK and serial with another IDevID and no rework flag: refused.
+	other := b.request()
+	other.IDevIDPublic = bytes.Clone(other.IDevIDPublic)
+	other.IDevIDPublic[len(other.IDevIDPublic)-1] ^= 1
+	if _, err := e.v.Enroll(ctx, "st", other); err == nil {
+		t.Fatal("same EK and serial with other keys enrolled without rework")
+	} else {
+		wantCode(t, err, provisioning.CodeEKSerialConflict)
+	}
 	wantCode(t, enroll("SN-CLONE", false), provisioning.CodeEKSerialConflict) // the EK under another serial
 	wantCode(t, enroll("SN-CLONE", true), provisioning.CodeEKSerialConflict)  // ... not even as a rework
 	if err := enroll("SN-BIND", true); err != nil {                           // rework of the same board
@@ -390,7 +418,7 @@ func TestBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 2 || evs[0].Kind != "rework" || evs[1].Kind != "enrolled" {
+	if len(evs) != 3 || evs[0].Kind != "rework" || evs[1].Kind != "resumed" || evs[2].Kind != "enrolled" {
 		t.Fatalf("events %+v", evs)
 	}
 	enr, err := e.store.EnrollmentByEK(ctx, mustEKHash(t, b))
