@@ -649,29 +649,33 @@ func checkEKListEntry(e *EKListEntry, fromCSV bool) error {
 	if len(e.EKCert) == 0 && len(e.EKPublic) == 0 {
 		return errors.New("neither ek_cert nor ek_public is given")
 	}
+	var fromPublic, fromCert any
 	if len(e.EKPublic) > 0 {
 		if len(e.EKPublic) > maxEKPublic {
 			return fmt.Errorf("ek_public is %d bytes, over the %d-byte bound", len(e.EKPublic), maxEKPublic)
 		}
-		pub, err := parseTPMTPublic(e.EKPublic)
-		if err != nil {
+		var err error
+		if fromPublic, err = parseTPMTPublic(e.EKPublic); err != nil {
 			return fmt.Errorf("ek_public is not a TPMT_PUBLIC: %v", err)
-		}
-		if sum, err := EKPublicSHA256(pub); err != nil || sum != want {
-			return errors.New("ek_public_sha256 is not the SHA-256 of ek_public's key")
 		}
 	}
 	if len(e.EKCert) > 0 {
 		if len(e.EKCert) > maxEKCertDER {
 			return fmt.Errorf("ek_cert is %d bytes, over the %d-byte bound", len(e.EKCert), maxEKCertDER)
 		}
-		pub, err := certPublicKey(e.EKCert)
-		if err != nil {
+		var err error
+		if fromCert, err = certPublicKey(e.EKCert); err != nil {
 			return fmt.Errorf("ek_cert: %v", err)
 		}
-		if sum, err := EKPublicSHA256(pub); err != nil || sum != want {
-			return errors.New("ek_public_sha256 is not the SHA-256 of ek_cert's key (or ek_cert and ek_public hold different keys)")
-		}
+	}
+	key := fromPublic
+	if key == nil {
+		key = fromCert
+	} else if fromCert != nil && !publicKeysEqual(fromPublic, fromCert) {
+		return errors.New("ek_cert and ek_public hold different keys")
+	}
+	if sum, err := EKPublicSHA256(key); err != nil || sum != want {
+		return errors.New("ek_public_sha256 is not the SHA-256 of the EK's key")
 	}
 	return nil
 }
