@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/lib/pq"
+
+	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/fixtures/fixturestest"
+)
+
+// The README's newcomer flow, with the real binaries: upstream-ca init / station add / serve over mutual TLS,
+// station batch open / provision / board show / audit verify, against swtpm boards made by swtpm_setup,
+// on SQLite and PostgreSQL; then the CLI's refusals and exit codes.
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// binaries builds station, upstream-ca and board-agent once per test process.
+func binaries(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "tpmline-bin-")
+		if binErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "github.com/tpmline/tpmline/cmd/...").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runBin(t *testing.T, bin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binaries(t), bin), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", bin, args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func mustRun(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	r := runBin(t, bin, args...)
+	if r.code != 0 {
+		t.Fatalf("%s %s: exit %d\n%s%s", bin, strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// upstreamCA runs `upstream-ca serve` and returns its URL and the station's credential flags.
+type upstreamCA struct {
+	url   string
+	flags []string
+}
+
+func startUpstreamCA(t *testing.T, ekRoots string, extra ...string) *upstreamCA {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustRun(t, "upstream-ca", "init", "--dir", dir)
+	out := filepath.Join(t.TempDir(), "st1")
+	mustRun(t, "upstream-ca", "station", "add", "--dir", dir, "--name", "st1", "--out", out)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "upstream-ca"),
+		append([]string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ek-roots", ekRoots}, extra...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	addrRE := regexp.MustCompile(`upstream CA serving addr=(\S+)`)
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return &upstreamCA{url: "https://" + a, flags: []string{"--ca", "https://" + a, "--ca-trust", filepath.Join(out, "ca-trust.pem"),
+			"--client-cert", filepath.Join(out, "st1.crt"), "--client-key", filepath.Join(out, "st1.key")}}
+	case <-time.After(30 * time.Second):
+		t.Fatal("upstream-ca serve did not come up")
+	}
+	return nil
+}
+
+// vendorCAs writes the swtpm vendor's root and intermediate into one PEM file for --ek-roots.
+func vendorCAs(t *testing.T, v *fixtures.SwtpmVendor) string {
+	t.Helper()
+	var all []byte
+	for _, p := range []string{v.RootPath(), v.IntermediatePath()} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	path := filepath.Join(t.TempDir(), "ek-roots.pem")
+	if err := os.WriteFile(path, all, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func pgURL(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
+	if base == "" {
+		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := fmt.Sprintf("cli_%d", time.Now().UnixNano())
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		admin.Close()
+		t.Fatalf("PostgreSQL at %s: %v (start it: see .ci/run)", base, err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
+	return base + "&search_path=" + schema
+}
+
+func TestCLIProvisionSwtpmBatch(t *testing.T) {
+	vendor := fixturestest.NewSwtpmVendor(t)
+	ca := startUpstreamCA(t, vendorCAs(t, vendor))
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			db := "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
+			if engine == "postgres" {
+				db = pgURL(t)
+			}
+			g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
+			st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
+			batch := "B-" + engine
+			if r := st("batch", "open", "--id", batch, "--product", "default", "--quantity", "2", "--work-order", "WO-7", "--operator", "ana"); r.code != 0 {
+				t.Fatalf("batch open: %d %s", r.code, r.stderr)
+			}
+			for i := 1; i <= 2; i++ {
+				board := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{P256EKCert: i == 2})
+				serial := fmt.Sprintf("%s-SN%04d", strings.ToUpper(engine[:2]), i)
+				r := st("provision", "--tpm", board.Addr(), "--serial", serial, "--batch", batch, "--json")
+				if r.code != 0 {
+					t.Fatalf("provision %s: exit %d\n%s%s", serial, r.code, r.stdout, r.stderr)
+				}
+				var res provisionResult
+				if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.State != "provisioned" || res.IDevIDCertSerial == "" || len(res.Steps) < 15 {
+					t.Fatalf("provision --json: %v %+v", err, res)
+				}
+				show := st("board", "show", serial)
+				for _, want := range []string{"state provisioned", "iak", "idevid", "nv-write", "board.provisioned", "EK public SHA-256 " + res.EKPubSHA256} {
+					if !strings.Contains(show.stdout, want) {
+						t.Fatalf("board show lacks %q:\n%s", want, show.stdout)
+					}
+				}
+			}
+			if r := st("batch", "show", batch); r.code != 0 || strings.Count(r.stdout, "provisioned") != 2 {
+				t.Fatalf("batch show: %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			if r := st("audit", "verify"); r.code != 0 || !strings.Contains(r.stdout, "audit chain OK") {
+				t.Fatalf("audit verify: %d %s %s", r.code, r.stdout, r.stderr)
+			}
+			if r := st("batch", "close", "--id", batch); r.code != 0 {
+				t.Fatalf("batch close: %d %s", r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// TestCLIRefusals: bad input gets exit 2 or 1 with one line that says what to do, and nothing recorded
+// changes.
+func TestCLIRefusals(t *testing.T) {
+	vendor := fixturestest.NewSwtpmVendor(t)
+	ca := startUpstreamCA(t, vendorCAs(t, vendor))
+	db := "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
+	g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
+	st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
+	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "B1")...)
+	board := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
+	down := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
+	if err := down.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	caDown := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
+	caDown[5] = "https://127.0.0.1:1"
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown batch", []string{"provision", "--tpm", board.Addr(), "--serial", "SN1", "--batch", "NOPE"}, 2, "open a batch"},
+		{"malformed serial", []string{"provision", "--tpm", board.Addr(), "--serial", "SN 1", "--batch", "B1"}, 2, "scan again"},
+		{"control characters", []string{"provision", "--tpm", board.Addr(), "--serial", "SN\x1b[31m", "--batch", "B1"}, 2, "scan again"},
+		{"missing flags", []string{"provision", "--serial", "SN1"}, 2, "required"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"TPM not answering", []string{"provision", "--tpm", down.Addr(), "--serial", "SN2", "--batch", "B1"}, 1, "tpm_unreachable"},
+		{"unknown board", []string{"board", "show", "NOPE"}, 1, "not in the inventory"},
+		{"close unknown batch", []string{"batch", "close", "--id", "NOPE"}, 2, "batch"},
+		{"bad database", []string{"--db", "postgres://nobody@127.0.0.1:1/x?sslmode=disable", "batch", "list"}, 1, "database"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := st(c.args...)
+			if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q)", r.code, c.code, r.stderr, c.want)
+			}
+			if strings.Contains(r.stderr, "\x1b") {
+				t.Fatal("stderr echoes a control character")
+			}
+		})
+	}
+	t.Run("CA unreachable", func(t *testing.T) {
+		r := runBin(t, "station", append(caDown, "provision", "--tpm", board.Addr(), "--serial", "SN3", "--batch", "B1")...)
+		if r.code != 1 || !strings.Contains(r.stderr, "ca_unreachable") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+		}
+		// The CA comes back: the same board passes.
+		mustRun(t, "station", append(append([]string{}, g...), "provision", "--tpm", board.Addr(), "--serial", "SN3", "--batch", "B1")...)
+	})
+	if r := st("audit", "verify"); r.code != 0 {
+		t.Fatalf("audit verify after refusals: %d %s", r.code, r.stderr)
+	}
+}
+
+// TestTwoStationsRace: two stations on one PostgreSQL inventory get the same board (the same serial on a
+// cloned TPM: two simulated boards with one seed, so one EK) at the same moment; exactly one provisions it.
+func TestTwoStationsRace(t *testing.T) {
+	dir := t.TempDir()
+	vendorDir := filepath.Join(dir, "vendor")
+	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(dir, "vendor-cas.pem")
+	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca := startUpstreamCA(t, roots)
+	db := pgURL(t)
+	mustRun(t, "station", append([]string{"--db", db, "--station-id", "st1"}, "batch", "open", "--id", "RACE")...)
+	for round := 0; round < 3; round++ {
+		seed := fmt.Sprint(1000 + round)
+		var addrs []string
+		for i := 0; i < 2; i++ {
+			b, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs = append(addrs, b)
+		}
+		serial := fmt.Sprintf("RACE-%d", round)
+		results := make([]result, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				args := append([]string{"--db", db, "--station-id", fmt.Sprintf("line-st%d", i+1)}, ca.flags...)
+				results[i] = runBin(t, "station", append(args, "provision", "--tpm", addrs[i], "--serial", serial, "--batch", "RACE")...)
+			}(i)
+		}
+		wg.Wait()
+		passed := 0
+		for _, r := range results {
+			if r.code == 0 {
+				passed++
+			} else if !regexp.MustCompile(`in_progress_elsewhere|already_provisioned|ca_ek_serial_conflict|inventory`).MatchString(r.stderr) {
+				t.Fatalf("loser's reason: %q", r.stderr)
+			}
+		}
+		if passed != 1 {
+			t.Fatalf("round %d: %d stations provisioned board %s: %+v", round, passed, serial, results)
+		}
+	}
+}
+
+// startSimBoardSeed runs a board-agent serving a simulator with a fixed seed.
+func startSimBoardSeed(t *testing.T, agent, vendorDir, seed string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, agent, "--tpm", "sim", "--vendor-dir", vendorDir, "--sim-seed", seed, "--listen", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return "", err
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if i := strings.LastIndex(sc.Text(), " on "); i >= 0 {
+			return "relay://" + strings.TrimSpace(sc.Text()[i+4:]), nil
+		}
+	}
+	return "", fmt.Errorf("board-agent did not start")
+}
