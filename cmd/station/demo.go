@@ -131,16 +131,23 @@ func demoPKI(dir string) (*demoKeys, error) {
 	return &k, nil
 }
 
+// cmdDemo runs the embedded default: the operator terminal on simulated boards (one per slot), or with
+// --headless a batch of --boards boards provisioned straight through, printing one line per board.
 func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	fs := g.flags("demo")
 	data := fs.String("data", defaultDataDir(), "data folder (inventory, simulated vendor, demo CA)")
 	slots := fs.Int("slots", 4, "slots, each with its own simulated board")
-	boards := fs.Int("boards", 0, "boards to provision headless (0: one per slot)")
+	headless := fs.Bool("headless", false, "no terminal UI: provision --boards boards and print one line each")
+	boards := fs.Int("boards", 0, "with --headless: boards to provision (0: one per slot)")
+	operator := fs.String("operator", "", "operator ID (skips the sign-in screen)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *slots < 1 || *slots > 16 {
 		return usagef("--slots must be 1..16")
+	}
+	if *boards < 0 {
+		return usagef("--boards must not be negative")
 	}
 	if *boards == 0 {
 		*boards = *slots
@@ -156,14 +163,23 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer inv.Close()
+	ca := provisioning.NewClient(env.caURL, env.client)
+	if !*headless {
+		return demoTerminal(ctx, env, s, inv, ca, *slots, *operator)
+	}
+	return demoHeadless(ctx, g, env, s, inv, ca, *slots, *boards, *data)
+}
 
+// demoHeadless provisions boards straight through on parallel slots (CI and the docs use it).
+func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Settings, inv *inventory.Store, ca provisioning.CA,
+	slots, boards int, data string) error {
 	var mu sync.Mutex
 	logf := func(format string, a ...any) {
 		mu.Lock()
 		fmt.Fprintf(g.stdout, format+"\n", a...)
 		mu.Unlock()
 	}
-	st, err := newStation(s, inv, provisioning.NewClient(env.caURL, env.client), func(e station.Event) {
+	st, err := newStation(s, inv, ca, func(e station.Event) {
 		switch e.Kind {
 		case station.EvPassed:
 			logf("slot %d  %-14s PASS  %6.0f ms", e.Slot, e.Serial, ms(e.Elapsed))
@@ -175,18 +191,18 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	batchID := "DEMO-" + time.Now().UTC().Format("20060102-150405")
-	if _, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: *boards,
+	if _, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: boards,
 		Operator: "demo", Station: s.StationID}); err != nil {
 		return err
 	}
-	logf("tpmline demo: batch %s, %d boards on %d slots; CA %s; data in %s", batchID, *boards, *slots, env.caURL, *data)
+	logf("tpmline demo: batch %s, %d boards on %d slots; CA %s; data in %s", batchID, boards, slots, env.caURL, data)
 
 	var wg sync.WaitGroup
 	var failed int
 	next := make(chan int)
 	go func() {
 		defer close(next)
-		for i := 1; i <= *boards; i++ {
+		for i := 1; i <= boards; i++ {
 			select {
 			case next <- i:
 			case <-ctx.Done():
@@ -195,13 +211,13 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 		}
 	}()
 	start := time.Now()
-	for slot := 1; slot <= *slots; slot++ {
+	for slot := 1; slot <= slots; slot++ {
 		wg.Add(1)
 		go func(slot int) {
 			defer wg.Done()
 			for i := range next {
 				// A fresh simulated board per unit, as a new board is put into the fixture.
-				b, err := startSimBoard(ctx, env.agent, filepath.Join(*data, "vendor"))
+				b, err := startSimBoard(ctx, env.agent, filepath.Join(data, "vendor"), newSeed())
 				if err != nil {
 					logf("slot %d: %v", slot, err)
 					mu.Lock()
@@ -223,7 +239,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	wg.Wait()
 	el := time.Since(start)
 	logf("done: %d of %d passed in %.1f s (%.0f units/hour); see 'station --db %s batch show %s'",
-		*boards-failed, *boards, el.Seconds(), float64(*boards-failed)/el.Hours(), s.DB, batchID)
+		boards-failed, boards, el.Seconds(), float64(boards-failed)/el.Hours(), s.DB, batchID)
 	if failed > 0 {
 		return errFailed
 	}

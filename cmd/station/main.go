@@ -48,6 +48,7 @@ func commands() []command {
 		{"board show", "SERIAL [--json]", cmdBoardShow},
 		{"audit verify", "[--batch ID]", cmdAuditVerify},
 		{"demo", "[--data DIR] [--slots N] [--boards N]", cmdDemo},
+		{"tui", "[--operator ID] (the operator terminal on the config's slots)", cmdTUI},
 	}
 }
 

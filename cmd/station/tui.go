@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/tui"
+)
+
+// cmdTUI opens the operator terminal on the configured station: its slots (the config's "slots" with
+// their TPM addresses), inventory and CA.
+func cmdTUI(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("tui")
+	operator := fs.String("operator", "", "operator ID (skips the sign-in screen)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	s, err := g.settings()
+	if err != nil {
+		return err
+	}
+	if len(s.Slots) == 0 {
+		return usagef("no slots configured: add \"slots\" (each an id and a tpm address) to the config given with --config, or run 'station demo'")
+	}
+	ca, err := caClient(s)
+	if err != nil {
+		return err
+	}
+	inv, err := openInventory(ctx, s)
+	if err != nil {
+		return fmt.Errorf("%v; check --db or the config's db", err)
+	}
+	defer inv.Close()
+	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: newStaticFixture(s.Slots),
+		title: "station " + s.StationID, operator: *operator, logDir: defaultDataDir()})
+}
+
+// demoTerminal opens the operator terminal on the demo's simulated boards.
+func demoTerminal(ctx context.Context, env *demoEnv, s *station.Settings, inv *inventory.Store, ca provisioning.CA, slots int, operator string) error {
+	fx := newDemoFixture(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
+	defer fx.Close()
+	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: fx.observe,
+		title: "demo station (simulated boards)", operator: operator, logDir: env.dir})
+}
+
+type termSetup struct {
+	settings *station.Settings
+	inv      station.Inventory
+	ca       provisioning.CA
+	fixture  tui.Fixture
+	observe  func(station.Event) // sees every event before the terminal does
+	title    string
+	operator string
+	logDir   string // where library logs go while the terminal owns the screen
+}
+
+// runTerminal wires a station to the terminal and runs it until the operator quits.
+func runTerminal(ctx context.Context, t termSetup) error {
+	// The terminal owns the screen: anything the standard logger would print (the HTTP stack's notes)
+	// goes to a file instead.
+	if err := os.MkdirAll(t.logDir, 0o755); err == nil {
+		if f, err := os.OpenFile(filepath.Join(t.logDir, "station.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			defer f.Close()
+			prev := log.Writer()
+			log.SetOutput(f)
+			defer log.SetOutput(prev)
+		}
+	}
+	var ui *tui.App
+	st, err := newStation(t.settings, t.inv, t.ca, func(e station.Event) {
+		if t.observe != nil {
+			t.observe(e)
+		}
+		ui.Event(e)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	ui = tui.New(tui.Config{Station: st, Fixture: t.fixture, Title: t.title, Color: os.Getenv("NO_COLOR") == "",
+		Operator: t.operator})
+	return ui.Run(ctx, nil, 15*time.Second)
+}

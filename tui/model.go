@@ -1,0 +1,272 @@
+package tui
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/station"
+)
+
+// slotStatus is where a slot stands, as the operator sees it.
+type slotStatus int
+
+const (
+	slotLoading  slotStatus = iota // a board is being put into the fixture
+	slotNoBoard                    // putting the board in failed (Message says why)
+	slotReady                      // a board waits for its serial
+	slotRunning                    // provisioning
+	slotAborting                   // abort asked, waiting for the flow to stop
+	slotPassed
+	slotFailed
+)
+
+// slotState is one slot's panel, derived from the station's events and the run's outcome.
+type slotState struct {
+	ID       int
+	Status   slotStatus
+	Serial   string
+	Step     string
+	Done     int // steps finished, for the progress bar
+	Started  time.Time
+	Elapsed  time.Duration // final time once the board ended
+	Failure  *station.Failure
+	Rework   bool
+	Note     string // about the board in the fixture ("clone of the part provisioned as SN-3")
+	Message  string // why the fixture has no board
+	Used     bool   // the board went through a run: the next serial needs a new part
+	Ended    time.Time
+	Run      int    // increases with every run started in this slot
+	Aborted  bool   // the operator aborted the current run
+	LastStep string // the step the board was at when it ended
+}
+
+// free says whether a new serial may go into the slot.
+func (s *slotState) free() bool {
+	switch s.Status {
+	case slotReady, slotPassed, slotFailed:
+		return true
+	}
+	return false
+}
+
+func (s *slotState) busy() bool {
+	return s.Status == slotRunning || s.Status == slotAborting || s.Status == slotLoading
+}
+
+// lineModel is the line view's state: the slots, the focused one, the batch and this session's cycle times.
+// Only the UI goroutine touches it.
+type lineModel struct {
+	slots    []*slotState
+	focus    int // index into slots
+	operator string
+	batch    *inventory.BatchSummary // nil until a batch is chosen
+	// cycles are the passed boards' times in this session; first and last bound the session's work.
+	cycles      []time.Duration
+	first, last time.Time
+	passed      int
+	failed      int
+}
+
+func newLineModel(ids []int) *lineModel {
+	m := &lineModel{}
+	for _, id := range ids {
+		m.slots = append(m.slots, &slotState{ID: id, Status: slotLoading})
+	}
+	return m
+}
+
+// slot returns the slot with the given ID, or nil.
+func (m *lineModel) slot(id int) *slotState {
+	for _, s := range m.slots {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *lineModel) focused() *slotState {
+	if len(m.slots) == 0 {
+		return nil
+	}
+	return m.slots[m.focus]
+}
+
+func (m *lineModel) moveFocus(d int) {
+	n := len(m.slots)
+	if n == 0 {
+		return
+	}
+	m.focus = ((m.focus+d)%n + n) % n
+}
+
+// running counts the slots with a board in progress.
+func (m *lineModel) running() int {
+	n := 0
+	for _, s := range m.slots {
+		if s.Status == slotRunning || s.Status == slotAborting {
+			n++
+		}
+	}
+	return n
+}
+
+// serialIn returns the slot where serial is running, or nil.
+func (m *lineModel) serialIn(serial string) *slotState {
+	for _, s := range m.slots {
+		if s.Serial == serial && (s.Status == slotRunning || s.Status == slotAborting) {
+			return s
+		}
+	}
+	return nil
+}
+
+// pickSlot chooses where a scanned serial goes: the focused slot when it is free (the operator put the
+// board there), otherwise the first slot waiting with a fresh board, otherwise the slot whose board passed
+// longest ago. A failed slot is only reused when focused, so a failure is never cleared by a scan aimed
+// elsewhere.
+func (m *lineModel) pickSlot() (*slotState, error) {
+	if f := m.focused(); f != nil && f.free() {
+		return f, nil
+	}
+	for _, s := range m.slots {
+		if s.Status == slotReady {
+			return s, nil
+		}
+	}
+	var best *slotState
+	for _, s := range m.slots {
+		if s.Status == slotPassed && (best == nil || s.Ended.Before(best.Ended)) {
+			best = s
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	return nil, fmt.Errorf("no free slot: wait for a board to finish, or move to a failed slot (Tab) and clear it (F6)")
+}
+
+// apply folds one station event into the model and returns the event log line for it ("" for none).
+func (m *lineModel) apply(e station.Event) string {
+	s := m.slot(e.Slot)
+	if s == nil || (e.Serial != "" && s.Serial != "" && e.Serial != s.Serial) {
+		// An event for a slot this terminal does not show (another terminal's, or a stale run).
+		return ""
+	}
+	switch e.Kind {
+	case station.EvStarted:
+		if s.Status != slotAborting {
+			s.Status = slotRunning
+		}
+		if s.Started.IsZero() {
+			s.Started = e.Time
+		}
+		if m.first.IsZero() || e.Time.Before(m.first) {
+			m.first = e.Time
+		}
+		what := "started"
+		if s.Rework {
+			what = "started (rework)"
+		}
+		return fmt.Sprintf("slot %d  %s  %s", e.Slot, e.Serial, what)
+	case station.EvStep:
+		s.Step = e.Step
+		if i := station.StepIndex(e.Step); i >= 0 && i > s.Done {
+			s.Done = i
+		}
+	case station.EvStepDone:
+		if i := station.StepIndex(e.Step); i >= 0 && i+1 > s.Done {
+			s.Done = i + 1
+		}
+	case station.EvPassed:
+		s.Status, s.Done, s.Elapsed, s.Ended, s.Failure = slotPassed, len(station.Steps), e.Elapsed, e.Time, nil
+		s.LastStep, s.Step = s.Step, ""
+		m.cycles = append(m.cycles, e.Elapsed)
+		m.passed++
+		m.last = e.Time
+		return fmt.Sprintf("slot %d  %s  PASS  %s", e.Slot, e.Serial, fmtDuration(e.Elapsed))
+	case station.EvFailed:
+		s.Status, s.Elapsed, s.Ended, s.Failure = slotFailed, e.Elapsed, e.Time, e.Failure
+		s.LastStep, s.Step = s.Step, ""
+		m.failed++
+		m.last = e.Time
+		line := "failed"
+		if e.Failure != nil {
+			line = e.Failure.Code + ": " + e.Failure.Text
+		}
+		return fmt.Sprintf("slot %d  %s  FAIL  %s", e.Slot, e.Serial, line)
+	}
+	return ""
+}
+
+// finish applies a run's outcome once Provision returned: the authority on how the board ended, for the
+// runs that ended before any event (a slot the station found busy) and for aborted runs.
+func (m *lineModel) finish(slot, run int, out *station.Outcome, now time.Time) string {
+	s := m.slot(slot)
+	if s == nil || s.Run != run || (s.Status != slotRunning && s.Status != slotAborting) {
+		return ""
+	}
+	e := station.Event{Time: now, Kind: station.EvPassed, Slot: slot, Serial: s.Serial, Elapsed: out.Duration}
+	if out.Failure != nil {
+		e.Kind, e.Failure = station.EvFailed, out.Failure
+	}
+	return m.apply(e)
+}
+
+// Counters are the batch's numbers on the line view: the batch's counts come from the inventory (every
+// station that works on the batch), the rates from this session's events.
+type Counters struct {
+	Quantity, Done, Passed, Failed, Stopped, InProgress int
+	// Yield is passed over done in percent; HasYield is false before the first board ends.
+	Yield    float64
+	HasYield bool
+	// UnitsPerHour is this session's passed boards per hour of work; Median its median cycle time.
+	UnitsPerHour float64
+	Median       time.Duration
+}
+
+// counters computes the line view's counters.
+func (m *lineModel) counters() Counters {
+	var c Counters
+	if b := m.batch; b != nil {
+		c.Quantity, c.Done, c.Passed, c.Failed, c.Stopped, c.InProgress = b.Quantity, b.Done, b.Passed, b.Failed, b.Stopped, b.InProgress
+	}
+	c.Yield, c.HasYield = Yield(c.Passed, c.Done)
+	if !m.first.IsZero() && m.last.After(m.first) {
+		c.UnitsPerHour = UnitsPerHour(m.passed, m.last.Sub(m.first))
+	}
+	c.Median = Median(m.cycles)
+	return c
+}
+
+// Median is the median of ds (the mean of the middle two for an even count); 0 for none.
+func Median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// UnitsPerHour is the rate of units finished over span; 0 when span is not positive.
+func UnitsPerHour(units int, span time.Duration) float64 {
+	if span <= 0 || units <= 0 {
+		return 0
+	}
+	return float64(units) / span.Hours()
+}
+
+// Yield is passed/done in percent; ok is false when nothing is done yet.
+func Yield(passed, done int) (pct float64, ok bool) {
+	if done <= 0 {
+		return 0, false
+	}
+	return 100 * float64(passed) / float64(done), true
+}
