@@ -185,13 +185,17 @@ func (m *lineModel) apply(e station.Event) string {
 		s.LastStep, s.Step = s.Step, ""
 		m.cycles = append(m.cycles, e.Elapsed)
 		m.passed++
-		m.last = e.Time
+		if e.Time.After(m.last) {
+			m.last = e.Time
+		}
 		return fmt.Sprintf("slot %d  %s  PASS  %s", e.Slot, e.Serial, fmtDuration(e.Elapsed))
 	case station.EvFailed:
 		s.Status, s.Elapsed, s.Ended, s.Failure = slotFailed, e.Elapsed, e.Time, e.Failure
 		s.LastStep, s.Step = s.Step, ""
 		m.failed++
-		m.last = e.Time
+		if e.Time.After(m.last) {
+			m.last = e.Time
+		}
 		line := "failed"
 		if e.Failure != nil {
 			line = e.Failure.Code + ": " + e.Failure.Text

@@ -208,7 +208,7 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 		}
 		add("", fit(fmt.Sprintf("step %d/%d: %s", min(s.Done+1, len(station.Steps)), len(station.Steps), step), w))
 		if s.Status == slotAborting {
-			add(t.warn, fit("aborting: stops at the next safe point", w))
+			add(t.warn, fit("aborting at the next safe point", w))
 		}
 		return clip(lines, h)
 	}
@@ -317,9 +317,12 @@ func renderCounters(c Counters, running int, w int, color bool) string {
 	}
 	parts := []string{done, fmt.Sprintf("passed %d", c.Passed), failed, yield,
 		fmt.Sprintf("%.0f u/h", c.UnitsPerHour), median, fmt.Sprintf("running %d", running)}
+	// Two spaces between the numbers when they fit, one when not, then the least needed go first.
 	line := strings.Join(parts, "  ")
-	if width(line) > w {
-		line = strings.Join(parts, " ")
+	for sep := " "; width(line) > w && len(parts) > 1; parts = parts[:len(parts)-1] {
+		if line = strings.Join(parts, sep); width(line) <= w {
+			break
+		}
 	}
 	s := tview.Escape(fit(line, w))
 	if c.Quantity > 0 && c.Done >= c.Quantity {

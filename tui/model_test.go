@@ -1,0 +1,174 @@
+package tui
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/station"
+)
+
+var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+
+func TestMedian(t *testing.T) {
+	s := time.Second
+	for _, c := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{3 * s}, 3 * s},
+		{[]time.Duration{5 * s, 1 * s, 3 * s}, 3 * s},
+		{[]time.Duration{4 * s, 1 * s, 3 * s, 2 * s}, 2500 * time.Millisecond},
+		{[]time.Duration{9 * s, 9 * s, 1 * s}, 9 * s},
+	} {
+		in := append([]time.Duration(nil), c.in...)
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+		for i := range in {
+			if in[i] != c.in[i] {
+				t.Fatalf("Median reordered its input: %v", c.in)
+			}
+		}
+	}
+}
+
+func TestUnitsPerHourAndYield(t *testing.T) {
+	if got := UnitsPerHour(30, 30*time.Minute); got != 60 {
+		t.Errorf("30 units in 30 min = %v u/h, want 60", got)
+	}
+	if got := UnitsPerHour(4, 20*time.Second); got != 720 {
+		t.Errorf("4 units in 20 s = %v u/h, want 720", got)
+	}
+	if got := UnitsPerHour(5, 0); got != 0 {
+		t.Errorf("no span: %v, want 0", got)
+	}
+	if got := UnitsPerHour(0, time.Hour); got != 0 {
+		t.Errorf("no units: %v, want 0", got)
+	}
+	if y, ok := Yield(3, 4); !ok || y != 75 {
+		t.Errorf("Yield(3,4) = %v %v, want 75 true", y, ok)
+	}
+	if _, ok := Yield(0, 0); ok {
+		t.Error("Yield with nothing done must say so")
+	}
+}
+
+func ev(kind station.EventKind, slot int, serial, step string, at time.Duration) station.Event {
+	return station.Event{Time: t0.Add(at), Kind: kind, Slot: slot, Serial: serial, Step: step}
+}
+
+func TestApplyEvents(t *testing.T) {
+	m := newLineModel([]int{1, 2})
+	m.slots[0].Status, m.slots[0].Serial = slotRunning, "SN1"
+	m.slots[1].Status, m.slots[1].Serial = slotRunning, "SN2"
+
+	if line := m.apply(ev(station.EvStarted, 1, "SN1", "", 0)); !strings.Contains(line, "SN1") || !strings.Contains(line, "started") {
+		t.Errorf("started line %q", line)
+	}
+	m.apply(ev(station.EvStep, 1, "SN1", station.StepClaim, time.Second))
+	s := m.slot(1)
+	if s.Step != station.StepClaim || s.Done != station.StepIndex(station.StepClaim) {
+		t.Errorf("after step: step %q done %d", s.Step, s.Done)
+	}
+	m.apply(ev(station.EvStepDone, 1, "SN1", station.StepClaim, 2*time.Second))
+	if s.Done != station.StepIndex(station.StepClaim)+1 {
+		t.Errorf("after step done: done %d", s.Done)
+	}
+	// An event naming another serial (a stale run) changes nothing.
+	m.apply(ev(station.EvPassed, 1, "OTHER", "", 3*time.Second))
+	if s.Status != slotRunning {
+		t.Fatalf("stale event ended the slot: %v", s.Status)
+	}
+	pass := ev(station.EvPassed, 1, "SN1", "", 10*time.Second)
+	pass.Elapsed = 10 * time.Second
+	if line := m.apply(pass); !strings.Contains(line, "PASS") {
+		t.Errorf("pass line %q", line)
+	}
+	if s.Status != slotPassed || s.Done != len(station.Steps) || s.LastStep != station.StepClaim {
+		t.Errorf("after pass: %+v", s)
+	}
+	m.apply(ev(station.EvStarted, 2, "SN2", "", 1*time.Second))
+	fail := ev(station.EvFailed, 2, "SN2", "", 4*time.Second)
+	fail.Elapsed = 3 * time.Second
+	fail.Failure = &station.Failure{Code: station.ReasonClone, Text: "EK already bound to serial SN1", Next: "set the board aside for QA", Stop: true}
+	if line := m.apply(fail); !strings.Contains(line, "FAIL") || !strings.Contains(line, "EK already bound to serial SN1") {
+		t.Errorf("fail line %q", line)
+	}
+	if m.slot(2).Status != slotFailed || m.slot(2).Failure.Code != station.ReasonClone {
+		t.Errorf("slot 2 after fail: %+v", m.slot(2))
+	}
+	m.batch = &inventory.BatchSummary{Batch: inventory.Batch{ID: "B", Quantity: 10}, Done: 2, Passed: 1, Failed: 0, Stopped: 1}
+	c := m.counters()
+	if c.Done != 2 || c.Passed != 1 || c.Stopped != 1 || !c.HasYield || c.Yield != 50 {
+		t.Errorf("counters %+v", c)
+	}
+	// One pass in the session, first start at t0, last end at t0+10s: 360 u/h.
+	if c.UnitsPerHour != 360 || c.Median != 10*time.Second {
+		t.Errorf("rates %+v", c)
+	}
+}
+
+func TestFinishCoversRunsWithoutEvents(t *testing.T) {
+	m := newLineModel([]int{1})
+	s := m.slot(1)
+	s.Status, s.Serial, s.Run = slotRunning, "SN1", 3
+	out := &station.Outcome{Failure: &station.Failure{Code: station.ReasonSlotBusy, Text: "slot 1 is busy"}}
+	if line := m.finish(1, 2, out, t0); line != "" || s.Status != slotRunning {
+		t.Fatalf("an older run's outcome was applied: %q %v", line, s.Status)
+	}
+	if line := m.finish(1, 3, out, t0); !strings.Contains(line, "slot_busy") || s.Status != slotFailed {
+		t.Fatalf("outcome not applied: %q %v", line, s.Status)
+	}
+	// Once the events ended the board, the outcome adds nothing.
+	if line := m.finish(1, 3, out, t0); line != "" {
+		t.Fatalf("outcome applied twice: %q", line)
+	}
+}
+
+func TestPickSlot(t *testing.T) {
+	m := newLineModel([]int{1, 2, 3})
+	set := func(st ...slotStatus) {
+		for i, x := range st {
+			m.slots[i].Status = x
+		}
+	}
+	pick := func() int {
+		t.Helper()
+		s, err := m.pickSlot()
+		if err != nil {
+			return 0
+		}
+		return s.ID
+	}
+	set(slotReady, slotReady, slotReady)
+	if got := pick(); got != 1 {
+		t.Errorf("all ready, focus 1: got %d", got)
+	}
+	set(slotRunning, slotReady, slotReady)
+	if got := pick(); got != 2 {
+		t.Errorf("focused busy: got %d, want the first ready slot 2", got)
+	}
+	m.focus = 2
+	set(slotRunning, slotReady, slotFailed)
+	if got := pick(); got != 3 {
+		t.Errorf("focused failed slot is reused: got %d", got)
+	}
+	m.focus = 0
+	set(slotRunning, slotFailed, slotPassed)
+	m.slots[2].Ended = t0
+	if got := pick(); got != 3 {
+		t.Errorf("a failed slot is not reused unless focused: got %d, want 3", got)
+	}
+	set(slotRunning, slotPassed, slotPassed)
+	m.slots[1].Ended, m.slots[2].Ended = t0.Add(time.Minute), t0
+	if got := pick(); got != 3 {
+		t.Errorf("oldest passed slot: got %d, want 3", got)
+	}
+	set(slotRunning, slotFailed, slotLoading)
+	if _, err := m.pickSlot(); err == nil {
+		t.Error("no free slot must be an error")
+	}
+}
