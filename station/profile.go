@@ -86,7 +86,7 @@ func DefaultProfile() *Profile {
 		IDevIDHandle:    HexU32(l.IDevIDHandle),
 		IAKCertIndex:    HexU32(l.IAKCertIndex),
 		IDevIDCertIndex: HexU32(l.IDevIDCertIndex),
-		SerialPattern:   `[A-Za-z0-9][A-Za-z0-9._/-]*`,
+		SerialPattern:   `[A-Za-z0-9][A-Za-z0-9./-]*`, // within X.520 PrintableString: the CA puts it in the subject serialNumber
 	}
 	if err := p.validate(); err != nil {
 		panic("built-in profile is invalid: " + err.Error())

@@ -111,7 +111,7 @@ func startUpstreamCA(t *testing.T, ekRoots string, extra ...string) *upstreamCA 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	addrRE := regexp.MustCompile(`upstream CA serving addr=(\S+)`)
+	addrRE := regexp.MustCompile(`upstream CA serving"? addr=(\S+)`)
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -45,6 +46,12 @@ func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
 	}
 	if *wo == "" {
 		*wo = *id // a batch without a separate work order is its own
+	}
+	if *op == "" {
+		*op = os.Getenv("USER") // who ran the command, when no operator signed in
+		if *op == "" {
+			*op = "unknown"
+		}
 	}
 	if *qty < 0 {
 		return usagef("--quantity must not be negative")
@@ -210,10 +217,11 @@ func cmdProvision(ctx context.Context, g *globals, args []string) error {
 			}
 		}
 		if out.Failure != nil {
-			fmt.Fprintf(g.stderr, "board %s: %s: %s\n", *serial, strings.ToUpper(string(out.State)), out.Failure.Line())
+			sn := printable(*serial)
 			if out.Failure.Code == station.ReasonBadSerial || out.Failure.Code == station.ReasonBatch {
-				return &usageError{fmt.Sprintf("board %s: %s", *serial, out.Failure.Line())}
+				return &usageError{fmt.Sprintf("board %s: %s", sn, out.Failure.Line())}
 			}
+			fmt.Fprintf(g.stderr, "board %s: %s: %s\n", sn, strings.ToUpper(string(out.State)), out.Failure.Line())
 			return errFailed
 		}
 		if !*asJSON {
@@ -226,6 +234,17 @@ func cmdProvision(ctx context.Context, g *globals, args []string) error {
 		}
 		return nil
 	})
+}
+
+// printable shows a serial as typed, or quoted with escapes when it holds anything a terminal would
+// interpret.
+func printable(s string) string {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r > 0x7e {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
