@@ -67,14 +67,27 @@ func (c *Client) Activate(ctx context.Context, req *ActivateRequest) (*Certifica
 
 // post sends a JSON body and decodes a JSON answer. A non-2xx answer carrying an ErrorBody becomes a
 // *Error (errors.As works); transport failures and unreadable answers say the CA is unreachable.
+// PushEKList uploads a batch's EK list (POST PathEKLists).
+func (c *Client) PushEKList(ctx context.Context, up *EKListUpload) (*EKListResult, error) {
+	var res EKListResult
+	if err := c.postLimit(ctx, PathEKLists, up, &res, MaxEKListRequestBytes); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	return c.postLimit(ctx, path, in, out, MaxRequestBytes)
+}
+
+func (c *Client) postLimit(ctx context.Context, path string, in, out any, limit int) error {
 	url := c.baseURL + path
 	body, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("encoding request for %s: %w", url, err)
 	}
-	if len(body) > MaxRequestBytes {
-		return fmt.Errorf("request for %s is %d bytes, over the protocol's %d", url, len(body), MaxRequestBytes)
+	if len(body) > limit {
+		return fmt.Errorf("request for %s is %d bytes, over the protocol's %d", url, len(body), limit)
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {

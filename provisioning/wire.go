@@ -24,6 +24,11 @@ const (
 // areas of a few hundred bytes; base64 and JSON add a third.
 const MaxRequestBytes = 64 << 10
 
+// MaxEKListRequestBytes bounds an EK list upload body. It is larger than MaxRequestBytes (an
+// enrollment) because a list carries a whole batch: an entry with an RSA EK certificate is ~2.5 KiB of JSON,
+// so one upload holds ~12,000 boards; larger batches upload in several parts under the same batch name.
+const MaxEKListRequestBytes = 32 << 20
+
 // Bounds on individual fields, checked by the CA before any parsing.
 const (
 	MaxCertBytes     = 4096 // one DER certificate as read from NV, padding included
@@ -155,4 +160,35 @@ func (e *Error) Is(target error) bool {
 // Errorf builds a protocol error.
 func Errorf(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// EKListUpload is the body of POST /v1/ek-lists: a batch's EK list pushed by an authenticated station
+// (its client certificate is the authentication). The offline form is the station-signed EK list file of
+// docs/ek-list.md, which `upstream-ca ek-list import` reads and verifies.
+type EKListUpload struct {
+	Batch   string        `json:"batch"`
+	Entries []EKListEntry `json:"entries"`
+}
+
+// EKListEntry is one board of an EK list.
+type EKListEntry struct {
+	Serial string `json:"serial"`
+	// EKCert is the EK certificate (DER, or as read from NV: ekcert.Normalise is applied). Optional when
+	// EKPublic is given, but at least one of the two is required.
+	EKCert []byte `json:"ek_cert,omitempty"`
+	// EKPublic is the EK's marshalled TPMT_PUBLIC. Optional when EKCert is given.
+	EKPublic []byte `json:"ek_public,omitempty"`
+	// EKPublicSHA256 is the lower-case hex SHA-256 of the EK's DER SubjectPublicKeyInfo ;
+	// the CA recomputes it and refuses the list if it differs.
+	EKPublicSHA256  string `json:"ek_public_sha256"`
+	TPMManufacturer string `json:"tpm_manufacturer,omitempty"`
+	TPMModel        string `json:"tpm_model,omitempty"`
+	TPMFirmware     string `json:"tpm_firmware,omitempty"`
+}
+
+// EKListResult is the answer to an EK list upload.
+type EKListResult struct {
+	Batch    string `json:"batch"`
+	Received int    `json:"received"`
+	Added    int    `json:"added"` // entries new to the CA; the rest were already listed under the same serial
 }

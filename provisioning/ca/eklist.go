@@ -11,45 +11,18 @@ import (
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
 
-// MaxEKListRequestBytes bounds an EK list upload body. It is larger than provisioning.MaxRequestBytes (an
-// enrollment) because a list carries a whole batch: an entry with an RSA EK certificate is ~2.5 KiB of JSON,
-// so one upload holds ~12,000 boards; larger batches upload in several parts under the same batch name.
-const MaxEKListRequestBytes = 32 << 20
+// MaxEKListRequestBytes is provisioning.MaxEKListRequestBytes.
+const MaxEKListRequestBytes = provisioning.MaxEKListRequestBytes
 
 // MaxBatchLen bounds the batch name of an EK list.
 const MaxBatchLen = 128
 
-// EKListUpload is the body of POST /v1/ek-lists and the file `upstream-ca ek-list import` reads. It is
-// unsigned for now: the station authenticates the upload with its client certificate. A signed form will
-// add a signature field beside Entries (the station/reports work defines the file format); until then an
-// unknown field is refused like in every other request.
-type EKListUpload struct {
-	Batch   string        `json:"batch"`
-	Entries []EKListEntry `json:"entries"`
-}
-
-// EKListEntry is one board of an EK list.
-type EKListEntry struct {
-	Serial string `json:"serial"`
-	// EKCert is the EK certificate (DER, or as read from NV: ekcert.Normalise is applied). Optional when
-	// EKPublic is given, but at least one of the two is required.
-	EKCert []byte `json:"ek_cert,omitempty"`
-	// EKPublic is the EK's marshalled TPMT_PUBLIC. Optional when EKCert is given.
-	EKPublic []byte `json:"ek_public,omitempty"`
-	// EKPublicSHA256 is the lower-case hex SHA-256 of the EK's DER SubjectPublicKeyInfo (EKPublicSHA256);
-	// the CA recomputes it and refuses the list if it differs.
-	EKPublicSHA256  string `json:"ek_public_sha256"`
-	TPMManufacturer string `json:"tpm_manufacturer,omitempty"`
-	TPMModel        string `json:"tpm_model,omitempty"`
-	TPMFirmware     string `json:"tpm_firmware,omitempty"`
-}
-
-// EKListResult is the answer to an EK list upload.
-type EKListResult struct {
-	Batch    string `json:"batch"`
-	Received int    `json:"received"`
-	Added    int    `json:"added"` // entries new to the CA; the rest were already listed under the same serial
-}
+// The EK list upload's wire types live with the other protocol messages in package provisioning.
+type (
+	EKListUpload = provisioning.EKListUpload
+	EKListEntry  = provisioning.EKListEntry
+	EKListResult = provisioning.EKListResult
+)
 
 // ImportEKList validates every entry and stores the list in one transaction (all or nothing). Per entry: a
 // valid serial (CheckSerial); an EK certificate that parses (ekcert.Parse) and/or an EK public that is exactly
