@@ -18,7 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/reports"
 )
 
 // Exit codes of upstream-ca.
@@ -67,7 +69,7 @@ const usageText = `usage:
   upstream-ca init --dir DIR [--org NAME]
   upstream-ca station add --dir DIR --name NAME --out OUTDIR
   upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
-  upstream-ca ek-list import --dir DIR FILE
+  upstream-ca ek-list import --dir DIR FILE [--sig FILE.sig]
   upstream-ca ek-cert verify --ek-roots PEM-or-dir FILE...
 `
 
@@ -399,36 +401,85 @@ func cmdEKListImport(ctx context.Context, args []string, stdout io.Writer) error
 	fs := newFlags("ek-list import")
 	dir := fs.String("dir", "", "CA directory")
 	dbURL := fs.String("db", "", "database URL (default from config, else sqlite in DIR)")
+	sigPath := fs.String("sig", "", "the list's detached signature (default FILE.sig)")
 	if err := parseFlags(fs, args, true); err != nil {
 		return err
 	}
 	if *dir == "" || fs.NArg() != 1 {
 		return usagef("ek-list import: --dir and one FILE are required")
 	}
-	f, err := os.Open(fs.Arg(0))
-	if err != nil {
-		return err
+	path := fs.Arg(0)
+	if *sigPath == "" {
+		*sigPath = path + ".sig"
 	}
-	defer f.Close()
-	var up EKListUpload
-	if err := decodeJSON(io.LimitReader(f, MaxEKListRequestBytes+1), &up); err != nil {
-		return fmt.Errorf("%s: %v", fs.Arg(0), err)
+	up, signer, err := readSignedEKList(*dir, path, *sigPath)
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
 	}
 	v, _, err := openCA(ctx, *dir, *dbURL, "", io.Discard)
 	if err != nil {
 		return err
 	}
 	defer v.Store.Close()
-	user := os.Getenv("USER")
-	if user == "" {
-		user = "operator"
-	}
-	res, err := v.ImportEKList(ctx, "cli:"+printable(user), &up)
+	res, err := v.ImportEKList(ctx, "file:"+printable(signer), up)
 	if err != nil {
-		return fmt.Errorf("%s: %v", fs.Arg(0), err)
+		return fmt.Errorf("%s: %v", path, err)
 	}
-	fmt.Fprintf(stdout, "EK list %q: %d entries, %d new\n", res.Batch, res.Received, res.Added)
+	fmt.Fprintf(stdout, "EK list %q signed by station %s: %d entries, %d new\n", res.Batch, printable(signer), res.Received, res.Added)
 	return nil
+}
+
+// readSignedEKList reads a station's EK list file (docs/ek-list.md, CSV or JSON) and checks its detached
+// signature: the signer's certificate must chain to this CA's station access CA, so only a station this CA
+// enrolled can hand it a list, and any changed byte in the file or the signature refuses the whole list.
+func readSignedEKList(dir, path, sigPath string) (*EKListUpload, string, error) {
+	access, err := ReadCertificate(filepath.Join(dir, AccessCertFile))
+	if err != nil {
+		return nil, "", err
+	}
+	content, err := readBounded(path, MaxEKListFileBytes)
+	if err != nil {
+		return nil, "", err
+	}
+	sig, err := readBounded(sigPath, reports.MaxSigFileBytes)
+	if err != nil {
+		return nil, "", fmt.Errorf("signature: %v (a station signs every EK list it exports: FILE.sig)", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(access)
+	ver, err := reports.Verify(content, sig, pool)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: signature refused: %v", provisioning.CodeEKListInvalid, err)
+	}
+	list, err := reports.ReadEKList(bytes.NewReader(content), provisioning.MaxEKListEntries)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %v", provisioning.CodeEKListInvalid, err)
+	}
+	up := &EKListUpload{Batch: list.Header.Batch, Entries: make([]EKListEntry, 0, len(list.Entries))}
+	for _, e := range list.Entries {
+		up.Entries = append(up.Entries, EKListEntry{Serial: e.Serial, EKCert: e.EKCert, EKPublic: e.EKPublic,
+			EKPublicSHA256: e.EKPublicSHA256, TPMManufacturer: e.TPMManufacturer, TPMModel: e.TPMModel, TPMFirmware: e.TPMFirmware})
+	}
+	return up, ver.Signer().Subject.CommonName, nil
+}
+
+// MaxEKListFileBytes bounds an EK list file: 1,000,000 entries of ~1 KiB each.
+const MaxEKListFileBytes = 1 << 30
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
 }
 
 func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {

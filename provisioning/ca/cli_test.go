@@ -3,9 +3,11 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/reports"
 )
 
 func runCLI(t testing.TB, ctx context.Context, args ...string) (int, string, string) {
@@ -141,13 +144,44 @@ func TestCLIInitStationServe(t *testing.T) {
 		t.Fatalf("unlisted EK: HTTP %d", st)
 	}
 	// Import the EK list from a file with the CLI, while the server runs (SQLite, WAL).
+	// The list is the station-signed file of docs/ek-list.md, signed with the station's client key.
 	listFile := filepath.Join(t.TempDir(), "list.json")
-	list := EKListUpload{Batch: "B-CLI", Entries: []EKListEntry{{Serial: "SN-CLI", EKCert: b.ekCert, EKPublicSHA256: hexs(mustEKHash(t, b))}}}
-	if err := os.WriteFile(listFile, mustJSON(t, list), 0o644); err != nil {
+	var listBuf bytes.Buffer
+	entry := &reports.EKListEntry{Serial: "SN-CLI", EKCert: b.ekCert, EKPublicSHA256: hexs(mustEKHash(t, b))}
+	sent := false
+	if err := reports.WriteEKList(&listBuf, "json", reports.EKListHeader{Batch: "B-CLI", Product: "gw", Station: "line-1",
+		Created: time.Now(), Entries: 1}, func() (*reports.EKListEntry, error) {
+		if sent {
+			return nil, io.EOF
+		}
+		sent = true
+		return entry, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if code, o, errOut := runCLI(t, ctx, "ek-list", "import", "--dir", dir, listFile); code != ExitOK || !strings.Contains(o, "1 new") {
-		t.Fatalf("ek-list import: %d %s %s", code, o, errOut)
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := reports.Signer{Key: cert.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{leaf}}.Sign(bytes.NewReader(listBuf.Bytes()), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Replace(listBuf.Bytes(), []byte("SN-CLI"), []byte("SN-CLJ"), 1)
+	for _, f := range []struct {
+		content []byte
+		code    int
+	}{{tampered, ExitFailure}, {listBuf.Bytes(), ExitOK}} {
+		if err := os.WriteFile(listFile, f.content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(listFile+".sig", sig, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, o, errOut := runCLI(t, ctx, "ek-list", "import", "--dir", dir, listFile)
+		if code != f.code || (code == ExitOK && !strings.Contains(o, "1 new")) || (code != ExitOK && !strings.Contains(errOut, "signature")) {
+			t.Fatalf("ek-list import: %d %s %s", code, o, errOut)
+		}
 	}
 	if st := post(provisioning.PathEnroll, b.request(), &ch); st != 200 {
 		t.Fatalf("enroll: HTTP %d\n%s", st, serveErr.String())
