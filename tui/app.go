@@ -143,13 +143,13 @@ func (a *App) goDo(f func()) {
 	}()
 }
 
-// Run shows the terminal on screen (the real terminal when nil) until the operator quits or ctx ends.
-// Boards still running are aborted on the way out and waited for (at most wait), so their records end
-// in a known state.
-func (a *App) Run(ctx context.Context, screen tcell.Screen, wait time.Duration) error {
-	if screen != nil {
-		a.app.SetScreen(screen)
-	}
+// SetScreen makes the terminal draw on screen instead of the real terminal (tests use a simulation
+// screen); call it before Run.
+func (a *App) SetScreen(screen tcell.Screen) { a.app.SetScreen(screen) }
+
+// Run shows the terminal until the operator quits or ctx ends. Boards still running are aborted on the way
+// out and waited for (at most wait), so their records end in a known state.
+func (a *App) Run(ctx context.Context, wait time.Duration) error {
 	go a.pump()
 	if ctx.Err() != nil {
 		return ctx.Err()

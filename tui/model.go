@@ -123,18 +123,22 @@ func (m *lineModel) serialIn(serial string) *slotState {
 	return nil
 }
 
-// pickSlot chooses where a scanned serial goes: the focused slot when it is free (the operator put the
-// board there), otherwise the first slot waiting with a fresh board, otherwise the slot whose board passed
-// longest ago. A failed slot is only reused when focused, so a failure is never cleared by a scan aimed
-// elsewhere.
+// pickSlot chooses where a scanned serial goes: a slot with a fresh board waiting (the focused one first,
+// then in slot order), so scans fill the fixture; then the focused slot if its board ended (the operator put
+// the next board there); then the slot whose board passed longest ago. A failed slot is only reused when
+// focused, so a failure is never cleared by a scan aimed elsewhere.
 func (m *lineModel) pickSlot() (*slotState, error) {
-	if f := m.focused(); f != nil && f.free() {
+	f := m.focused()
+	if f != nil && f.Status == slotReady {
 		return f, nil
 	}
 	for _, s := range m.slots {
 		if s.Status == slotReady {
 			return s, nil
 		}
+	}
+	if f != nil && f.free() {
+		return f, nil
 	}
 	var best *slotState
 	for _, s := range m.slots {

@@ -153,8 +153,16 @@ func TestPickSlot(t *testing.T) {
 	}
 	m.focus = 2
 	set(slotRunning, slotReady, slotFailed)
+	if got := pick(); got != 2 {
+		t.Errorf("a fresh board comes before the focused failed slot: got %d", got)
+	}
+	set(slotRunning, slotRunning, slotFailed)
 	if got := pick(); got != 3 {
 		t.Errorf("focused failed slot is reused: got %d", got)
+	}
+	set(slotReady, slotRunning, slotReady)
+	if got := pick(); got != 3 {
+		t.Errorf("the focused fresh board comes first: got %d", got)
 	}
 	m.focus = 0
 	set(slotRunning, slotFailed, slotPassed)

@@ -397,8 +397,9 @@ var batchColumns = []string{"batch", "product", "work order", "state", "qty", "d
 func helpText(clone bool) string {
 	var b strings.Builder
 	b.WriteString(`LINE VIEW
-  Scan a serial      the scanner types it and Enter: it goes to the focused slot if free,
-                     else to the first slot with a fresh board, else to the slot that passed longest ago
+  Scan a serial      the scanner types it and Enter: it goes to a slot with a fresh board (the
+                     focused one first), else to the focused slot if its board ended, else to
+                     the slot that passed longest ago (a failed slot only when focused)
   Tab / Shift-Tab    move between slots (also Up / Down)
   F2                 start the focused slot with the serial typed in the scan field
                      (with the field empty: run the focused slot's serial again)

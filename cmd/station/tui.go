@@ -85,5 +85,5 @@ func runTerminal(ctx context.Context, t termSetup) error {
 	}
 	ui = tui.New(tui.Config{Station: st, Fixture: t.fixture, Title: t.title, Color: os.Getenv("NO_COLOR") == "",
 		Operator: t.operator})
-	return ui.Run(ctx, nil, 15*time.Second)
+	return ui.Run(ctx, 15*time.Second)
 }
