@@ -25,7 +25,7 @@ type fakeStation struct {
 	closed  []string
 }
 
-func (f *fakeStation) ID() string                       { return "st1" }
+func (f *fakeStation) ID() string                      { return "st1" }
 func (f *fakeStation) Profile(string) *station.Profile { return station.DefaultProfile() }
 
 func (f *fakeStation) Provision(ctx context.Context, job station.Job) *station.Outcome {
