@@ -17,6 +17,7 @@ import (
 	"time"
 
 	_ "github.com/lib/pq"
+	_ "modernc.org/sqlite"
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
@@ -91,6 +92,7 @@ func mustRun(t *testing.T, bin string, args ...string) string {
 // upstreamCA runs `upstream-ca serve` and returns its URL and the station's credential flags.
 type upstreamCA struct {
 	url   string
+	dir   string
 	flags []string
 }
 
@@ -123,7 +125,7 @@ func startUpstreamCA(t *testing.T, ekRoots string, extra ...string) *upstreamCA 
 	}()
 	select {
 	case a := <-addr:
-		return &upstreamCA{url: "https://" + a, flags: []string{"--ca", "https://" + a, "--ca-trust", filepath.Join(out, "ca-trust.pem"),
+		return &upstreamCA{url: "https://" + a, dir: dir, flags: []string{"--ca", "https://" + a, "--ca-trust", filepath.Join(out, "ca-trust.pem"),
 			"--client-cert", filepath.Join(out, "st1.crt"), "--client-key", filepath.Join(out, "st1.key")}}
 	case <-time.After(30 * time.Second):
 		t.Fatal("upstream-ca serve did not come up")
@@ -345,4 +347,97 @@ func startSimBoardSeed(t *testing.T, agent, vendorDir, seed string) (string, err
 		}
 	}
 	return "", fmt.Errorf("board-agent did not start")
+}
+
+// TestCLIQA: EK lists exported (signed) and pushed, the CA importing the signed file and refusing a
+// tampered one, batch reports in three formats, verified, compared with the audit trail, and every
+// tampering detected.
+func TestCLIQA(t *testing.T) {
+	dir := t.TempDir()
+	vendorDir := filepath.Join(dir, "vendor")
+	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(dir, "vendor-cas.pem")
+	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca := startUpstreamCA(t, roots)
+	dbPath := filepath.Join(dir, "inventory.db")
+	g := append([]string{"--db", "sqlite://" + dbPath, "--station-id", "st1"}, ca.flags...)
+	st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
+	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "QA1", "--quantity", "3")...)
+	for i := 1; i <= 3; i++ {
+		addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, fmt.Sprint(500+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, "station", append(append([]string{}, g...), "provision", "--tpm", addr, "--serial", fmt.Sprintf("QA-%d", i), "--batch", "QA1")...)
+	}
+	// A clone: refused and stopped, on the report as such.
+	addr, _ := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "501")
+	if r := st("provision", "--tpm", addr, "--serial", "QA-9", "--batch", "QA1"); r.code != 1 || !strings.Contains(r.stderr, "ek_bound_to_other_serial") {
+		t.Fatalf("clone: %d %s", r.code, r.stderr)
+	}
+
+	// EK lists.
+	for _, format := range []string{"json", "csv"} {
+		out := filepath.Join(dir, "eklist."+format)
+		mustRun(t, "station", append(append([]string{}, g...), "ek-list", "export", "--batch", "QA1", "--format", format, "--out", out)...)
+		if r := runBin(t, "upstream-ca", "ek-list", "import", "--dir", ca.dir, out); r.code != 0 || !strings.Contains(r.stdout, "3 entries") {
+			t.Fatalf("import %s: %d %s %s", format, r.code, r.stdout, r.stderr)
+		}
+		b, _ := os.ReadFile(out)
+		_ = os.WriteFile(out, bytes.Replace(b, []byte("QA-2"), []byte("QA-7"), 1), 0o644)
+		if r := runBin(t, "upstream-ca", "ek-list", "import", "--dir", ca.dir, out); r.code == 0 || !strings.Contains(r.stderr, "signature") {
+			t.Fatalf("tampered %s list imported: %d %s", format, r.code, r.stderr)
+		}
+	}
+	if r := st("ek-list", "push", "--batch", "QA1"); r.code != 0 || !strings.Contains(r.stdout, "3 entries") {
+		t.Fatalf("push: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+
+	// Reports.
+	mustRun(t, "station", append(append([]string{}, g...), "batch", "close", "--id", "QA1")...)
+	pdf, csvf, jsonf := filepath.Join(dir, "r.pdf"), filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.json")
+	mustRun(t, "station", append(append([]string{}, g...), "report", "batch", "--batch", "QA1", "--pdf", pdf, "--csv", csvf, "--json", jsonf)...)
+	for _, f := range []string{pdf, csvf} {
+		if r := st("report", "verify", f); r.code != 0 || !strings.Contains(r.stdout, "signature OK") {
+			t.Fatalf("verify %s: %d %s %s", f, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := st("report", "verify", jsonf, "--trust", roots); r.code != 1 || !strings.Contains(r.stderr, "INVALID") {
+		t.Fatalf("verify against another trust anchor: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := st("report", "verify", pdf, "--trust", ca.flags[3]); r.code != 0 || !strings.Contains(r.stdout, "chain to the trust anchor OK") {
+		t.Fatalf("verify against the CA's trust anchor: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") {
+		t.Fatalf("verify json: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") {
+		t.Fatalf("PDF text: %v\n%s", err, out)
+	}
+	// A changed byte in the report: the signature fails.
+	b, _ := os.ReadFile(csvf)
+	_ = os.WriteFile(csvf, bytes.Replace(b, []byte("QA-3"), []byte("QA-8"), 1), 0o644)
+	if r := st("report", "verify", csvf); r.code != 1 || !strings.Contains(r.stderr, "INVALID") {
+		t.Fatalf("tampered CSV verified: %d %s", r.code, r.stderr)
+	}
+	// An edited audit row in the database: audit verify names the link, the JSON report no longer matches.
+	db, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE events SET payload = '{"edited":true}' WHERE seq = 5`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if r := st("audit", "verify"); r.code != 1 || !strings.Contains(r.stderr, "BROKEN") || !strings.Contains(r.stderr, "5") {
+		t.Fatalf("edited event not detected: %d %s", r.code, r.stderr)
+	}
+	if r := st("report", "verify", jsonf); r.code != 1 {
+		t.Fatalf("report verified against an edited audit trail: %d %s %s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -47,6 +47,10 @@ func commands() []command {
 		{"provision", "--tpm ADDR --serial SN --batch ID [--slot N] [--rework] [--json]", cmdProvision},
 		{"board show", "SERIAL [--json]", cmdBoardShow},
 		{"audit verify", "[--batch ID]", cmdAuditVerify},
+		{"ek-list export", "--batch ID --format csv|json --out FILE", cmdEKListExport},
+		{"ek-list push", "--batch ID", cmdEKListPush},
+		{"report batch", "--batch ID [--pdf FILE] [--csv FILE] [--json FILE]", cmdReportBatch},
+		{"report verify", "FILE [--sig FILE.sig] [--trust PEM] (with --db: compare a JSON report with the audit trail)", cmdReportVerify},
 		{"demo", "[--data DIR] [--slots N] [--boards N]", cmdDemo},
 		{"tui", "[--operator ID] (the operator terminal on the config's slots)", cmdTUI},
 	}

@@ -41,11 +41,20 @@ func (g *globals) flags(name string) *flag.FlagSet {
 	return fs
 }
 
+// parse parses flags given before, between or after the positional arguments ("board show SN --json").
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return usagef("%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 // settings merges the config file with the flags; flags win.
