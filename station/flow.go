@@ -283,6 +283,10 @@ func (r *run) provision() *Failure {
 		return f
 	}
 	r.claimed = true
+	if job.Rework {
+		r.note(inventory.Event{Kind: "board.rework_authorised", Payload: payload(map[string]any{"supervisor": job.Supervisor,
+			"slot": job.Slot, "attempt": board.Attempt})})
+	}
 	// Journal the read-only steps that ran before the board had a row.
 	for _, st := range r.pre {
 		if _, err := s.cfg.Inventory.StepStarted(r.ctx, job.Serial, st.Step); err == nil {

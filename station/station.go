@@ -114,6 +114,8 @@ type Job struct {
 	Slot   int
 	TPM    string // --tpm address
 	Rework bool
+	// Supervisor is who authorised a rework (badge ID); it goes into the audit trail.
+	Supervisor string
 }
 
 // Steps is the per-board flow in order; the UI draws its progress bar over it.

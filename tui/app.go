@@ -325,11 +325,13 @@ func (a *App) scanned(text string, focused bool) {
 			return
 		}
 	}
-	a.launch(s, serial, false, s.Used)
+	a.launch(s, serial, "", s.Used)
 }
 
 // launch starts a board in slot s (UI goroutine). newPart first puts a fresh board into the fixture.
-func (a *App) launch(s *slotState, serial string, rework, newPart bool) {
+// launch runs a board in slot s; a supervisor's badge makes it a rework.
+func (a *App) launch(s *slotState, serial, supervisor string, newPart bool) {
+	rework := supervisor != ""
 	a.notice = ""
 	ctx, cancel := context.WithCancel(a.ctx)
 	s.Run++
@@ -353,7 +355,7 @@ func (a *App) launch(s *slotState, serial string, rework, newPart bool) {
 				return
 			}
 		}
-		out := a.cfg.Station.Provision(ctx, station.Job{Batch: batch, Serial: serial, Slot: slot, TPM: a.cfg.Fixture.TPM(slot), Rework: rework})
+		out := a.cfg.Station.Provision(ctx, station.Job{Batch: batch, Serial: serial, Slot: slot, TPM: a.cfg.Fixture.TPM(slot), Rework: rework, Supervisor: supervisor})
 		a.post(func() {
 			if line := a.m.finish(slot, run, out, a.now()); line != "" {
 				a.logLine(a.now(), line)

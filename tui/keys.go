@@ -130,7 +130,7 @@ func (a *App) retry(s *slotState) {
 		a.say("retry refused: %s is set aside (%s); only a rework (F5) takes it again", s.Serial, s.Failure.Code)
 	default:
 		a.logLine(a.now(), fmt.Sprintf("slot %d  %s  retry", s.ID, s.Serial))
-		a.launch(s, s.Serial, false, false)
+		a.launch(s, s.Serial, "", false)
 	}
 }
 
@@ -191,7 +191,7 @@ func (a *App) askRework(s *slotState) {
 			return
 		}
 		a.logLine(a.now(), fmt.Sprintf("slot %d  %s  rework confirmed by supervisor %s", s.ID, serial, sup))
-		a.launch(s, serial, true, false)
+		a.launch(s, serial, sup, false)
 	})
 	form.AddButton("Cancel", a.closeModal)
 	form.SetCancelFunc(a.closeModal)

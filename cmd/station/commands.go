@@ -189,12 +189,16 @@ func cmdProvision(ctx context.Context, g *globals, args []string) error {
 	batch := fs.String("batch", "", "batch ID")
 	slot := fs.Int("slot", 0, "fixture slot")
 	rework := fs.Bool("rework", false, "provision again a board that was provisioned, stopped or had its TPM replaced")
+	supervisor := fs.String("supervisor", "", "with --rework: who authorised it (recorded in the audit trail)")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *addr == "" || *serial == "" || *batch == "" {
 		return usagef("--tpm, --serial and --batch are required")
+	}
+	if *rework && *supervisor == "" {
+		*supervisor = os.Getenv("USER")
 	}
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
 		ca, err := caClient(s)
@@ -205,7 +209,7 @@ func cmdProvision(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework})
+		out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework, Supervisor: *supervisor})
 		res := provisionResult{Serial: out.Serial, Batch: out.Batch, State: string(out.State), Already: out.Already,
 			Reason: out.Failure, EKPubSHA256: out.EKPubSHA256, IAKCertSerial: out.IAKCertSerial,
 			IDevIDCertSerial: out.IDevIDCertSerial, DurationMS: ms(out.Duration), TPMTimeMS: ms(out.TPMTime), Steps: out.Steps}

@@ -44,14 +44,14 @@ func commands() []command {
 		{"batch close", "--id ID", cmdBatchClose},
 		{"batch list", "[--all]", cmdBatchList},
 		{"batch show", "ID", cmdBatchShow},
-		{"provision", "--tpm ADDR --serial SN --batch ID [--slot N] [--rework] [--json]", cmdProvision},
+		{"provision", "--tpm ADDR --serial SN --batch ID [--slot N] [--rework [--supervisor ID]] [--json]", cmdProvision},
 		{"board show", "SERIAL [--json]", cmdBoardShow},
 		{"audit verify", "[--batch ID]", cmdAuditVerify},
 		{"ek-list export", "--batch ID --format csv|json --out FILE", cmdEKListExport},
 		{"ek-list push", "--batch ID", cmdEKListPush},
 		{"report batch", "--batch ID [--pdf FILE] [--csv FILE] [--json FILE]", cmdReportBatch},
 		{"report verify", "FILE [--sig FILE.sig] [--trust PEM] (with --db: compare a JSON report with the audit trail)", cmdReportVerify},
-		{"demo", "[--data DIR] [--slots N] [--boards N]", cmdDemo},
+		{"demo", "[--data DIR] [--slots N] [--operator ID] [--headless [--boards N]]", cmdDemo},
 		{"tui", "[--operator ID] (the operator terminal on the config's slots)", cmdTUI},
 	}
 }
@@ -74,11 +74,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	rest := fs.Args()
-	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" {
+	if len(rest) == 0 {
+		rest = []string{"tui"} // `station` alone opens the operator terminal
+	}
+	if rest[0] == "help" || rest[0] == "-h" {
 		printUsage(stdout)
-		if len(rest) == 0 {
-			return exitUsage
-		}
 		return exitOK
 	}
 	for _, c := range commands() {
