@@ -157,7 +157,9 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer env.stopCA()
-	s := &station.Settings{StationID: "demo-station", DB: "sqlite://" + filepath.Join(*data, "inventory.db")}
+	s := &station.Settings{StationID: "demo-station", DB: "sqlite://" + filepath.Join(*data, "inventory.db"),
+		// The demo station signs EK lists and reports with its demo client key, as a real one does.
+		ClientCert: filepath.Join(*data, "ca", "station.crt"), ClientKey: filepath.Join(*data, "ca", "station.key")}
 	inv, err := openInventory(ctx, s)
 	if err != nil {
 		return err

@@ -290,34 +290,47 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		info, rows, audit, err := batchReport(ctx, inv, *id)
+		audit, err := writeBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
 		if err != nil {
 			if errors.Is(err, inventory.ErrBatchNotFound) {
 				return usagef("%v", err)
 			}
 			return err
 		}
-		for _, o := range []struct {
-			path  string
-			write func(io.Writer, reports.BatchInfo, reports.BoardSource, reports.AuditInfo, reports.Options) error
-		}{{*pdf, reports.WritePDF}, {*csvOut, reports.WriteCSV}, {*jsonOut, reports.WriteJSON}} {
-			if o.path == "" {
-				continue
+		for _, p := range []string{*pdf, *csvOut, *jsonOut} {
+			if p != "" {
+				fmt.Fprintf(g.stdout, "%s (signature %s.sig)\n", p, p)
 			}
-			var buf bytes.Buffer
-			if err := o.write(&buf, info, rows, audit, reports.Options{}); err != nil {
-				return fmt.Errorf("%s: %w", o.path, err)
-			}
-			if err := writeSigned(o.path, buf.Bytes(), sg); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "%s (signature %s.sig)\n", o.path, o.path)
 		}
 		if !audit.ChainVerified {
 			fmt.Fprintf(g.stderr, "warning: the audit chain of batch %s does not verify; run 'station audit verify --batch %s'\n", *id, *id)
 		}
 		return nil
 	})
+}
+
+// writeBatchReports renders a batch's report to each non-empty path (PDF, CSV, JSON), each signed.
+func writeBatchReports(ctx context.Context, inv *inventory.Store, id string, sg reports.Signer, pdf, csvOut, jsonOut string) (reports.AuditInfo, error) {
+	info, rows, audit, err := batchReport(ctx, inv, id)
+	if err != nil {
+		return audit, err
+	}
+	for _, o := range []struct {
+		path  string
+		write func(io.Writer, reports.BatchInfo, reports.BoardSource, reports.AuditInfo, reports.Options) error
+	}{{pdf, reports.WritePDF}, {csvOut, reports.WriteCSV}, {jsonOut, reports.WriteJSON}} {
+		if o.path == "" {
+			continue
+		}
+		var buf bytes.Buffer
+		if err := o.write(&buf, info, rows, audit, reports.Options{}); err != nil {
+			return audit, fmt.Errorf("%s: %w", o.path, err)
+		}
+		if err := writeSigned(o.path, buf.Bytes(), sg); err != nil {
+			return audit, err
+		}
+	}
+	return audit, nil
 }
 
 func cmdReportVerify(ctx context.Context, g *globals, args []string) error {

@@ -39,7 +39,8 @@ func cmdTUI(ctx context.Context, g *globals, args []string) error {
 	}
 	defer inv.Close()
 	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: newStaticFixture(s.Slots),
-		title: "station " + s.StationID, operator: *operator, logDir: defaultDataDir()})
+		title: "station " + s.StationID, operator: *operator, logDir: defaultDataDir(),
+		report: reportHook(s, inv, filepath.Join(defaultDataDir(), "reports"))})
 }
 
 // demoTerminal opens the operator terminal on the demo's simulated boards.
@@ -47,7 +48,8 @@ func demoTerminal(ctx context.Context, env *demoEnv, s *station.Settings, inv *i
 	fx := newDemoFixture(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
 	defer fx.Close()
 	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: fx.observe,
-		title: "demo station (simulated boards)", operator: operator, logDir: env.dir})
+		title: "demo station (simulated boards)", operator: operator, logDir: env.dir,
+		report: reportHook(s, inv, filepath.Join(env.dir, "reports"))})
 }
 
 type termSetup struct {
@@ -59,6 +61,25 @@ type termSetup struct {
 	title    string
 	operator string
 	logDir   string // where library logs go while the terminal owns the screen
+	report   tui.ReportFunc
+}
+
+// reportHook makes the QA view's batch report: PDF, CSV and JSON in dir, each signed by the station.
+func reportHook(s *station.Settings, inv *inventory.Store, dir string) tui.ReportFunc {
+	return func(ctx context.Context, batchID string) (string, error) {
+		sg, err := signer(s)
+		if err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+		base := filepath.Join(dir, batchID)
+		if _, err := writeBatchReports(ctx, inv, batchID, sg, base+".pdf", base+".csv", base+".json"); err != nil {
+			return "", err
+		}
+		return base + ".pdf (and .csv, .json, each with .sig)", nil
+	}
 }
 
 // runTerminal wires a station to the terminal and runs it until the operator quits.
@@ -84,6 +105,6 @@ func runTerminal(ctx context.Context, t termSetup) error {
 		return err
 	}
 	ui = tui.New(tui.Config{Station: st, Fixture: t.fixture, Title: t.title, Color: os.Getenv("NO_COLOR") == "",
-		Operator: t.operator})
+		Operator: t.operator, BatchReport: t.report})
 	return ui.Run(ctx, 15*time.Second)
 }
