@@ -6,18 +6,20 @@ import (
 	"testing"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/fixtures/fixturestest"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
 // TestSwtpmBoard runs the device side against a board made by swtpm_setup (RSA-2048 EK certificate at
-// 0x01C00002, P-384 at 0x01C00016, see tpm-facts.md) when TPMLINE_SWTPM names it, e.g.
-// TPMLINE_SWTPM=swtpm://127.0.0.1:2321. It checks that the EKs this package creates from the TCG templates
+// 0x01C00002, P-384 at 0x01C00016, see tpm-facts.md): a fresh one from fixtures, or the one TPMLINE_SWTPM
+// names (e.g. TPMLINE_SWTPM=swtpm://127.0.0.1:2321, to check a board made by hand). It checks that the EKs this package creates from the TCG templates
 // (L-1 and H-3) are the keys swtpm's vendor certified, and provisions the board with the P-384 (H-3) keys.
 // The station's integration tests cover swtpm boards in full; this is the quick cross-check.
 func TestSwtpmBoard(t *testing.T) {
 	addr := os.Getenv("TPMLINE_SWTPM")
 	if addr == "" {
-		t.Skip("TPMLINE_SWTPM not set")
+		board, _ := fixturestest.NewSwtpmBoard(t)
+		addr = board.Addr()
 	}
 	tpm, err := fixtures.Open(addr)
 	if err != nil {
