@@ -117,9 +117,26 @@ func TestCrashAtEveryStep(t *testing.T) {
 				t.Fatalf("child was not killed at %s: %v\n%s", fault, err, out)
 			}
 
-			// Restart: the same board, the same slot, the same station.
-			res := st.Provision(ctx, job)
-			mustPass(t, res)
+			// Restart: the station reconciles what it left in progress, on the same board in the same slot.
+			outs, err := st.Reconcile(ctx, map[int]string{job.Slot: job.TPM})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, recorded := inv.GetBoardBySerial(ctx, job.Serial)
+			switch {
+			case recorded != nil:
+				// Killed before the inventory check: nothing was recorded, nothing to reconcile; the
+				// operator scans the board again.
+				if len(outs) != 0 {
+					t.Fatalf("reconcile resumed %d boards that were never recorded", len(outs))
+				}
+				mustPass(t, st.Provision(ctx, job))
+			case killed:
+				if len(outs) != 1 {
+					t.Fatalf("reconcile resumed %d boards, want 1", len(outs))
+				}
+				mustPass(t, outs[0])
+			}
 			b, err := inv.GetBoardBySerial(ctx, job.Serial)
 			if err != nil || b.State != inventory.StateProvisioned {
 				t.Fatalf("board after restart: %+v %v", b, err)
@@ -155,4 +172,38 @@ func clientPEM(t *testing.T, c *testCA) (certPEM, keyPEM string) {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// TestReconcileWithoutTheBoard: a board left in progress whose slot has no TPM any more ends failed with
+// the step it stopped in, and resumes when it is scanned again.
+func TestReconcileWithoutTheBoard(t *testing.T) {
+	if os.Getenv("TPMLINE_CRASH_CHILD") != "" {
+		t.Skip("child")
+	}
+	ctx := context.Background()
+	board, vendor := fixturestest.NewSwtpmBoard(t)
+	roots, _, err := loadPEMs(vendor.RootPath(), vendor.IntermediatePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCA(t, "sqlite://"+filepath.Join(t.TempDir(), "ca.db"), roots[0], roots[1:]...)
+	dbURL := "sqlite://" + filepath.Join(t.TempDir(), "inv.db")
+	st, inv := newStation(t, dbURL, c)
+	openBatch(t, inv, "B1")
+	certPEM, keyPEM := clientPEM(t, c)
+	job := station.Job{Batch: "B1", Serial: "GONE-1", Slot: 3, TPM: board.Addr()}
+	spec, _ := json.Marshal(crashJob{DB: dbURL, CAURL: c.URL, CertPEM: certPEM, KeyPEM: keyPEM,
+		RootPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw})), Job: job, Fault: provisioning.StepPersist + ":mid"})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TPMLINE_CRASH_CHILD="+string(spec))
+	_ = cmd.Run()
+	outs, err := st.Reconcile(ctx, map[int]string{1: "swtpm://127.0.0.1:1"})
+	if err != nil || len(outs) != 0 {
+		t.Fatalf("reconcile: %v %v", outs, err)
+	}
+	b, err := inv.GetBoardBySerial(ctx, "GONE-1")
+	if err != nil || b.State != inventory.StateFailed || b.ReasonCode != station.ReasonInterrupted || b.CurrentStep != provisioning.StepPersist {
+		t.Fatalf("board left in progress: %+v %v", b, err)
+	}
+	mustPass(t, st.Provision(ctx, job))
 }

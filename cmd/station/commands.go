@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -363,4 +364,62 @@ func cmdAuditVerify(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(g.stdout, "audit chain OK: %d events, head %s\n", st.Count, st.Head)
 		return nil
 	})
+}
+
+// reconcile resumes or closes the boards this station left in progress (see station.Reconcile) and
+// prints one line per board.
+func reconcile(ctx context.Context, st *station.Station, slots map[int]string, w io.Writer) (failed int, err error) {
+	outs, err := st.Reconcile(ctx, slots)
+	for _, o := range outs {
+		if o.Failure != nil {
+			failed++
+			fmt.Fprintf(w, "resumed board %s: %s: %s\n", printable(o.Serial), strings.ToUpper(string(o.State)), o.Failure.Line())
+		} else {
+			fmt.Fprintf(w, "resumed board %s: PASS\n", printable(o.Serial))
+		}
+	}
+	return failed, err
+}
+
+func cmdReconcile(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags("reconcile")
+	addr := fs.String("tpm", "", "TPM address of --slot (adds to the config's slots)")
+	slot := fs.Int("slot", 0, "slot of --tpm")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		ca, err := caClient(s)
+		if err != nil {
+			return err
+		}
+		st, err := newStation(s, inv, ca, func(e station.Event) {
+			if e.Kind == station.EvFailed && e.Failure != nil && e.Failure.Code == station.ReasonInterrupted {
+				fmt.Fprintf(g.stdout, "board %s: %s; %s\n", printable(e.Serial), e.Failure.Text, e.Failure.Next)
+			}
+		}, nil)
+		if err != nil {
+			return err
+		}
+		slots := slotMap(s.Slots)
+		if *addr != "" {
+			slots[*slot] = *addr
+		}
+		failed, err := reconcile(ctx, st, slots, g.stdout)
+		if err != nil {
+			return err
+		}
+		if failed > 0 {
+			return errFailed
+		}
+		return nil
+	})
+}
+
+func slotMap(slots []station.Slot) map[int]string {
+	m := map[int]string{}
+	for _, s := range slots {
+		m[s.ID] = s.TPM
+	}
+	return m
 }

@@ -46,6 +46,7 @@ func commands() []command {
 		{"batch show", "ID", cmdBatchShow},
 		{"provision", "--tpm ADDR --serial SN --batch ID [--slot N] [--rework [--supervisor ID]] [--json]", cmdProvision},
 		{"board show", "SERIAL [--json]", cmdBoardShow},
+		{"reconcile", "[--tpm ADDR [--slot N]] (resume or close the boards this station left in progress)", cmdReconcile},
 		{"audit verify", "[--batch ID]", cmdAuditVerify},
 		{"ek-list export", "--batch ID --format csv|json --out FILE", cmdEKListExport},
 		{"ek-list push", "--batch ID", cmdEKListPush},

@@ -40,7 +40,7 @@ func cmdTUI(ctx context.Context, g *globals, args []string) error {
 	defer inv.Close()
 	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: newStaticFixture(s.Slots),
 		title: "station " + s.StationID, operator: *operator, logDir: defaultDataDir(),
-		report: reportHook(s, inv, filepath.Join(defaultDataDir(), "reports"))})
+		report: reportHook(s, inv, filepath.Join(defaultDataDir(), "reports")), slots: slotMap(s.Slots)})
 }
 
 // demoTerminal opens the operator terminal on the demo's simulated boards.
@@ -62,6 +62,7 @@ type termSetup struct {
 	operator string
 	logDir   string // where library logs go while the terminal owns the screen
 	report   tui.ReportFunc
+	slots    map[int]string // the TPM address of each slot whose board survives a restart
 }
 
 // reportHook makes the QA view's batch report: PDF, CSV and JSON in dir, each signed by the station.
@@ -93,6 +94,15 @@ func runTerminal(ctx context.Context, t termSetup) error {
 			log.SetOutput(f)
 			defer log.SetOutput(prev)
 		}
+	}
+	// Boards this station left in progress (a crash, a power cut) are resumed or closed before the
+	// terminal opens, so every slot starts from a known state.
+	pre, err := newStation(t.settings, t.inv, t.ca, nil, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := reconcile(ctx, pre, t.slots, os.Stderr); err != nil {
+		return err
 	}
 	var ui *tui.App
 	st, err := newStation(t.settings, t.inv, t.ca, func(e station.Event) {
