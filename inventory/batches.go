@@ -110,7 +110,9 @@ const batchSummaryQuery = `SELECT b.id, b.product, b.work_order, b.quantity, b.o
 	COALESCE(SUM(CASE WHEN bo.state = 'provisioned' THEN 1 ELSE 0 END), 0) AS passed,
 	COALESCE(SUM(CASE WHEN bo.state = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
 	COALESCE(SUM(CASE WHEN bo.state = 'stopped' THEN 1 ELSE 0 END), 0) AS stopped,
-	COALESCE(SUM(CASE WHEN bo.state = 'in_progress' THEN 1 ELSE 0 END), 0) AS in_progress
+	COALESCE(SUM(CASE WHEN bo.state = 'in_progress' THEN 1 ELSE 0 END), 0) AS in_progress,
+	(SELECT COUNT(*) FROM events e WHERE e.batch = b.id AND (e.kind = '` + EventBoardRefused + `' OR (e.kind = '` + EventClaimRefused + `'
+		AND (e.payload LIKE '%"reason":"ek_bound_to_other_serial"%' OR e.payload LIKE '%"reason":"serial_bound_to_other_ek"%')))) AS refused
 	FROM batches b LEFT JOIN boards bo ON bo.batch = b.id`
 
 // ListBatches returns batches with their board counts, oldest first. state "open" or "closed" filters;
@@ -134,7 +136,7 @@ func (s *Store) ListBatches(ctx context.Context, state string) ([]BatchSummary, 
 
 func (r *batchSummaryRow) summary() BatchSummary {
 	return BatchSummary{Batch: r.batch(), Passed: r.Passed, Failed: r.Failed, Stopped: r.Stopped,
-		InProgress: r.InProgress, Done: r.Passed + r.Failed + r.Stopped}
+		InProgress: r.InProgress, Refused: r.Refused, Done: r.Passed + r.Failed + r.Stopped}
 }
 
 func (s *Store) getBatchTx(ctx context.Context, tx *txn, id string, lock bool) (*Batch, error) {

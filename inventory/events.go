@@ -20,6 +20,7 @@ const (
 	EventBoardRetried     = "board.retried"
 	EventBoardReworked    = "board.reworked"
 	EventClaimRefused     = "board.claim_refused"
+	EventBoardRefused     = "board.refused" // the station turned a board away before the inventory check
 	EventBoardTPMInfo     = "board.tpm_info"
 	EventBoardEK          = "board.ek"
 	EventStepStarted      = "step.started"

@@ -84,6 +84,11 @@ type BatchSummary struct {
 	Failed     int
 	Stopped    int
 	InProgress int
+	// Refused counts boards turned away before they had a record: a claim refused by the one-EK-one-serial
+	// rule (a clone or a swapped part; payloads are compact JSON with sorted keys, so the reason is
+	// matched as text in both engines), or a board the station refused before its inventory check
+	// (EventBoardRefused). They are no boards of the batch, but QA counts them.
+	Refused int
 }
 
 // ClaimRequest asks to provision (or rework) the board Serial whose TPM has the EK EKPubSHA256.
@@ -224,6 +229,7 @@ type batchSummaryRow struct {
 	Failed     int `db:"failed"`
 	Stopped    int `db:"stopped"`
 	InProgress int `db:"in_progress"`
+	Refused    int `db:"refused"`
 }
 
 type boardRow struct {

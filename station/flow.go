@@ -28,6 +28,8 @@ type run struct {
 	out     *Outcome
 	start   time.Time
 	claimed bool
+	// claimTried is set once the inventory check ran: from then on the inventory records refusals.
+	claimTried bool
 	// pre holds the steps run before the board had an inventory row; they are journaled right after the claim.
 	pre []StepTime
 	// loaded transient keys, flushed on the way out.
@@ -83,8 +85,9 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 		}
 	} else if r.claimed {
 		r.out.State = inventory.StateInProgress
-	} else if !f.Infra {
-		r.note(inventory.Event{Kind: "board.refused", Payload: payload(map[string]any{"code": f.Code, "text": f.Text, "slot": job.Slot})})
+	} else if f.Stop && !r.claimTried {
+		// Set aside before the inventory check (a refused claim is recorded by the inventory itself).
+		r.note(inventory.Event{Kind: inventory.EventBoardRefused, Payload: payload(map[string]any{"code": f.Code, "text": f.Text, "slot": job.Slot})})
 	}
 	s.emit(Event{Kind: EvFailed, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Failure: f, Elapsed: r.out.Duration})
 	return r.out
@@ -266,6 +269,7 @@ func (r *run) provision() *Failure {
 
 	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints.
 	var board *inventory.Board
+	r.claimTried = true
 	if f := r.step(StepClaim, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() (err error) {
 		board, err = s.cfg.Inventory.ClaimBoard(r.ctx, inventory.ClaimRequest{Serial: job.Serial, EKPubSHA256: ekHash,
 			Batch: job.Batch, Station: s.cfg.StationID, Slot: job.Slot, Rework: job.Rework})

@@ -125,6 +125,10 @@ func TestSimulatorBatch(t *testing.T) {
 			if _, err := inv.VerifyChain(ctx, ""); err != nil {
 				t.Fatal(err)
 			}
+			sums, err := inv.ListBatches(ctx, "")
+			if err != nil || len(sums) != 1 || sums[0].Passed != 2 || sums[0].Refused != 2 {
+				t.Fatalf("batch counts after a clone and a swap: %+v %v", sums, err)
+			}
 		})
 	}
 }

@@ -227,6 +227,8 @@ func (m *lineModel) finish(slot, run int, out *station.Outcome, now time.Time) s
 // station that works on the batch), the rates from this session's events.
 type Counters struct {
 	Quantity, Done, Passed, Failed, Stopped, InProgress int
+	// Refused are boards turned away before they had a record (clones, swapped parts).
+	Refused int
 	// Yield is passed over done in percent; HasYield is false before the first board ends.
 	Yield    float64
 	HasYield bool
@@ -240,6 +242,7 @@ func (m *lineModel) counters() Counters {
 	var c Counters
 	if b := m.batch; b != nil {
 		c.Quantity, c.Done, c.Passed, c.Failed, c.Stopped, c.InProgress = b.Quantity, b.Done, b.Passed, b.Failed, b.Stopped, b.InProgress
+		c.Refused = b.Refused
 	}
 	c.Yield, c.HasYield = Yield(c.Passed, c.Done)
 	if !m.first.IsZero() && m.last.After(m.first) {

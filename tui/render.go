@@ -311,9 +311,10 @@ func renderCounters(c Counters, running int, w int, color bool) string {
 	if c.Median > 0 {
 		median = "median " + fmtDuration(c.Median)
 	}
-	failed := fmt.Sprintf("failed %d", c.Failed+c.Stopped)
-	if c.Stopped > 0 {
-		failed += fmt.Sprintf(" (%d set aside)", c.Stopped)
+	// A board refused before it had a record (a clone) failed and was set aside like a stopped one.
+	failed := fmt.Sprintf("failed %d", c.Failed+c.Stopped+c.Refused)
+	if aside := c.Stopped + c.Refused; aside > 0 {
+		failed += fmt.Sprintf(" (%d set aside)", aside)
 	}
 	parts := []string{done, fmt.Sprintf("passed %d", c.Passed), failed, yield,
 		fmt.Sprintf("%.0f u/h", c.UnitsPerHour), median, fmt.Sprintf("running %d", running)}
@@ -387,7 +388,7 @@ func batchRow(b inventory.BatchSummary) []string {
 		qty = fmt.Sprint(b.Quantity)
 	}
 	return []string{b.ID, b.Product, b.WorkOrder, b.State, qty, fmt.Sprint(b.Done), fmt.Sprint(b.Passed),
-		fmt.Sprint(b.Failed), fmt.Sprint(b.Stopped), fmt.Sprint(b.InProgress), yield, b.OpenedAt.Local().Format("2006-01-02 15:04")}
+		fmt.Sprint(b.Failed), fmt.Sprint(b.Stopped + b.Refused), fmt.Sprint(b.InProgress), yield, b.OpenedAt.Local().Format("2006-01-02 15:04")}
 }
 
 // batchColumns are the QA table's headings, matching batchRow.

@@ -116,10 +116,10 @@ func cmdBatchList(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "BATCH\tPRODUCT\tSTATE\tQTY\tDONE\tPASSED\tFAILED\tSTOPPED\tIN PROGRESS\tOPENED")
+		fmt.Fprintln(tw, "BATCH\tPRODUCT\tSTATE\tQTY\tDONE\tPASSED\tFAILED\tSTOPPED\tREFUSED\tIN PROGRESS\tOPENED")
 		for _, b := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.ID, b.Product, b.State, b.Quantity, b.Done,
-				b.Passed, b.Failed, b.Stopped, b.InProgress, b.OpenedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.ID, b.Product, b.State, b.Quantity, b.Done,
+				b.Passed, b.Failed, b.Stopped, b.Refused, b.InProgress, b.OpenedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
 	})
