@@ -212,6 +212,14 @@ func TestCLIProvisionSwtpmBatch(t *testing.T) {
 			if r := st("batch", "close", "--id", batch); r.code != 0 {
 				t.Fatalf("batch close: %d %s", r.code, r.stderr)
 			}
+			// QA's one command on the swtpm batch, and its check against the audit trail.
+			rep := filepath.Join(t.TempDir(), "report")
+			if r := st("report", "batch", "--batch", batch, "--pdf", rep+".pdf", "--json", rep+".json"); r.code != 0 {
+				t.Fatalf("report batch: %d %s", r.code, r.stderr)
+			}
+			if r := st("report", "verify", rep+".json"); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") {
+				t.Fatalf("report verify: %d %s %s", r.code, r.stdout, r.stderr)
+			}
 		})
 	}
 }
