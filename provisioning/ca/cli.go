@@ -392,9 +392,32 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("upstream CA serving", "addr", ln.Addr().String(), "db", v.Store.Engine(), "ek_roots", len(v.EKVerifier.Roots),
 		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList)
 	srv := &Server{Verifier: v, Log: log}
+	go purgeChallenges(ctx, v.Store, log, time.Now)
 	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
 	log.Info("upstream CA stopped")
 	return err
+}
+
+// ChallengeRetention is how long an expired challenge is kept: a late answer still gets
+// challenge_expired (not challenge_unknown) for that long, and the table stays small on a busy CA.
+const ChallengeRetention = time.Hour
+
+// purgeChallenges drops long-expired challenges every few minutes until ctx ends.
+func purgeChallenges(ctx context.Context, st *Store, log *slog.Logger, now func() time.Time) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := st.PurgeChallenges(ctx, now().Add(-ChallengeRetention)); err != nil {
+				log.Warn("purging expired challenges", "err", err)
+			} else if n > 0 {
+				log.Info("purged expired challenges", "count", n)
+			}
+		}
+	}
 }
 
 func cmdEKListImport(ctx context.Context, args []string, stdout io.Writer) error {
