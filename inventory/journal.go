@@ -36,71 +36,144 @@ func (s *Store) onActiveBoard(ctx context.Context, serial, what string, fn func(
 	return nil
 }
 
+// Op is one write about a board in progress: a journal entry, a key, a certificate, an end state. Journal
+// applies several in one transaction, so a station pays one durable commit where it has several facts to
+// record at the same point of the flow (the end of one step and the start of the next, say).
+type Op struct {
+	what  string
+	check func() error // argument checks, before the transaction
+	apply func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error
+}
+
+// Journal applies ops, in order, to the in-progress board serial in one transaction: all or none.
+func (s *Store) Journal(ctx context.Context, serial string, ops ...Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	what := ops[0].what
+	for i, op := range ops {
+		if op.check != nil {
+			if err := op.check(); err != nil {
+				return err
+			}
+		}
+		if i > 0 {
+			what += ", " + op.what
+		}
+	}
+	return s.onActiveBoard(ctx, serial, what, func(tx *txn, b *boardRow, now int64) error {
+		for _, op := range ops {
+			if err := op.apply(ctx, s, tx, b, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // StepStarted journals that step is about to run its side effect on board serial, and makes it the
 // board's current step. It returns the journal entry id.
 func (s *Store) StepStarted(ctx context.Context, serial, step string) (int64, error) {
-	if err := checkText("step", step, true); err != nil {
-		return 0, err
-	}
 	var id int64
-	err := s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *txn, b *boardRow, now int64) error {
-		if err := tx.GetContext(ctx, &id, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at)
-			VALUES (?, ?, ?, 'started', ?) RETURNING id`), b.ID, b.Attempt, step, now); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET current_step = ?, updated_at = ? WHERE id = ?"), step, now, b.ID); err != nil {
-			return err
-		}
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": id}))
-	})
+	err := s.Journal(ctx, serial, stepStarted(step, &id))
 	return id, err
+}
+
+// OpStepStarted is StepStarted as an Op.
+func OpStepStarted(step string) Op { return stepStarted(step, nil) }
+
+func stepStarted(step string, id *int64) Op {
+	return Op{what: "journaling step " + step, check: func() error { return checkText("step", step, true) },
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			var jid int64
+			if err := tx.GetContext(ctx, &jid, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at)
+				VALUES (?, ?, ?, 'started', ?) RETURNING id`), b.ID, b.Attempt, step, now); err != nil {
+				return err
+			}
+			if id != nil {
+				*id = jid
+			}
+			if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET current_step = ?, updated_at = ? WHERE id = ?"), step, now, b.ID); err != nil {
+				return err
+			}
+			b.CurrentStep = step
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": jid}))
+		}}
 }
 
 // StepFinished journals that step completed on board serial.
 func (s *Store) StepFinished(ctx context.Context, serial, step string, o StepOutcome) error {
-	return s.finishStep(ctx, serial, step, PhaseDone, EventStepDone, o)
+	return s.Journal(ctx, serial, OpStepFinished(step, o))
 }
 
 // StepFailed journals that step failed on board serial. The board stays in progress: the station decides
 // whether to retry the step or MarkFailed.
 func (s *Store) StepFailed(ctx context.Context, serial, step string, o StepOutcome) error {
-	return s.finishStep(ctx, serial, step, PhaseFailed, EventStepFailed, o)
+	return s.Journal(ctx, serial, OpStepFailed(step, o))
 }
 
-func (s *Store) finishStep(ctx context.Context, serial, step, phase, kind string, o StepOutcome) error {
-	if err := checkFreeText("step detail", o.Detail); err != nil {
-		return err
-	}
-	if o.Duration < 0 || o.TPMTime < 0 {
-		return fmt.Errorf("%w: negative duration for step %s of board %s", ErrInvalid, step, serial)
-	}
-	return s.onActiveBoard(ctx, serial, "journaling step "+step, func(tx *txn, b *boardRow, now int64) error {
-		var open struct {
-			ID        int64 `db:"id"`
-			StartedAt int64 `db:"started_at"`
-		}
-		err := tx.GetContext(ctx, &open, s.q(`SELECT id, started_at FROM steps
-			WHERE board_id = ? AND attempt = ? AND step = ? AND phase = 'started' ORDER BY id DESC LIMIT 1`), b.ID, b.Attempt, step)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: step %s was not started in attempt %d", ErrInvalid, step, b.Attempt)
-		}
-		if err != nil {
-			return err
-		}
-		d := o.Duration
-		if d == 0 {
-			d = time.Duration(now - open.StartedAt)
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE steps SET phase = ?, finished_at = ?, duration_ns = ?, tpm_time_ns = ?,
-			detail = ? WHERE id = ?`), phase, now, int64(d), int64(o.TPMTime), o.Detail, open.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET updated_at = ? WHERE id = ?"), now, b.ID); err != nil {
-			return err
-		}
-		return s.appendEventTx(ctx, tx, boardEvent(b, kind, map[string]any{"step": step, "journal_id": open.ID,
-			"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail}))
-	})
+// OpStepFinished is StepFinished as an Op.
+func OpStepFinished(step string, o StepOutcome) Op {
+	return finishStep(step, PhaseDone, EventStepDone, o)
+}
+
+// OpStepFailed is StepFailed as an Op.
+func OpStepFailed(step string, o StepOutcome) Op {
+	return finishStep(step, PhaseFailed, EventStepFailed, o)
+}
+
+// OpStepCompleted journals a step that already ran (started o.Duration ago and done now): the station's
+// read-only steps before the board had a record.
+func OpStepCompleted(step string, o StepOutcome) Op {
+	start, done := OpStepStarted(step), OpStepFinished(step, o)
+	return Op{what: "journaling step " + step,
+		check: func() error { return errors.Join(start.check(), done.check()) },
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			if err := start.apply(ctx, s, tx, b, now-int64(o.Duration)); err != nil {
+				return err
+			}
+			return done.apply(ctx, s, tx, b, now)
+		}}
+}
+
+func finishStep(step, phase, kind string, o StepOutcome) Op {
+	return Op{what: "journaling step " + step,
+		check: func() error {
+			if err := checkFreeText("step detail", o.Detail); err != nil {
+				return err
+			}
+			if o.Duration < 0 || o.TPMTime < 0 {
+				return fmt.Errorf("%w: negative duration for step %s", ErrInvalid, step)
+			}
+			return nil
+		},
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			var open struct {
+				ID        int64 `db:"id"`
+				StartedAt int64 `db:"started_at"`
+			}
+			err := tx.GetContext(ctx, &open, s.q(`SELECT id, started_at FROM steps
+				WHERE board_id = ? AND attempt = ? AND step = ? AND phase = 'started' ORDER BY id DESC LIMIT 1`), b.ID, b.Attempt, step)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: step %s was not started in attempt %d", ErrInvalid, step, b.Attempt)
+			}
+			if err != nil {
+				return err
+			}
+			d := o.Duration
+			if d == 0 {
+				d = time.Duration(now - open.StartedAt)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE steps SET phase = ?, finished_at = ?, duration_ns = ?, tpm_time_ns = ?,
+				detail = ? WHERE id = ?`), phase, now, int64(d), int64(o.TPMTime), o.Detail, open.ID); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET updated_at = ? WHERE id = ?"), now, b.ID); err != nil {
+				return err
+			}
+			return s.appendEventTx(ctx, tx, boardEvent(b, kind, map[string]any{"step": step, "journal_id": open.ID,
+				"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail}))
+		}}
 }
 
 // ListSteps returns the journal of board serial, every attempt, in order.
@@ -120,44 +193,63 @@ func (s *Store) ListSteps(ctx context.Context, serial string) ([]Step, error) {
 
 // SetBoardTPMInfo records what the board's TPM reports about itself.
 func (s *Store) SetBoardTPMInfo(ctx context.Context, serial string, info TPMInfo) error {
-	for _, f := range []struct{ name, v string }{{"TPM manufacturer", info.Manufacturer}, {"TPM vendor", info.Vendor},
-		{"TPM firmware", info.Firmware}} {
-		if err := checkText(f.name, f.v, false); err != nil {
-			return err
-		}
-	}
-	return s.onActiveBoard(ctx, serial, "recording TPM info", func(tx *txn, b *boardRow, now int64) error {
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET tpm_manufacturer = ?, tpm_vendor = ?, tpm_firmware = ?,
-			updated_at = ? WHERE id = ?`), info.Manufacturer, info.Vendor, info.Firmware, now, b.ID); err != nil {
-			return err
-		}
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardTPMInfo, map[string]any{
-			"manufacturer": info.Manufacturer, "vendor": info.Vendor, "firmware": info.Firmware}))
-	})
+	return s.Journal(ctx, serial, OpTPMInfo(info))
+}
+
+// OpTPMInfo is SetBoardTPMInfo as an Op.
+func OpTPMInfo(info TPMInfo) Op {
+	return Op{what: "recording TPM info",
+		check: func() error {
+			for _, f := range []struct{ name, v string }{{"TPM manufacturer", info.Manufacturer}, {"TPM vendor", info.Vendor},
+				{"TPM firmware", info.Firmware}} {
+				if err := checkText(f.name, f.v, false); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET tpm_manufacturer = ?, tpm_vendor = ?, tpm_firmware = ?,
+				updated_at = ? WHERE id = ?`), info.Manufacturer, info.Vendor, info.Firmware, now, b.ID); err != nil {
+				return err
+			}
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardTPMInfo, map[string]any{
+				"manufacturer": info.Manufacturer, "vendor": info.Vendor, "firmware": info.Firmware}))
+		}}
 }
 
 // SetBoardEK records the board's EK certificate (may be empty when the TPM has none) and EK public key.
 // The public key must hash (EKPubHash) to the EK the board was claimed with.
 func (s *Store) SetBoardEK(ctx context.Context, serial string, ekCert, ekPublic []byte) error {
-	if len(ekPublic) == 0 {
-		return fmt.Errorf("%w: board %s: EK public key is empty", ErrInvalid, serial)
-	}
-	return s.onActiveBoard(ctx, serial, "recording the EK", func(tx *txn, b *boardRow, now int64) error {
-		if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
-			return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
-				short(got), short(b.EKPubSHA256.String))
-		}
-		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET ek_cert = ?, ek_public = ?, updated_at = ? WHERE id = ?"),
-			nilIfEmpty(ekCert), ekPublic, now, b.ID); err != nil {
-			return err
-		}
-		certSum := sha256.Sum256(ekCert)
-		p := map[string]any{"ek_pub_sha256": b.EKPubSHA256.String, "ek_cert_len": len(ekCert)}
-		if len(ekCert) > 0 {
-			p["ek_cert_sha256"] = hex.EncodeToString(certSum[:])
-		}
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardEK, p))
-	})
+	return s.Journal(ctx, serial, OpEK(ekCert, ekPublic))
+}
+
+// OpEK is SetBoardEK as an Op.
+func OpEK(ekCert, ekPublic []byte) Op {
+	return Op{what: "recording the EK",
+		check: func() error {
+			if len(ekPublic) == 0 {
+				return fmt.Errorf("%w: EK public key is empty", ErrInvalid)
+			}
+			return nil
+		},
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
+				return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
+					short(got), short(b.EKPubSHA256.String))
+			}
+			if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET ek_cert = ?, ek_public = ?, updated_at = ? WHERE id = ?"),
+				nilIfEmpty(ekCert), ekPublic, now, b.ID); err != nil {
+				return err
+			}
+			b.EKPublic = ekPublic
+			certSum := sha256.Sum256(ekCert)
+			p := map[string]any{"ek_pub_sha256": b.EKPubSHA256.String, "ek_cert_len": len(ekCert)}
+			if len(ekCert) > 0 {
+				p["ek_cert_sha256"] = hex.EncodeToString(certSum[:])
+			}
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardEK, p))
+		}}
 }
 
 func nilIfEmpty(b []byte) []byte {
@@ -170,54 +262,76 @@ func nilIfEmpty(b []byte) []byte {
 // SaveKey records a key created in the board's TPM for the current attempt (again for the same kind
 // replaces it: a step re-run after a restart).
 func (s *Store) SaveKey(ctx context.Context, serial string, k Key) error {
-	if err := checkKind(k.Kind); err != nil {
-		return err
-	}
-	if len(k.Public) == 0 || len(k.Name) == 0 {
-		return fmt.Errorf("%w: board %s: %s key needs its public area and Name", ErrInvalid, serial, k.Kind)
-	}
-	return s.onActiveBoard(ctx, serial, "saving the "+string(k.Kind)+" key", func(tx *txn, b *boardRow, now int64) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO keys (board_id, attempt, kind, public, handle, name, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
-			public = excluded.public, handle = excluded.handle, name = excluded.name, created_at = excluded.created_at`),
-			b.ID, b.Attempt, string(k.Kind), k.Public, int64(k.Handle), k.Name, now); err != nil {
-			return err
-		}
-		pub := sha256.Sum256(k.Public)
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventKeySaved, map[string]any{"kind": string(k.Kind),
-			"handle": fmt.Sprintf("%#x", k.Handle), "name": hex.EncodeToString(k.Name),
-			"public_sha256": hex.EncodeToString(pub[:])}))
-	})
+	return s.Journal(ctx, serial, OpKey(k))
+}
+
+// OpKey is SaveKey as an Op.
+func OpKey(k Key) Op {
+	return Op{what: "saving the " + string(k.Kind) + " key",
+		check: func() error {
+			if err := checkKind(k.Kind); err != nil {
+				return err
+			}
+			if len(k.Public) == 0 || len(k.Name) == 0 {
+				return fmt.Errorf("%w: %s key needs its public area and Name", ErrInvalid, k.Kind)
+			}
+			return nil
+		},
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO keys (board_id, attempt, kind, public, handle, name, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
+				public = excluded.public, handle = excluded.handle, name = excluded.name, created_at = excluded.created_at`),
+				b.ID, b.Attempt, string(k.Kind), k.Public, int64(k.Handle), k.Name, now); err != nil {
+				return err
+			}
+			pub := sha256.Sum256(k.Public)
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventKeySaved, map[string]any{"kind": string(k.Kind),
+				"handle": fmt.Sprintf("%#x", k.Handle), "name": hex.EncodeToString(k.Name),
+				"public_sha256": hex.EncodeToString(pub[:])}))
+		}}
 }
 
 // SaveCertificate records the certificate the CA issued for the board's kind key in the current attempt.
 // der must parse as an X.509 certificate; its serial number and notAfter are recorded alongside.
 func (s *Store) SaveCertificate(ctx context.Context, serial string, kind KeyKind, der []byte) (*Certificate, error) {
-	if err := checkKind(kind); err != nil {
+	var c Certificate
+	if err := s.Journal(ctx, serial, certificateOp(kind, der, &c)); err != nil {
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: board %s: %s certificate does not parse: %v", ErrInvalid, serial, kind, err)
-	}
-	c := &Certificate{Kind: kind, DER: der, SerialHex: hex.EncodeToString(cert.SerialNumber.Bytes()),
-		NotAfter: cert.NotAfter.UTC()}
-	err = s.onActiveBoard(ctx, serial, "saving the "+string(kind)+" certificate", func(tx *txn, b *boardRow, now int64) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO certificates (board_id, attempt, kind, der, serial_hex, not_after, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
-			der = excluded.der, serial_hex = excluded.serial_hex, not_after = excluded.not_after, created_at = excluded.created_at`),
-			b.ID, b.Attempt, string(kind), der, c.SerialHex, c.NotAfter.Unix(), now); err != nil {
-			return err
-		}
-		c.Attempt, c.CreatedAt = b.Attempt, fromNano(now)
-		sum := sha256.Sum256(der)
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventCertSaved, map[string]any{"kind": string(kind),
-			"serial_hex": c.SerialHex, "not_after": c.NotAfter.Format(time.RFC3339), "sha256": hex.EncodeToString(sum[:])}))
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return &c, nil
+}
+
+// OpCertificate is SaveCertificate as an Op.
+func OpCertificate(kind KeyKind, der []byte) Op { return certificateOp(kind, der, nil) }
+
+func certificateOp(kind KeyKind, der []byte, out *Certificate) Op {
+	var cert *x509.Certificate
+	return Op{what: "saving the " + string(kind) + " certificate",
+		check: func() (err error) {
+			if err := checkKind(kind); err != nil {
+				return err
+			}
+			if cert, err = x509.ParseCertificate(der); err != nil {
+				return fmt.Errorf("%w: %s certificate does not parse: %v", ErrInvalid, kind, err)
+			}
+			return nil
+		},
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			c := Certificate{Kind: kind, DER: der, SerialHex: hex.EncodeToString(cert.SerialNumber.Bytes()),
+				NotAfter: cert.NotAfter.UTC(), Attempt: b.Attempt, CreatedAt: fromNano(now)}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO certificates (board_id, attempt, kind, der, serial_hex, not_after, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (board_id, attempt, kind) DO UPDATE SET
+				der = excluded.der, serial_hex = excluded.serial_hex, not_after = excluded.not_after, created_at = excluded.created_at`),
+				b.ID, b.Attempt, string(kind), der, c.SerialHex, c.NotAfter.Unix(), now); err != nil {
+				return err
+			}
+			if out != nil {
+				*out = c
+			}
+			sum := sha256.Sum256(der)
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventCertSaved, map[string]any{"kind": string(kind),
+				"serial_hex": c.SerialHex, "not_after": c.NotAfter.Format(time.RFC3339), "sha256": hex.EncodeToString(sum[:])}))
+		}}
 }
 
 // ListKeys returns the keys of board serial, every attempt, oldest first.
@@ -254,35 +368,47 @@ func (s *Store) ListCertificates(ctx context.Context, serial string) ([]Certific
 // attempt has both keys and both certificates recorded and the EK public key is on record.
 func (s *Store) MarkProvisioned(ctx context.Context, serial string) (*Board, error) {
 	var out *Board
-	err := s.onActiveBoard(ctx, serial, "marking provisioned", func(tx *txn, b *boardRow, now int64) error {
-		var missing []string
-		if len(b.EKPublic) == 0 {
-			missing = append(missing, "EK public key")
-		}
-		for _, t := range []struct{ table, what string }{{"keys", "key"}, {"certificates", "certificate"}} {
-			var kinds []string
-			if err := tx.SelectContext(ctx, &kinds, s.q("SELECT kind FROM "+t.table+" WHERE board_id = ? AND attempt = ?"),
-				b.ID, b.Attempt); err != nil {
-				return err
+	if err := s.Journal(ctx, serial, provisionedOp(&out)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// OpProvisioned is MarkProvisioned as an Op.
+func OpProvisioned() Op { return provisionedOp(nil) }
+
+func provisionedOp(out **Board) Op {
+	return Op{what: "marking provisioned",
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			var missing []string
+			if len(b.EKPublic) == 0 {
+				missing = append(missing, "EK public key")
 			}
-			for _, k := range []KeyKind{KindIAK, KindIDevID} {
-				if !contains(kinds, string(k)) {
-					missing = append(missing, k.display()+" "+t.what)
+			for _, t := range []struct{ table, what string }{{"keys", "key"}, {"certificates", "certificate"}} {
+				var kinds []string
+				if err := tx.SelectContext(ctx, &kinds, s.q("SELECT kind FROM "+t.table+" WHERE board_id = ? AND attempt = ?"),
+					b.ID, b.Attempt); err != nil {
+					return err
+				}
+				for _, k := range []KeyKind{KindIAK, KindIDevID} {
+					if !contains(kinds, string(k)) {
+						missing = append(missing, k.display()+" "+t.what)
+					}
 				}
 			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%w: attempt %d has no %s; finish those steps first", ErrIncomplete, b.Attempt, strings.Join(missing, ", "))
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'provisioned', reason_code = '', reason_text = '',
-			updated_at = ? WHERE id = ?`), now, b.ID); err != nil {
-			return err
-		}
-		b.State, b.UpdatedAt = string(StateProvisioned), now
-		out = b.board()
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardProvisioned, map[string]any{"ek_pub_sha256": b.EKPubSHA256.String}))
-	})
-	return out, err
+			if len(missing) > 0 {
+				return fmt.Errorf("%w: attempt %d has no %s; finish those steps first", ErrIncomplete, b.Attempt, strings.Join(missing, ", "))
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'provisioned', reason_code = '', reason_text = '',
+				updated_at = ? WHERE id = ?`), now, b.ID); err != nil {
+				return err
+			}
+			b.State, b.UpdatedAt = string(StateProvisioned), now
+			if out != nil {
+				*out = b.board()
+			}
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardProvisioned, map[string]any{"ek_pub_sha256": b.EKPubSHA256.String}))
+		}}
 }
 
 func contains(list []string, v string) bool {
@@ -297,20 +423,27 @@ func contains(list []string, v string) bool {
 // MarkFailed ends the board's attempt as failed with a reason code (machine-readable) and text (for the
 // operator). A later ClaimBoard retries it.
 func (s *Store) MarkFailed(ctx context.Context, serial, code, text string) error {
-	if err := checkText("reason code", code, true); err != nil {
-		return err
-	}
-	if err := checkFreeText("reason text", text); err != nil {
-		return err
-	}
-	return s.onActiveBoard(ctx, serial, "marking failed", func(tx *txn, b *boardRow, now int64) error {
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'failed', reason_code = ?, reason_text = ?,
-			updated_at = ? WHERE id = ?`), code, text, now, b.ID); err != nil {
-			return err
-		}
-		return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardFailed, map[string]any{"reason_code": code,
-			"reason_text": text, "step": b.CurrentStep}))
-	})
+	return s.Journal(ctx, serial, OpFailed(code, text))
+}
+
+// OpFailed is MarkFailed as an Op.
+func OpFailed(code, text string) Op {
+	return Op{what: "marking failed",
+		check: func() error {
+			if err := checkText("reason code", code, true); err != nil {
+				return err
+			}
+			return checkFreeText("reason text", text)
+		},
+		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'failed', reason_code = ?, reason_text = ?,
+				updated_at = ? WHERE id = ?`), code, text, now, b.ID); err != nil {
+				return err
+			}
+			b.State = string(StateFailed)
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventBoardFailed, map[string]any{"reason_code": code,
+				"reason_text": text, "step": b.CurrentStep}))
+		}}
 }
 
 // MarkStopped quarantines board serial, whatever its state (a suspected clone, a QA hold): only a
