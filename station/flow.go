@@ -32,6 +32,12 @@ type run struct {
 	claimTried bool
 	// pre holds the steps run before the board had an inventory row; they are journaled right after the claim.
 	pre []StepTime
+	// pending are journal writes made since the last commit (a step's end, a key, a certificate). They are
+	// committed together with the next step's start, before that step's side effect, or with the board's
+	// end state: one durable commit per step instead of one per fact.
+	pending []inventory.Op
+	// the publics of the keys created in this run, for the read-back.
+	iakPub, idevidPub []byte
 	// loaded transient keys, flushed on the way out.
 	ek, iak, idevid *provisioning.Key
 }
@@ -72,12 +78,14 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 	if r.claimed && !f.Infra {
 		// A record that cannot be written is the database's failure; the board stays in progress and the
 		// next run (or reconcile) picks it up, so nothing is lost.
-		ctx := context.WithoutCancel(ctx)
+		r.ctx = context.WithoutCancel(ctx)
 		var err error
 		if f.Stop {
-			err = s.cfg.Inventory.MarkStopped(ctx, job.Serial, f.Code, f.Text)
+			if err = r.journal(); err == nil {
+				err = s.cfg.Inventory.MarkStopped(r.ctx, job.Serial, f.Code, f.Text)
+			}
 		} else {
-			err = s.cfg.Inventory.MarkFailed(ctx, job.Serial, f.Code, f.Text)
+			err = r.journal(inventory.OpFailed(f.Code, f.Text))
 		}
 		if err != nil {
 			f.Text += fmt.Sprintf(" (and recording the failure failed: %v)", err)
@@ -113,12 +121,23 @@ func (r *run) note(e inventory.Event) {
 	_, _ = r.s.cfg.Inventory.AppendEvent(context.WithoutCancel(r.ctx), e)
 }
 
-// step runs one step: journal before, the side effect, journal after, with wall and TPM time.
+// journal commits the pending journal writes and ops in one transaction.
+func (r *run) journal(ops ...inventory.Op) error {
+	if err := r.s.cfg.Inventory.Journal(r.ctx, r.job.Serial, append(r.pending, ops...)...); err != nil {
+		return err
+	}
+	r.pending = nil
+	return nil
+}
+
+// step runs one step: journal before, the side effect, journal after, with wall and TPM time. The
+// "after" entry is committed with the next step's "before" (or the board's end state), which still puts
+// it on disk before anything else happens to the board.
 func (r *run) step(name string, classify func(error) *Failure, fn func() error) *Failure {
 	s := r.s
 	s.emit(Event{Kind: EvStep, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
 	if r.claimed {
-		if _, err := s.cfg.Inventory.StepStarted(r.ctx, r.job.Serial, name); err != nil {
+		if err := r.journal(inventory.OpStepStarted(name)); err != nil {
 			return classifyClaim(r.job.Serial, err)
 		}
 	}
@@ -150,9 +169,9 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 		o := inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}
 		if f != nil {
 			o.Detail = f.Line()
-			_ = s.cfg.Inventory.StepFailed(context.WithoutCancel(r.ctx), r.job.Serial, name, o)
-		} else if jerr := s.cfg.Inventory.StepFinished(r.ctx, r.job.Serial, name, o); jerr != nil {
-			return classifyClaim(r.job.Serial, jerr)
+			r.pending = append(r.pending, inventory.OpStepFailed(name, o))
+		} else {
+			r.pending = append(r.pending, inventory.OpStepFinished(name, o))
 		}
 	}
 	if f == nil {
@@ -291,19 +310,13 @@ func (r *run) provision() *Failure {
 		r.note(inventory.Event{Kind: "board.rework_authorised", Payload: payload(map[string]any{"supervisor": job.Supervisor,
 			"slot": job.Slot, "attempt": board.Attempt})})
 	}
-	// Journal the read-only steps that ran before the board had a row.
+	// The read-only steps that ran before the board had a row, and what they found, are journaled with
+	// the next step's start.
 	for _, st := range r.pre {
-		if _, err := s.cfg.Inventory.StepStarted(r.ctx, job.Serial, st.Step); err == nil {
-			_ = s.cfg.Inventory.StepFinished(r.ctx, job.Serial, st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime})
-		}
+		r.pending = append(r.pending, inventory.OpStepCompleted(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}))
 	}
-	if err := s.cfg.Inventory.SetBoardTPMInfo(r.ctx, job.Serial, inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
-		Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}); err != nil {
-		return classifyClaim(job.Serial, err)
-	}
-	if err := s.cfg.Inventory.SetBoardEK(r.ctx, job.Serial, ekCert.Data, r.ek.PublicBytes); err != nil {
-		return classifyClaim(job.Serial, err)
-	}
+	r.pending = append(r.pending, inventory.OpTPMInfo(inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
+		Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), inventory.OpEK(ekCert.Data, r.ek.PublicBytes))
 	layout := r.prof.Layout()
 
 	if job.Rework {
@@ -368,7 +381,7 @@ func (r *run) provision() *Failure {
 	}); f != nil {
 		return f
 	}
-	iakPub, idevPub := r.keyPublics()
+	iakPub, idevPub := r.iakPub, r.idevidPub
 	if f := r.step(provisioning.StepReadBack, tpmFailure, func() error {
 		st, err := provisioning.Inspect(tpm, layout)
 		if err != nil {
@@ -385,7 +398,7 @@ func (r *run) provision() *Failure {
 	// started/finished pair (the board.provisioned event is its record).
 	s.emit(Event{Kind: EvStep, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Step: StepRecord, Elapsed: s.cfg.Now().Sub(r.start)})
 	r.fault(StepRecord, "before")
-	if _, err := s.cfg.Inventory.MarkProvisioned(r.ctx, job.Serial); err != nil {
+	if err := r.journal(inventory.OpProvisioned()); err != nil {
 		return classifyClaim(job.Serial, err)
 	}
 	r.out.IAKCertSerial, r.out.IDevIDCertSerial = certSerial(issued.IAKCert), certSerial(issued.IDevIDCert)
@@ -418,32 +431,13 @@ func occupied(what string, h tpm2.TPMHandle, err error) error {
 	return fmt.Errorf("persisting the %s: %w", what, err)
 }
 
-// publics of the keys as saved (the keys themselves are flushed after Persist).
-func (r *run) keyPublics() (iak, idevid []byte) {
-	keys, err := r.s.cfg.Inventory.ListKeys(r.ctx, r.job.Serial)
-	if err != nil {
-		return nil, nil
-	}
-	board, _ := r.s.cfg.Inventory.GetBoardBySerial(r.ctx, r.job.Serial)
-	for _, k := range keys {
-		if board != nil && k.Attempt != board.Attempt {
-			continue
-		}
-		switch k.Kind {
-		case inventory.KindIAK:
-			iak = k.Public
-		case inventory.KindIDevID:
-			idevid = k.Public
-		}
-	}
-	return iak, idevid
-}
-
+// saveKey records a key created in this run (committed with the next journal write).
 func (r *run) saveKey(kind inventory.KeyKind, k *provisioning.Key, h tpm2.TPMHandle) error {
-	err := r.s.cfg.Inventory.SaveKey(r.ctx, r.job.Serial, inventory.Key{Kind: kind, Public: k.PublicBytes,
-		Handle: uint32(h), Name: k.Name.Buffer})
-	if err != nil && !errors.Is(err, inventory.ErrDuplicate) {
-		return classifyClaim(r.job.Serial, err)
+	r.pending = append(r.pending, inventory.OpKey(inventory.Key{Kind: kind, Public: k.PublicBytes, Handle: uint32(h), Name: k.Name.Buffer}))
+	if kind == inventory.KindIAK {
+		r.iakPub = k.PublicBytes
+	} else {
+		r.idevidPub = k.PublicBytes
 	}
 	return nil
 }
@@ -540,16 +534,12 @@ func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert,
 			return fail(ReasonCertificateForeign, "report to the CA operator; the board was not changed", nil,
 				"the CA issued certificates for other keys than this board's")
 		}
-		// Recorded before anything is written to the TPM: a crash after this point resumes from here and
-		// the CA never has a certificate out that the inventory does not know.
-		for _, c := range []struct {
-			kind inventory.KeyKind
-			der  []byte
-		}{{inventory.KindIAK, issued.IAKCert}, {inventory.KindIDevID, issued.IDevIDCert}} {
-			if _, err := r.s.cfg.Inventory.SaveCertificate(r.ctx, job.Serial, c.kind, c.der); err != nil {
-				return classifyClaim(job.Serial, err)
-			}
-		}
+		// Recorded with the next step's journal entry, before anything is written to the TPM; a station
+		// that dies before that commit resumes the enrollment, and the CA answers it with these very
+		// certificates (same EK, serial and keys), so it never has a certificate out that the inventory
+		// will not know.
+		r.pending = append(r.pending, inventory.OpCertificate(inventory.KindIAK, issued.IAKCert),
+			inventory.OpCertificate(inventory.KindIDevID, issued.IDevIDCert))
 		return nil
 	}); f != nil {
 		return nil, f

@@ -22,19 +22,12 @@ type Inventory interface {
 	GetBatch(ctx context.Context, id string) (*inventory.Batch, error)
 	ClaimBoard(ctx context.Context, req inventory.ClaimRequest) (*inventory.Board, error)
 	GetBoardBySerial(ctx context.Context, serial string) (*inventory.Board, error)
-	StepStarted(ctx context.Context, serial, step string) (int64, error)
-	StepFinished(ctx context.Context, serial, step string, o inventory.StepOutcome) error
-	StepFailed(ctx context.Context, serial, step string, o inventory.StepOutcome) error
-	SetBoardTPMInfo(ctx context.Context, serial string, info inventory.TPMInfo) error
-	SetBoardEK(ctx context.Context, serial string, ekCert, ekPublic []byte) error
-	SaveKey(ctx context.Context, serial string, k inventory.Key) error
-	SaveCertificate(ctx context.Context, serial string, kind inventory.KeyKind, der []byte) (*inventory.Certificate, error)
-	ListKeys(ctx context.Context, serial string) ([]inventory.Key, error)
 	ListCertificates(ctx context.Context, serial string) ([]inventory.Certificate, error)
-	MarkProvisioned(ctx context.Context, serial string) (*inventory.Board, error)
 	MarkFailed(ctx context.Context, serial, code, text string) error
 	MarkStopped(ctx context.Context, serial, code, text string) error
 	AppendEvent(ctx context.Context, e inventory.Event) (*inventory.Event, error)
+	// Journal applies several journal writes in one transaction.
+	Journal(ctx context.Context, serial string, ops ...inventory.Op) error
 }
 
 var _ Inventory = (*inventory.Store)(nil)
