@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -139,7 +140,13 @@ func FuzzParsePublic(f *testing.F) {
 		checkIAK(p, p)
 		checkIDevID(p)
 		checkEKPublic(p)
-		objectName(p)
+		// The Name from the raw bytes is the Name go-tpm computes by marshalling again.
+		if n, err := objectName(p, b); err == nil {
+			want, err := tpm2.ObjectName(p)
+			if err != nil || !bytes.Equal(n, want.Buffer) {
+				t.Fatalf("Name %x, go-tpm %x (%v)", n, want.Buffer, err)
+			}
+		}
 		publicKey(p)
 	})
 }

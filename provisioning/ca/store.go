@@ -97,6 +97,13 @@ func OpenStore(ctx context.Context, dbURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s database: %w", engine, err)
 	}
+	if engine == "postgres" {
+		// database/sql keeps only 2 idle connections by default: under concurrent enrollments every other
+		// query would open a new PostgreSQL backend. Keep a pool as large as the requests in flight.
+		db.SetMaxOpenConns(32)
+		db.SetMaxIdleConns(32)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+	}
 	s := &Store{db: db, engine: engine}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()

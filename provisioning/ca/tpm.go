@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
@@ -56,16 +57,33 @@ func parsePublic(field string, b []byte) (*tpm2.TPMTPublic, error) {
 	return pub, nil
 }
 
-// objectName is the TPM Name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC) (TPM 2.0 Part 1, 16).
-func objectName(pub *tpm2.TPMTPublic) ([]byte, error) {
-	if !approvedHash(pub.NameAlg) {
+// objectName is the TPM Name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC) (TPM 2.0 Part 1, 16). raw
+// must be pub's canonical marshalling (parsePublic guarantees it), so it is hashed as it is rather than
+// marshalled again.
+func objectName(pub *tpm2.TPMTPublic, raw []byte) ([]byte, error) {
+	var h crypto.Hash
+	switch pub.NameAlg {
+	case tpm2.TPMAlgSHA256:
+		h = crypto.SHA256
+	case tpm2.TPMAlgSHA384:
+		h = crypto.SHA384
+	default:
 		return nil, fmt.Errorf("name algorithm %#04x is not SHA-256 or SHA-384", uint16(pub.NameAlg))
 	}
-	n, err := tpm2.ObjectName(pub)
-	if err != nil {
-		return nil, err
-	}
-	return n.Buffer, nil
+	d := h.New()
+	d.Write(raw)
+	return d.Sum(binary.BigEndian.AppendUint16(nil, uint16(pub.NameAlg))), nil
+}
+
+// parseStored decodes a public area the CA stored after round 1 checked it strictly: its own record, so
+// the canonical-bytes check is not repeated.
+func parseStored(b []byte) (pub *tpm2.TPMTPublic, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pub, err = nil, errors.New("malformed structure")
+		}
+	}()
+	return tpm2.Unmarshal[tpm2.TPMTPublic](b)
 }
 
 // approvedHash: the name and signing hashes the CA accepts. SHA-1 is refused (TCG Algorithm Registry lists it as

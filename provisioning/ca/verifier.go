@@ -197,7 +197,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	}
 
 	// The credential.
-	name, err := objectName(iakPub)
+	name, err := objectName(iakPub, req.IAKPublic)
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeIAKAlgorithm, "IAK: %v", err)
 	}
@@ -361,12 +361,12 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 		log.Warn("wrong credential secret; session burnt")
 		return nil, provisioning.Errorf(provisioning.CodeActivationFailed, "the secret is not the one sealed to this EK and IAK; the session is burnt, start again with round 1")
 	}
-	// The stored publics passed round 1; parse them again (they are the CA's own records).
-	ekPub, err := parsePublic("ek_public", ch.EKPublic)
+	// The stored publics passed round 1's strict checks; they are the CA's own records.
+	ekPub, err := parseStored(ch.EKPublic)
 	if err != nil {
 		return nil, v.internal("reading the stored EK public", err)
 	}
-	iakPub, err := parsePublic("iak_public", ch.IAKPublic)
+	iakPub, err := parseStored(ch.IAKPublic)
 	if err != nil {
 		return nil, v.internal("reading the stored IAK public", err)
 	}
@@ -374,7 +374,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("checking the stored IAK public", err)
 	}
-	idevidPub, err := parsePublic("idevid_public", ch.IDevIDPublic)
+	idevidPub, err := parseStored(ch.IDevIDPublic)
 	if err != nil {
 		return nil, v.internal("reading the stored IDevID public", err)
 	}
@@ -382,7 +382,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("checking the stored IDevID public", err)
 	}
-	idevidName, err := objectName(idevidPub)
+	idevidName, err := objectName(idevidPub, ch.IDevIDPublic)
 	if err != nil {
 		return nil, v.internal("computing the IDevID Name", err)
 	}
