@@ -122,10 +122,13 @@ func OpStepFailed(step string, o StepOutcome) Op {
 	return finishStep(step, PhaseFailed, EventStepFailed, o)
 }
 
-// OpStepCompleted journals a step that already ran (started o.Duration ago and done now): the station's
-// read-only steps before the board had a record.
-func OpStepCompleted(step string, o StepOutcome) Op {
+// OpStepRan journals a step that already ran (started o.Duration ago and done, or failed, now): the
+// station's steps that change nothing durable (reads, transient keys) are journaled once they ran.
+func OpStepRan(step string, o StepOutcome, failed bool) Op {
 	start, done := OpStepStarted(step), OpStepFinished(step, o)
+	if failed {
+		done = OpStepFailed(step, o)
+	}
 	return Op{what: "journaling step " + step,
 		check: func() error { return errors.Join(start.check(), done.check()) },
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {

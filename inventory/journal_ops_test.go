@@ -18,7 +18,7 @@ func TestJournalOps(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Read-only steps journaled after the fact, with the TPM facts, in one commit.
-		if err := s.Journal(ctx, "J1", OpStepCompleted("tpm-info", StepOutcome{Duration: time.Millisecond}),
+		if err := s.Journal(ctx, "J1", OpStepRan("tpm-info", StepOutcome{Duration: time.Millisecond}, false),
 			OpTPMInfo(TPMInfo{Manufacturer: "IBM", Vendor: "SW", Firmware: "1.2"}),
 			OpEK(nil, []byte("ek-public-1")), OpStepStarted("iak")); err != nil {
 			t.Fatal(err)

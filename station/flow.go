@@ -121,6 +121,16 @@ func (r *run) note(e inventory.Event) {
 	_, _ = r.s.cfg.Inventory.AppendEvent(context.WithoutCancel(r.ctx), e)
 }
 
+// durable are the steps whose side effect outlives a crash: the CA's session and certificates, the keys
+// persisted and the certificates written into the TPM, the rework's eviction. Their journal entry is
+// committed before the side effect and closed after it. The other steps read the TPM or make transient
+// objects that vanish with a crash (or the next board's flush), so there is nothing to bracket: they are
+// journaled, with their times, in the next commit.
+var durable = map[string]bool{
+	provisioning.StepClear: true, provisioning.StepEnroll: true, provisioning.StepIssue: true,
+	provisioning.StepPersist: true, provisioning.StepNVWrite: true,
+}
+
 // journal commits the pending journal writes and ops in one transaction.
 func (r *run) journal(ops ...inventory.Op) error {
 	if err := r.s.cfg.Inventory.Journal(r.ctx, r.job.Serial, append(r.pending, ops...)...); err != nil {
@@ -130,13 +140,13 @@ func (r *run) journal(ops ...inventory.Op) error {
 	return nil
 }
 
-// step runs one step: journal before, the side effect, journal after, with wall and TPM time. The
-// "after" entry is committed with the next step's "before" (or the board's end state), which still puts
-// it on disk before anything else happens to the board.
+// step runs one step: journal before (durable steps), the step, journal after, with wall and TPM time. The
+// "after" entry is committed with the next durable step's "before" (or the board's end state), which
+// still puts it on disk before anything else durable happens to the board.
 func (r *run) step(name string, classify func(error) *Failure, fn func() error) *Failure {
 	s := r.s
 	s.emit(Event{Kind: EvStep, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
-	if r.claimed {
+	if r.claimed && durable[name] {
 		if err := r.journal(inventory.OpStepStarted(name)); err != nil {
 			return classifyClaim(r.job.Serial, err)
 		}
@@ -169,8 +179,13 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 		o := inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}
 		if f != nil {
 			o.Detail = f.Line()
+		}
+		switch {
+		case !durable[name]:
+			r.pending = append(r.pending, inventory.OpStepRan(name, o, f != nil))
+		case f != nil:
 			r.pending = append(r.pending, inventory.OpStepFailed(name, o))
-		} else {
+		default:
 			r.pending = append(r.pending, inventory.OpStepFinished(name, o))
 		}
 	}
@@ -313,7 +328,7 @@ func (r *run) provision() *Failure {
 	// The read-only steps that ran before the board had a row, and what they found, are journaled with
 	// the next step's start.
 	for _, st := range r.pre {
-		r.pending = append(r.pending, inventory.OpStepCompleted(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}))
+		r.pending = append(r.pending, inventory.OpStepRan(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}, false))
 	}
 	r.pending = append(r.pending, inventory.OpTPMInfo(inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
 		Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), inventory.OpEK(ekCert.Data, r.ek.PublicBytes))
