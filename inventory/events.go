@@ -116,13 +116,14 @@ func (s *Store) appendEventTx(ctx context.Context, tx *txn, e *Event) error {
 		}
 		e.Payload = buf.Bytes()
 	}
-	var head struct {
-		Seq  int64  `db:"seq"`
-		Hash string `db:"hash"`
+	if tx.head == nil {
+		var head chainHead
+		if err := tx.GetContext(ctx, &head, s.q("SELECT seq, hash FROM chain_head WHERE id = 1"+s.d.forUpdate)); err != nil {
+			return fmt.Errorf("reading the audit chain head: %w", err)
+		}
+		tx.head = &head
 	}
-	if err := tx.GetContext(ctx, &head, s.q("SELECT seq, hash FROM chain_head WHERE id = 1"+s.d.forUpdate)); err != nil {
-		return fmt.Errorf("reading the audit chain head: %w", err)
-	}
+	head := tx.head
 	if e.Time.IsZero() {
 		e.Time = fromNano(tx.now)
 	}
@@ -135,9 +136,7 @@ func (s *Store) appendEventTx(ctx context.Context, tx *txn, e *Event) error {
 		e.Seq, e.Time.UnixNano(), e.Station, e.Batch, e.Serial, e.Kind, string(e.Payload), e.PrevHash, e.Hash); err != nil {
 		return fmt.Errorf("writing event %d: %w", e.Seq, err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1"), e.Seq, e.Hash); err != nil {
-		return fmt.Errorf("moving the audit chain head: %w", err)
-	}
+	head.Seq, head.Hash, tx.headMoved = e.Seq, e.Hash, true
 	return nil
 }
 

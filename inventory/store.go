@@ -160,6 +160,28 @@ func (s *Store) q(query string) string { return s.w.Rebind(query) }
 type txn struct {
 	*sqlx.Tx
 	now int64 // unix nanoseconds, UTC
+	// head is the audit chain head as this transaction moved it: read (and locked) by the first event the
+	// transaction appends, written back once before commit, so a journal write with many events pays one
+	// read and one update of the head instead of one each per event.
+	head      *chainHead
+	headMoved bool
+}
+
+type chainHead struct {
+	Seq  int64  `db:"seq"`
+	Hash string `db:"hash"`
+}
+
+// flushHead writes the moved chain head back; it runs right before commit.
+func (s *Store) flushHead(ctx context.Context, tx *txn) error {
+	if !tx.headMoved {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, s.q("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1"), tx.head.Seq, tx.head.Hash); err != nil {
+		return fmt.Errorf("moving the audit chain head: %w", err)
+	}
+	tx.headMoved = false
+	return nil
 }
 
 // keepError marks an error a transaction returns after writing something that must stay, such as the
@@ -198,11 +220,16 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return mapDBError(fmt.Errorf("starting transaction on %s: %w", s.where, err))
 	}
-	ferr := fn(&txn{Tx: tx, now: s.nowNano()})
+	t := &txn{Tx: tx, now: s.nowNano()}
+	ferr := fn(t)
 	var keep *keepError
 	if ferr != nil && !errors.As(ferr, &keep) {
 		tx.Rollback()
 		return mapDBError(ferr)
+	}
+	if err := s.flushHead(ctx, t); err != nil {
+		tx.Rollback()
+		return mapDBError(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return mapDBError(fmt.Errorf("committing to %s: %w", s.where, err))

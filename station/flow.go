@@ -133,7 +133,10 @@ var durable = map[string]bool{
 
 // journal commits the pending journal writes and ops in one transaction.
 func (r *run) journal(ops ...inventory.Op) error {
-	if err := r.s.cfg.Inventory.Journal(r.ctx, r.job.Serial, append(r.pending, ops...)...); err != nil {
+	t0 := time.Now()
+	err := r.s.cfg.Inventory.Journal(r.ctx, r.job.Serial, append(r.pending, ops...)...)
+	r.out.JournalTime += time.Since(t0)
+	if err != nil {
 		return err
 	}
 	r.pending = nil

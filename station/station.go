@@ -182,7 +182,9 @@ type Outcome struct {
 	Failure  *Failure // nil when provisioned
 	Duration time.Duration
 	TPMTime  time.Duration
-	Steps    []StepTime
+	// JournalTime is the time spent committing the board's journal (the inventory's durable writes).
+	JournalTime time.Duration
+	Steps       []StepTime
 	// IAKCertSerial and IDevIDCertSerial are the issued certificates' serial numbers (hex).
 	IAKCertSerial    string
 	IDevIDCertSerial string
