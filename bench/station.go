@@ -178,6 +178,7 @@ type OverheadResult struct {
 	RatioMax float64
 	Steps    []StepCost // per step, medians over the boards
 	Between  time.Duration
+	Journal  time.Duration // median of the station's journal commits per board (part of Between)
 }
 
 // StepCost is one step's wall time and the part of it the TPM did not account for.
@@ -188,7 +189,7 @@ type StepCost struct {
 
 func overhead(label string, res *lineResult) *OverheadResult {
 	o := &OverheadResult{Label: label, Boards: len(res.Outcomes)}
-	var walls, tpms, betweens []time.Duration
+	var walls, tpms, betweens, journals []time.Duration
 	var ratios []float64
 	perStep := map[string][2][]time.Duration{}
 	var order []string
@@ -206,8 +207,9 @@ func overhead(label string, res *lineResult) *OverheadResult {
 			inSteps += s.Duration
 		}
 		betweens = append(betweens, out.Duration-inSteps)
+		journals = append(journals, out.JournalTime)
 	}
-	o.Wall, o.TPM, o.Between = median(walls), median(tpms), median(betweens)
+	o.Wall, o.TPM, o.Between, o.Journal = median(walls), median(tpms), median(betweens), median(journals)
 	slices.Sort(ratios)
 	o.Ratio, o.RatioMax = ratios[len(ratios)/2], ratios[len(ratios)-1]
 	for _, s := range order {
