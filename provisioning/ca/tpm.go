@@ -171,31 +171,26 @@ func signingKey(pub *tpm2.TPMTPublic, requireScheme bool) (*keyAlgorithm, error)
 		if parms.KDF.Scheme != tpm2.TPMAlgNull {
 			return nil, errors.New("signing key with a KDF")
 		}
-		var curve elliptic.Curve
-		switch parms.CurveID {
-		case tpm2.TPMECCNistP256:
-			curve = elliptic.P256()
-		case tpm2.TPMECCNistP384:
-			curve = elliptic.P384()
-		default:
+		if parms.CurveID != tpm2.TPMECCNistP256 && parms.CurveID != tpm2.TPMECCNistP384 {
 			return nil, fmt.Errorf("ECC curve %#04x is not NIST P-256 or P-384", uint16(parms.CurveID))
 		}
+		// A device key's coordinates are full length (the TPM pads them); publicKey checks the point.
 		pt, err := pub.Unique.ECC()
 		if err != nil {
 			return nil, errors.New("ECC key without a point")
 		}
-		size := (curve.Params().BitSize + 7) / 8
+		size := 32 // P-256
+		if parms.CurveID == tpm2.TPMECCNistP384 {
+			size = 48
+		}
 		if len(pt.X.Buffer) != size || len(pt.Y.Buffer) != size {
 			return nil, errors.New("ECC point coordinates have the wrong length")
 		}
-		raw := make([]byte, 0, 1+2*size)
-		raw = append(append(append(raw, 4), pt.X.Buffer...), pt.Y.Buffer...)
-		// ParseUncompressedPublicKey checks the point is on the curve and not the identity.
-		ek, err := ecdsa.ParseUncompressedPublicKey(curve, raw)
+		key, err := publicKey(pub)
 		if err != nil {
-			return nil, errors.New("ECC point is not on the curve")
+			return nil, err
 		}
-		ka := &keyAlgorithm{Public: ek}
+		ka := &keyAlgorithm{Public: key}
 		switch parms.Scheme.Scheme {
 		case tpm2.TPMAlgECDSA:
 			d, err := parms.Scheme.Details.ECDSA()
