@@ -449,3 +449,37 @@ func TestCLIQA(t *testing.T) {
 		t.Fatalf("report verified against an edited audit trail: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestCLICrashAndReconcile: the real station process is killed (SIGKILL, as a power cut) in the middle of
+// writing the certificates into the TPM; `station reconcile` on the next start finishes the board, and the
+// board's story tells both attempts' steps.
+func TestCLICrashAndReconcile(t *testing.T) {
+	vendor := fixturestest.NewSwtpmVendor(t)
+	ca := startUpstreamCA(t, vendorCAs(t, vendor))
+	db := "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
+	g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
+	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "B1")...)
+	board := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
+
+	cmd := exec.Command(filepath.Join(binaries(t), "station"), append(append([]string{}, g...),
+		"provision", "--tpm", board.Addr(), "--serial", "PWR-1", "--batch", "B1", "--slot", "2")...)
+	cmd.Env = append(os.Environ(), "TPMLINE_FAULT=nv-write:mid")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != -1 {
+		t.Fatalf("the station was not killed at nv-write: %v\n%s", err, out)
+	}
+	if r := runBin(t, "station", append(append([]string{}, g...), "board", "show", "PWR-1")...); !strings.Contains(r.stdout, "state in_progress") {
+		t.Fatalf("board after the crash:\n%s", r.stdout)
+	}
+	r := runBin(t, "station", append(append([]string{}, g...), "reconcile", "--tpm", board.Addr(), "--slot", "2")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "resumed board PWR-1: PASS") {
+		t.Fatalf("reconcile: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	show := mustRun(t, "station", append(append([]string{}, g...), "board", "show", "PWR-1")...)
+	if !strings.Contains(show, "state provisioned") || strings.Count(show, "nv-write") < 2 || !strings.Contains(show, "board.resumed") {
+		t.Fatalf("board story after reconcile:\n%s", show)
+	}
+	if r := runBin(t, "station", append(append([]string{}, g...), "provision", "--tpm", board.Addr(), "--serial", "PWR-1", "--batch", "B1", "--slot", "2")...); r.code != 0 || !strings.Contains(r.stdout, "already provisioned") {
+		t.Fatalf("TPM and inventory disagree after reconcile: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
