@@ -80,6 +80,7 @@ type batchJSON struct {
 	Opened    string   `json:"opened"`
 	Closed    string   `json:"closed"`
 	Quantity  int      `json:"quantity"`
+	Refused   int      `json:"refused"`
 }
 
 type auditJSON struct {
@@ -178,7 +179,7 @@ func WriteJSON(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, o
 	fmt.Fprintf(bw, "{\n  \"format\": %s,\n  \"generated_at\": %s,\n  \"batch\": %s,\n  \"audit\": %s,\n  \"boards\": [",
 		jsonString(ReportFormat), jsonString(generatedAt(&info, &opts).Format(time.RFC3339)),
 		indent(batchJSON{info.ID, info.Product, info.WorkOrder, nonNilStrings(info.Stations), nonNilStrings(info.Operators),
-			fmtSecond(info.Opened), fmtSecond(info.Closed), info.Quantity}),
+			fmtSecond(info.Opened), fmtSecond(info.Closed), info.Quantity, info.Refused}),
 		indent(auditJSON(audit)))
 	m := newSummer()
 	var line []byte
@@ -265,7 +266,7 @@ func ReadReportJSON(r io.Reader, maxBoards int) (*Report, error) {
 		return nil, err
 	}
 	b := f.Batch
-	rep.Batch = BatchInfo{ID: b.ID, Product: b.Product, WorkOrder: b.WorkOrder, Stations: b.Stations, Operators: b.Operators, Quantity: b.Quantity}
+	rep.Batch = BatchInfo{ID: b.ID, Product: b.Product, WorkOrder: b.WorkOrder, Stations: b.Stations, Operators: b.Operators, Quantity: b.Quantity, Refused: b.Refused}
 	if rep.Batch.Opened, err = parseTimeField("batch opened", b.Opened, time.RFC3339, false); err != nil {
 		return nil, err
 	}

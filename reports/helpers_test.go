@@ -22,7 +22,7 @@ func sampleBatch() BatchInfo {
 	return BatchInfo{
 		ID: "B-2025-0304-A", Product: "gw-200 gateway", WorkOrder: "WO-77812",
 		Stations: []string{"line2-st01", "line2-st02"}, Operators: []string{"A. Novák", "J. Smith"},
-		Opened: t0, Closed: t0.Add(9*time.Hour + 30*time.Minute), Quantity: 160,
+		Opened: t0, Closed: t0.Add(9*time.Hour + 30*time.Minute), Quantity: 160, Refused: 2,
 	}
 }
 

@@ -307,6 +307,7 @@ func (d *pdfDoc) cover(s *Summary, a *AuditInfo) {
 		{"Closed", closed},
 		{"Quantity", done},
 		{"Boards recorded", fmt.Sprintf("%d (%d failed, %d stopped, %d in progress)", s.Boards, s.Failed, s.Stopped, s.InProgress)},
+		{"Refused", fmt.Sprintf("%d before the inventory check (clones, swapped parts, TPMs not accepted)", d.info.Refused)},
 		{"Audit trail", fmt.Sprintf("%d events, chain %s", a.EventCount, verified)},
 		{"Report generated", fmtWhen(d.gen)},
 	})

@@ -47,6 +47,10 @@ type BatchInfo struct {
 	Opened    time.Time
 	Closed    time.Time // zero while the batch is open
 	Quantity  int       // boards planned
+	// Refused counts boards turned away before they had a record of their own: a TPM whose EK is bound to
+	// another serial (a clone), a serial bound to another TPM (a swapped part), a TPM the product does not
+	// accept. They are in no BoardRow, but QA counts them.
+	Refused int
 }
 
 // BoardRow is one board of the batch as the report shows it.
@@ -453,6 +457,9 @@ func checkBatch(b *BatchInfo) error {
 			c[i] = cleanText(s)
 		}
 		*l.p = c
+	}
+	if b.Refused < 0 {
+		return fmt.Errorf("report: refused count %d is negative", b.Refused)
 	}
 	if b.Quantity < 0 {
 		return fmt.Errorf("report: quantity %d is negative", b.Quantity)

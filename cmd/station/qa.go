@@ -214,6 +214,15 @@ func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.
 	}
 	info := reports.BatchInfo{ID: b.ID, Product: b.Product, WorkOrder: b.WorkOrder, Opened: b.OpenedAt, Closed: b.ClosedAt, Quantity: b.Quantity,
 		Stations: []string{b.Station}, Operators: []string{b.Operator}}
+	sums, err := inv.ListBatches(ctx, "")
+	if err != nil {
+		return info, nil, reports.AuditInfo{}, err
+	}
+	for _, sm := range sums {
+		if sm.ID == id {
+			info.Refused = sm.Refused
+		}
+	}
 	if err := inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
 		if bd.Station != "" && !slices.Contains(info.Stations, bd.Station) {
 			info.Stations = append(info.Stations, bd.Station)
