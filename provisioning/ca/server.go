@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/tpmline/tpmline/provisioning"
@@ -176,7 +177,21 @@ func StationOf(cs *tls.ConnectionState) (string, error) {
 // decodeJSON reads exactly one JSON object into v: unknown fields, trailing data and an over-long body
 // (http.MaxBytesReader) are refused with a protocol error.
 func decodeJSON(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return provisioning.Errorf(provisioning.CodeTooLarge, "request body is over the %d-byte bound", mbe.Limit)
+		}
+		return provisioning.Errorf(provisioning.CodeBadRequest, "reading the request: %s", printable(err.Error()))
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "empty request body")
+	}
+	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "request is not valid JSON for this endpoint: %s", printable(err.Error()))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

@@ -188,6 +188,11 @@ func TestHTTPSRefusals(t *testing.T) {
 	}{
 		{"unknown JSON field", provisioning.PathEnroll, `{"version":1,"serial":"SN","surprise":1}`, 400, provisioning.CodeBadRequest},
 		{"unknown nested field", provisioning.PathEnroll, `{"version":1,"tpm":{"manufacturer":"X","extra":1}}`, 400, provisioning.CodeBadRequest},
+		{"field name in another case", provisioning.PathEnroll, `{"version":1,"SERIAL":"SN-1"}`, 400, provisioning.CodeBadRequest},
+		{"duplicate field", provisioning.PathEnroll, `{"version":1,"serial":"SN-1","serial":"SN-2"}`, 400, provisioning.CodeBadRequest},
+		{"duplicate nested field", provisioning.PathEnroll, `{"version":1,"tpm":{"manufacturer":"IBM","manufacturer":"IFX"}}`, 400, provisioning.CodeBadRequest},
+		{"duplicate field in an EK list entry", provisioning.PathEKLists, `{"batch":"B","entries":[{"serial":"A","serial":"B"}]}`, 400, provisioning.CodeBadRequest},
+		{"nested too deeply", provisioning.PathEnroll, `{"version":1,"ek_chain":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, 400, provisioning.CodeBadRequest},
 		{"trailing data", provisioning.PathActivate, valid + `{}`, 400, provisioning.CodeBadRequest},
 		{"trailing garbage", provisioning.PathActivate, valid + `x`, 400, provisioning.CodeBadRequest},
 		{"not JSON", provisioning.PathEnroll, `serial=SN`, 400, provisioning.CodeBadRequest},
@@ -259,4 +264,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDecodeStrictKeys: bodies that encoding/json alone would accept, refused by the CA's key check.
+func TestDecodeStrictKeys(t *testing.T) {
+	valid, err := json.Marshal(provisioning.EnrollRequest{Version: 1, Serial: "SN-1", Product: "p", EKCert: []byte{1},
+		EKPublic: []byte{2}, IAKPublic: []byte{3}, IDevIDPublic: []byte{4}, TPM: provisioning.TPMInfo{Manufacturer: "IBM"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeEnroll(valid); err != nil {
+		t.Fatalf("valid body refused: %v", err)
+	}
+	for name, body := range map[string]string{
+		"field name in another case": strings.Replace(string(valid), `"serial"`, `"Serial"`, 1),
+		"duplicate field":            strings.Replace(string(valid), `{`, `{"serial":"SN-2",`, 1),
+		"duplicate nested field":     strings.Replace(string(valid), `"manufacturer":"IBM"`, `"manufacturer":"IBM","manufacturer":"IFX"`, 1),
+	} {
+		if _, err := decodeEnroll([]byte(body)); err == nil {
+			t.Errorf("%s: accepted %s", name, body)
+		} else if !strings.Contains(err.Error(), string(provisioning.CodeBadRequest)) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
