@@ -111,7 +111,7 @@ func (s *Store) openSQLite(ctx context.Context, path string) error {
 func (s *Store) openPostgres(ctx context.Context, rawURL string) error {
 	s.d = postgresDialect
 	s.where = redact(rawURL)
-	db, err := sqlx.Open(s.d.driver, rawURL)
+	db, err := sqlx.Open(s.d.driver, withBinaryParameters(rawURL))
 	if err != nil {
 		return fmt.Errorf("inventory URL %s: %v", s.where, err)
 	}
@@ -244,3 +244,15 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
 func (s *Store) nowNano() int64 { return s.now().UTC().UnixNano() }
 
 func fromNano(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// withBinaryParameters asks lib/pq to send each statement in one round trip (Parse, Bind and Execute
+// together; []byte parameters in binary) unless the URL sets binary_parameters itself.
+func withBinaryParameters(rawURL string) string {
+	if strings.Contains(rawURL, "binary_parameters=") {
+		return rawURL
+	}
+	if strings.Contains(rawURL, "?") {
+		return rawURL + "&binary_parameters=yes"
+	}
+	return rawURL + "?binary_parameters=yes"
+}

@@ -90,7 +90,7 @@ func OpenStore(ctx context.Context, dbURL string) (*Store, error) {
 		db, err = sqlx.Open("sqlite", "file:"+path+"?"+q.Encode())
 	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
 		engine = "postgres"
-		db, err = sqlx.Open("postgres", dbURL)
+		db, err = sqlx.Open("postgres", withBinaryParameters(dbURL))
 	default:
 		return nil, errors.New("database URL must start with sqlite:// or postgres://")
 	}
@@ -563,4 +563,16 @@ func (s *Store) ImportEKList(ctx context.Context, entries []StoredEKListEntry, e
 		return insertEvent(ctx, s, tx, ev)
 	})
 	return added, err
+}
+
+// withBinaryParameters asks lib/pq to send each statement in one round trip (Parse, Bind and Execute
+// together; []byte parameters in binary) unless the URL sets binary_parameters itself.
+func withBinaryParameters(rawURL string) string {
+	if strings.Contains(rawURL, "binary_parameters=") {
+		return rawURL
+	}
+	if strings.Contains(rawURL, "?") {
+		return rawURL + "&binary_parameters=yes"
+	}
+	return rawURL + "?binary_parameters=yes"
 }
