@@ -79,8 +79,10 @@ func loadExternalKey(t testing.TB, b *board) *provisioning.Key {
 		}),
 		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: raw[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: raw[33:]}}),
 	}
-	d := make([]byte, 32)
-	sk.D.FillBytes(d)
+	d, err := sk.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	priv := tpm2.TPMTSensitive{
 		SensitiveType: tpm2.TPMAlgECC,
 		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgECC, &tpm2.TPM2BECCParameter{Buffer: d}),
