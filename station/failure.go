@@ -55,6 +55,7 @@ const (
 	ReasonCAUnreachable      = "ca_unreachable"
 	ReasonInventory          = "inventory_unavailable"
 	ReasonReadBack           = "read_back_mismatch"
+	ReasonAborted            = "aborted"
 	ReasonCAPrefix           = "ca_"
 	ReasonCertificateForeign = "certificate_mismatch"
 )

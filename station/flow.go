@@ -30,6 +30,7 @@ type run struct {
 	claimed bool
 	// claimTried is set once the inventory check ran: from then on the inventory records refusals.
 	claimTried bool
+	lastStep   string
 	// pre holds the steps run before the board had an inventory row; they are journaled right after the claim.
 	pre []StepTime
 	// pending are journal writes made since the last commit (a step's end, a key, a certificate). They are
@@ -60,6 +61,10 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 	defer s.release(job.Slot)
 	s.emit(Event{Kind: EvStarted, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch})
 	f := r.provision()
+	if f != nil && ctx.Err() != nil && !f.Stop {
+		// The operator aborted: whatever the interrupted call reported, that is the reason.
+		f = fail(ReasonAborted, "retry the board when ready (it resumes where it stopped)", ctx.Err(), "aborted by the operator in step %s", r.lastStep)
+	}
 	r.flushAll()
 	r.out.Duration = s.cfg.Now().Sub(r.start)
 	if r.timed != nil {
@@ -148,6 +153,7 @@ func (r *run) journal(ops ...inventory.Op) error {
 // still puts it on disk before anything else durable happens to the board.
 func (r *run) step(name string, classify func(error) *Failure, fn func() error) *Failure {
 	s := r.s
+	r.lastStep = name
 	s.emit(Event{Kind: EvStep, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
 	if r.claimed && durable[name] {
 		if err := r.journal(inventory.OpStepStarted(name)); err != nil {

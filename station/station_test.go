@@ -319,3 +319,28 @@ func loadPEMs(paths ...string) ([]*x509.Certificate, []byte, error) {
 	}
 	return out, all, nil
 }
+
+// TestAbort: an operator's abort ends the board with the reason "aborted", recorded, and a retry passes.
+func TestAbort(t *testing.T) {
+	ctx := context.Background()
+	m, err := fixtures.NewManufacturer("Abort Vendor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCA(t, "sqlite://"+filepath.Join(t.TempDir(), "ca.db"), m.Root(), m.Intermediate())
+	actx, cancel := context.WithCancel(ctx)
+	st, inv := newStation(t, "sqlite://"+filepath.Join(t.TempDir(), "inv.db"), c, simOpener(m), func(cfg *station.Config) {
+		cfg.Fault = func(step, phase string) {
+			if step == "enroll" && phase == "before" {
+				cancel()
+			}
+		}
+	})
+	openBatch(t, inv, "B1")
+	out := st.Provision(actx, station.Job{Batch: "B1", Serial: "AB-1", TPM: "sim:31"})
+	mustFail(t, out, station.ReasonAborted, inventory.StateFailed)
+	if b, err := inv.GetBoardBySerial(ctx, "AB-1"); err != nil || b.ReasonCode != station.ReasonAborted {
+		t.Fatalf("aborted board recorded as %+v %v", b, err)
+	}
+	mustPass(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "AB-1", TPM: "sim:31"}))
+}
