@@ -148,18 +148,11 @@ func signingKey(pub *tpm2.TPMTPublic, requireScheme bool) (*keyAlgorithm, error)
 			}
 			ka.Scheme, ka.Hash = tpm2.TPMAlgRSAPSS, d.HashAlg
 		case tpm2.TPMAlgNull:
-			if requireScheme {
-				return nil, errors.New("restricted signing key without a signing scheme")
-			}
 			ka.Scheme = tpm2.TPMAlgNull
-			return ka, nil
 		default:
 			return nil, fmt.Errorf("RSA scheme %#04x is not RSASSA or RSAPSS", uint16(parms.Scheme.Scheme))
 		}
-		if !approvedHash(ka.Hash) {
-			return nil, fmt.Errorf("signing hash %#04x is not SHA-256 or SHA-384", uint16(ka.Hash))
-		}
-		return ka, nil
+		return ka.checkScheme(requireScheme)
 	case tpm2.TPMAlgECC:
 		parms, err := pub.Parameters.ECCDetail()
 		if err != nil {
@@ -199,21 +192,28 @@ func signingKey(pub *tpm2.TPMTPublic, requireScheme bool) (*keyAlgorithm, error)
 			}
 			ka.Scheme, ka.Hash = tpm2.TPMAlgECDSA, d.HashAlg
 		case tpm2.TPMAlgNull:
-			if requireScheme {
-				return nil, errors.New("restricted signing key without a signing scheme")
-			}
 			ka.Scheme = tpm2.TPMAlgNull
-			return ka, nil
 		default:
 			return nil, fmt.Errorf("ECC scheme %#04x is not ECDSA", uint16(parms.Scheme.Scheme))
 		}
-		if !approvedHash(ka.Hash) {
-			return nil, fmt.Errorf("signing hash %#04x is not SHA-256 or SHA-384", uint16(ka.Hash))
-		}
-		return ka, nil
+		return ka.checkScheme(requireScheme)
 	default:
 		return nil, fmt.Errorf("key type %#04x is not RSA or ECC", uint16(pub.Type))
 	}
+}
+
+// checkScheme: a restricted key must name a scheme; a named scheme must use an approved hash.
+func (ka *keyAlgorithm) checkScheme(requireScheme bool) (*keyAlgorithm, error) {
+	if ka.Scheme == tpm2.TPMAlgNull {
+		if requireScheme {
+			return nil, errors.New("restricted signing key without a signing scheme")
+		}
+		return ka, nil
+	}
+	if !approvedHash(ka.Hash) {
+		return nil, fmt.Errorf("signing hash %#04x is not SHA-256 or SHA-384", uint16(ka.Hash))
+	}
+	return ka, nil
 }
 
 // checkIAK checks an Initial Attestation Key public area (TCG "TPM 2.0 Keys for Device Identity and
