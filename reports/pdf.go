@@ -444,11 +444,20 @@ func paretoBars(rs []ReasonCount) []ReasonCount {
 	return append(out, rest)
 }
 
+// plotArea is a chart's plot rectangle inside its box (room on the left for the axis labels, padR on the
+// right, padB below for the x labels); with no data it draws the empty-chart note and reports false.
+func (d *pdfDoc) plotArea(x0, y0, w0, h0, padR, padB float64, n int, empty string) (x, y, w, h float64, ok bool) {
+	const padL = 16
+	if n == 0 {
+		d.emptyChart(x0, y0, w0, h0, empty)
+		return 0, 0, 0, 0, false
+	}
+	return x0 + padL, y0 + 2, w0 - padL - padR, h0 - 2 - padB, true
+}
+
 func (d *pdfDoc) pareto(x0, y0, w0, h0 float64, reasons []ReasonCount) {
-	const padL, padR, padB = 16, 14, 10
-	x, y, w, h := x0+padL, y0+2, w0-padL-padR, h0-2-padB
-	if len(reasons) == 0 {
-		d.emptyChart(x0, y0, w0, h0, "No failed or stopped boards: nothing to rank.")
+	x, y, w, h, ok := d.plotArea(x0, y0, w0, h0, 14, 10, len(reasons), "No failed or stopped boards: nothing to rank.")
+	if !ok {
 		return
 	}
 	f := d.f
@@ -555,10 +564,8 @@ func (d *pdfDoc) xLabels(x, y float64, slot float64, labels []string, labelW flo
 }
 
 func (d *pdfDoc) throughputChart(x0, y0, w0, h0 float64, buckets []ThroughputBucket) {
-	const padL, padR, padB = 16, 4, 12
-	x, y, w, h := x0+padL, y0+2, w0-padL-padR, h0-2-padB
-	if len(buckets) == 0 {
-		d.emptyChart(x0, y0, w0, h0, "No finished boards yet.")
+	x, y, w, h, ok := d.plotArea(x0, y0, w0, h0, 4, 12, len(buckets), "No finished boards yet.")
+	if !ok {
 		return
 	}
 	f := d.f
@@ -604,10 +611,8 @@ func (d *pdfDoc) throughputChart(x0, y0, w0, h0 float64, buckets []ThroughputBuc
 }
 
 func (d *pdfDoc) histogramChart(x0, y0, w0, h0 float64, bins []HistogramBin) {
-	const padL, padR, padB = 16, 4, 12
-	x, y, w, h := x0+padL, y0+2, w0-padL-padR, h0-2-padB
-	if len(bins) == 0 {
-		d.emptyChart(x0, y0, w0, h0, "No finished boards yet.")
+	x, y, w, h, ok := d.plotArea(x0, y0, w0, h0, 4, 12, len(bins), "No finished boards yet.")
+	if !ok {
 		return
 	}
 	f := d.f
