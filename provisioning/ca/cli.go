@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -351,11 +352,21 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ekRoots := fs.String("ek-roots", "", "PEM file or directory of TPM vendor root and intermediate CAs")
 	requireList := fs.Bool("require-ek-list", false, "refuse EKs not on an uploaded EK list")
 	dbURL := fs.String("db", "", "sqlite://PATH or postgres://... (default sqlite in DIR)")
+	// Not in the usage text: for whoever measures the CA. The environment variable reaches a serve process
+	// that a benchmark starts.
+	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to this file when it stops")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return usagef("serve: --dir is required")
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	v, cfg, err := openCA(ctx, *dir, *dbURL, *ekRoots, stderr)
@@ -396,6 +407,24 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
 	log.Info("upstream CA stopped")
 	return err
+}
+
+// CPUProfileEnv names a file upstream-ca serve writes its CPU profile to when it stops (as --cpuprofile).
+const CPUProfileEnv = "UPSTREAM_CA_CPUPROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // ChallengeRetention is how long an expired challenge is kept: a late answer still gets
