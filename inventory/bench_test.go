@@ -64,3 +64,40 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	k := (len(sorted)*p + 99) / 100
 	return sorted[max(k-1, 0)]
 }
+
+// BenchmarkBoardJournal measures the inventory writes of one board's flow as the station makes them: the
+// claim, then one Journal commit before each durable side effect and the end state, with the keys and
+// certificates in the commits that carry them. One op is one board.
+func BenchmarkBoardJournal(b *testing.B) {
+	ctx := context.Background()
+	for _, e := range engines {
+		b.Run(e.name, func(b *testing.B) {
+			s := openStore(b, e.fresh(b))
+			mustOpenBatch(b, s, "B1", "st1", 1_000_000)
+			c1, c2 := testCert(b, 1), testCert(b, 2)
+			ran := func(step string) Op { return OpStepRan(step, StepOutcome{Duration: time.Millisecond}, false) }
+			for i := 0; b.Loop(); i++ {
+				serial := fmt.Sprint("J", i)
+				if _, err := s.ClaimBoard(ctx, ClaimRequest{Serial: serial, EKPubSHA256: ekHash(i), Batch: "B1", Station: "st1"}); err != nil {
+					b.Fatal(err)
+				}
+				commits := [][]Op{
+					{ran("connect"), ran("flush"), ran("tpm-info"), ran("ek-certs"), ran("ek"), ran("ek-check"), ran("inventory-check"),
+						OpTPMInfo(TPMInfo{Manufacturer: "IBM"}), OpEK([]byte("cert"), []byte(fmt.Sprintf("ek-public-%d", i))),
+						ran("iak"), ran("idevid"), ran("enroll"),
+						OpKey(Key{Kind: KindIAK, Public: []byte("iak"), Handle: 0x81020001, Name: []byte("n1")}),
+						OpKey(Key{Kind: KindIDevID, Public: []byte("idevid"), Handle: 0x81020000, Name: []byte("n2")}),
+						ran("activate-credential"), ran("certify"), OpStepStarted("issue")},
+					{OpStepFinished("issue", StepOutcome{}), OpCertificate(KindIAK, c1), OpCertificate(KindIDevID, c2), OpStepStarted("persist")},
+					{OpStepFinished("persist", StepOutcome{}), OpStepStarted("nv-write")},
+					{OpStepFinished("nv-write", StepOutcome{}), ran("read-back"), OpProvisioned()},
+				}
+				for _, ops := range commits {
+					if err := s.Journal(ctx, serial, ops...); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

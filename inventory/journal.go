@@ -123,19 +123,38 @@ func OpStepFailed(step string, o StepOutcome) Op {
 }
 
 // OpStepRan journals a step that already ran (started o.Duration ago and done, or failed, now): the
-// station's steps that change nothing durable (reads, transient keys) are journaled once they ran.
+// station's steps that change nothing durable (reads, transient keys) are journaled once they ran. The
+// rows and events are those of OpStepStarted then OpStepFinished (or OpStepFailed), written with one insert
+// and one board update instead of two each.
 func OpStepRan(step string, o StepOutcome, failed bool) Op {
-	start, done := OpStepStarted(step), OpStepFinished(step, o)
+	phase, kind := PhaseDone, EventStepDone
 	if failed {
-		done = OpStepFailed(step, o)
+		phase, kind = PhaseFailed, EventStepFailed
 	}
+	done := finishStep(step, phase, kind, o)
 	return Op{what: "journaling step " + step,
-		check: func() error { return errors.Join(start.check(), done.check()) },
+		check: func() error { return errors.Join(checkText("step", step, true), done.check()) },
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
-			if err := start.apply(ctx, s, tx, b, now-int64(o.Duration)); err != nil {
+			started := now - int64(o.Duration)
+			d := o.Duration
+			if d == 0 {
+				d = time.Duration(now - started)
+			}
+			var jid int64
+			if err := tx.GetContext(ctx, &jid, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at, finished_at,
+				duration_ns, tpm_time_ns, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+				b.ID, b.Attempt, step, phase, started, now, int64(d), int64(o.TPMTime), o.Detail); err != nil {
 				return err
 			}
-			return done.apply(ctx, s, tx, b, now)
+			if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET current_step = ?, updated_at = ? WHERE id = ?"), step, now, b.ID); err != nil {
+				return err
+			}
+			b.CurrentStep = step
+			if err := s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": jid})); err != nil {
+				return err
+			}
+			return s.appendEventTx(ctx, tx, boardEvent(b, kind, map[string]any{"step": step, "journal_id": jid,
+				"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail}))
 		}}
 }
 

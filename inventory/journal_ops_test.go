@@ -2,7 +2,9 @@ package inventory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -55,4 +57,57 @@ func countEvents(t *testing.T, s *Store) int64 {
 		t.Fatal(err)
 	}
 	return st.Count
+}
+
+// TestStepRanRecord: a step journaled after it ran leaves the rows and events of a step started and then
+// finished (or failed): one done row with its start, end and times, the board's current step, and a
+// step.started and step.done (step.failed) event naming the same journal entry.
+func TestStepRanRecord(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine, s *Store, dbURL string) {
+		ctx := context.Background()
+		mustOpenBatch(t, s, "B1", "st1", 2)
+		if _, err := s.ClaimBoard(ctx, ClaimRequest{Serial: "R1", EKPubSHA256: ekHash(1), Batch: "B1", Station: "st1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Journal(ctx, "R1", OpStepRan("ek", StepOutcome{Duration: 3 * time.Millisecond, TPMTime: 2 * time.Millisecond}, false),
+			OpStepRan("iak", StepOutcome{Duration: time.Millisecond, TPMTime: time.Millisecond, Detail: "TPM_RC_VALUE"}, true)); err != nil {
+			t.Fatal(err)
+		}
+		steps, err := s.ListSteps(ctx, "R1")
+		if err != nil || len(steps) != 2 {
+			t.Fatalf("steps %+v %v", steps, err)
+		}
+		for i, want := range []struct {
+			step, phase, detail string
+			d, tpm              time.Duration
+		}{{"ek", PhaseDone, "", 3 * time.Millisecond, 2 * time.Millisecond}, {"iak", PhaseFailed, "TPM_RC_VALUE", time.Millisecond, time.Millisecond}} {
+			got := steps[i]
+			if got.Step != want.step || got.Phase != want.phase || got.Detail != want.detail || got.Duration != want.d ||
+				got.TPMTime != want.tpm || got.FinishedAt.Sub(got.StartedAt) != want.d {
+				t.Errorf("step %d = %+v, want %+v", i, got, want)
+			}
+		}
+		if b, _ := s.GetBoardBySerial(ctx, "R1"); b.CurrentStep != "iak" {
+			t.Errorf("current step %q, want iak", b.CurrentStep)
+		}
+		var kinds []string
+		var ids []float64
+		if err := s.ListEvents(ctx, EventFilter{Serial: "R1"}, func(ev *Event) error {
+			var p map[string]any
+			if err := json.Unmarshal(ev.Payload, &p); err != nil {
+				return err
+			}
+			if _, ok := p["step"]; ok {
+				kinds = append(kinds, ev.Kind+":"+p["step"].(string))
+				ids = append(ids, p["journal_id"].(float64))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{EventStepStarted + ":ek", EventStepDone + ":ek", EventStepStarted + ":iak", EventStepFailed + ":iak"}
+		if !slices.Equal(kinds, want) || ids[0] != ids[1] || ids[2] != ids[3] || ids[0] != float64(steps[0].ID) || ids[2] != float64(steps[1].ID) {
+			t.Fatalf("events %v (journal ids %v), want %v naming steps %d and %d", kinds, ids, want, steps[0].ID, steps[1].ID)
+		}
+	})
 }

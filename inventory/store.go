@@ -34,6 +34,7 @@ type Store struct {
 	now   func() time.Time
 	// retries counts transactions run again after losing a race (tests and diagnostics).
 	retries atomic.Int64
+	stmts   *stmtCache // SQLite writer only; nil on PostgreSQL
 }
 
 // Option adjusts a Store at Open.
@@ -105,6 +106,7 @@ func (s *Store) openSQLite(ctx context.Context, path string) error {
 	}
 	r.SetMaxOpenConns(4)
 	s.w, s.r = w, r
+	s.stmts = newStmtCache(w)
 	return nil
 }
 
@@ -129,6 +131,7 @@ func (s *Store) openPostgres(ctx context.Context, rawURL string) error {
 // Close releases the database connections.
 func (s *Store) Close() error {
 	var err error
+	s.stmts.close()
 	if s.r != nil && s.r != s.w {
 		err = s.r.Close()
 	}
@@ -165,6 +168,8 @@ type txn struct {
 	// read and one update of the head instead of one each per event.
 	head      *chainHead
 	headMoved bool
+	stmts     *stmtCache
+	missed    []string // queries run unprepared, prepared once the transaction ends
 }
 
 type chainHead struct {
@@ -220,7 +225,12 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return mapDBError(fmt.Errorf("starting transaction on %s: %w", s.where, err))
 	}
-	t := &txn{Tx: tx, now: s.nowNano()}
+	t := &txn{Tx: tx, now: s.nowNano(), stmts: s.stmts}
+	defer func() {
+		if len(t.missed) > 0 {
+			s.stmts.prepare(ctx, t.missed)
+		}
+	}()
 	ferr := fn(t)
 	var keep *keepError
 	if ferr != nil && !errors.As(ferr, &keep) {

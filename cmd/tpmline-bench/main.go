@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ func main() {
 	flag.IntVar(&d.InventoryLookups, "inventory-lookups", d.InventoryLookups, "figure 6: lookups per kind")
 	child := flag.String("child", "", "internal: run one figure-5 measurement in this process")
 	childN := flag.Int("child-n", 0, "internal: its size")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (the station side of figures 1-3, the load generator of figure 4) to this file")
 	flag.Parse()
 
 	if *child != "" {
@@ -60,6 +62,16 @@ func main() {
 		d.Only = map[string]bool{}
 		for _, f := range strings.Split(*only, ",") {
 			d.Only[strings.TrimSpace(f)] = true
+		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tpmline-bench: cpu profile:", err)
+			os.Exit(1)
 		}
 	}
 	self, err := os.Executable()
@@ -87,6 +99,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}}
 	res := bench.Run(ctx, env, d)
+	pprof.StopCPUProfile() // a no-op without -cpuprofile
 	md := res.Markdown()
 	fmt.Print(md)
 	if *doc != "" && len(d.Only) == 0 {
