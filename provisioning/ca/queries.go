@@ -17,14 +17,27 @@ const (
 		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used
 		FROM ca_challenges WHERE id = ?`
 	// The single-use guard: only the request whose UPDATE changes the row may go on comparing the secret.
-	qChallengeClaim = `UPDATE ca_challenges SET used = TRUE, used_at = ? WHERE id = ? AND used = FALSE`
+	// Round 2's claim and load are one statement: only this station's unused, unexpired session is claimed
+	// (expires_at > now in milliseconds is time.Time.Before on the stored value). Both engines have
+	// UPDATE ... RETURNING (SQLite since 3.35).
+	qChallengeClaimFor = `UPDATE ca_challenges SET used = TRUE, used_at = ?
+		WHERE id = ? AND station = ? AND used = FALSE AND expires_at > ?
+		RETURNING id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
+		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used`
 	// Used or expired challenges are kept a day for the record, then dropped.
 	qChallengePurge = `DELETE FROM ca_challenges WHERE expires_at < ?`
 
 	qEnrollmentByEK = `SELECT ek_sha256, serial, product, station, enrolled_at, updated_at, reworks, retired
 		FROM ca_enrollments WHERE ek_sha256 = ?`
-	qEnrollmentLiveBySerial = `SELECT ek_sha256, serial, product, station, enrolled_at, updated_at, reworks, retired
-		FROM ca_enrollments WHERE serial = ? AND NOT retired`
+	// The EK/serial rule reads both enrollments it may involve in one statement: the EK's (live or retired)
+	// and the serial's live one (possibly the same row).
+	qEnrollmentBinding = `SELECT ek_sha256, serial, product, station, enrolled_at, updated_at, reworks, retired
+		FROM ca_enrollments WHERE ek_sha256 = ? OR (serial = ? AND NOT retired)`
+	// Round 1 reads the binding and the EK list entry together (src tells the rows apart).
+	qEnrollState = `SELECT 'enrollment' AS src, ek_sha256, serial, product, station, enrolled_at, updated_at, reworks, retired
+		FROM ca_enrollments WHERE ek_sha256 = ? OR (serial = ? AND NOT retired)
+		UNION ALL
+		SELECT 'ek_list' AS src, ek_sha256, serial, '', '', 0, 0, 0, FALSE FROM ca_ek_list_entries WHERE ek_sha256 = ?`
 	qEnrollmentInsert = `INSERT INTO ca_enrollments (ek_sha256, serial, product, station, ek_cert, enrolled_at, updated_at,
 		reworks, retired) VALUES (?, ?, ?, ?, ?, ?, ?, 0, FALSE)`
 	qEnrollmentRework = `UPDATE ca_enrollments SET product = ?, station = ?, ek_cert = ?, updated_at = ?,
@@ -43,6 +56,18 @@ const (
 
 	qEventInsert = `INSERT INTO ca_events (at, station, kind, serial, ek_sha256, session_id, detail)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	// PostgreSQL only: a first enrollment with its two certificates and its event as one statement (one round
+	// trip, atomic without BEGIN/COMMIT; data-modifying WITH clauses always run to completion). The unique
+	// indexes on ca_enrollments are the EK/serial rule for a first enrollment: the primary key refuses an EK
+	// enrolled before, ca_enrollments_serial_live a serial enrolled with another EK.
+	qPGCompleteFirst = `WITH enr AS (
+		INSERT INTO ca_enrollments (ek_sha256, serial, product, station, ek_cert, enrolled_at, updated_at, reworks, retired)
+		VALUES ($1, $2, $3, $4, $5, $6, $6, 0, FALSE)),
+	crt AS (
+		INSERT INTO ca_certificates (serial_number, kind, board_serial, ek_sha256, session_id, station, der, not_before,
+			not_after, issued_at)
+		VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16), ($17, $18, $19, $20, $21, $22, $23, $24, $25, $26))
+	INSERT INTO ca_events (at, station, kind, serial, ek_sha256, session_id, detail) VALUES ($27, $28, $29, $30, $31, $32, $33)`
 	qEventsRecent = `SELECT id, at, station, kind, serial, ek_sha256, session_id, detail FROM ca_events
 		ORDER BY id DESC LIMIT ?`
 )

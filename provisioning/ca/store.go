@@ -259,6 +259,15 @@ func (s *Store) CreateChallenge(ctx context.Context, c *ChallengeRecord) error {
 	return nil
 }
 
+func (r *challengeRow) record() *ChallengeRecord {
+	return &ChallengeRecord{
+		ID: r.ID, Station: r.Station, Serial: r.Serial, Product: r.Product, Rework: r.Rework,
+		EKSHA256: r.EKSHA256, EKCert: r.EKCert, EKPublic: r.EKPublic, IAKPublic: r.IAKPublic,
+		IDevIDPublic: r.IDevIDPublic, TPMInfo: r.TPMInfo, SecretSHA256: r.SecretSHA256, Nonce: r.Nonce,
+		CreatedAt: fromMS(r.CreatedAt), ExpiresAt: fromMS(r.ExpiresAt), Used: r.Used,
+	}
+}
+
 // Challenge loads a session; ErrNotFound if there is none.
 func (s *Store) Challenge(ctx context.Context, id string) (*ChallengeRecord, error) {
 	var r challengeRow
@@ -268,29 +277,26 @@ func (s *Store) Challenge(ctx context.Context, id string) (*ChallengeRecord, err
 		}
 		return nil, fmt.Errorf("loading challenge: %w", err)
 	}
-	return &ChallengeRecord{
-		ID: r.ID, Station: r.Station, Serial: r.Serial, Product: r.Product, Rework: r.Rework,
-		EKSHA256: r.EKSHA256, EKCert: r.EKCert, EKPublic: r.EKPublic, IAKPublic: r.IAKPublic,
-		IDevIDPublic: r.IDevIDPublic, TPMInfo: r.TPMInfo, SecretSHA256: r.SecretSHA256, Nonce: r.Nonce,
-		CreatedAt: fromMS(r.CreatedAt), ExpiresAt: fromMS(r.ExpiresAt), Used: r.Used,
-	}, nil
+	return r.record(), nil
 }
 
-// ClaimChallenge marks a session used, atomically: of any number of concurrent claims, across processes, exactly
-// one succeeds; the others get ErrChallengeUsed.
-func (s *Store) ClaimChallenge(ctx context.Context, id string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, s.q(qChallengeClaim), ms(now), id)
-	if err != nil {
-		return fmt.Errorf("claiming challenge: %w", mapDBError(err))
+// ErrNotClaimable: ClaimChallengeFor found no unused, unexpired session of that id opened by that station.
+var ErrNotClaimable = errors.New("no claimable challenge")
+
+// ClaimChallengeFor marks station's session id used, if it is unused and has not expired at now, and
+// returns it as it was loaded, in one statement. Of any number of concurrent claims, across processes,
+// exactly one succeeds; every other call, and a claim of a session that is unknown, another station's or
+// expired (all left untouched), gets ErrNotClaimable: Challenge then tells which.
+func (s *Store) ClaimChallengeFor(ctx context.Context, id, station string, now time.Time) (*ChallengeRecord, error) {
+	var r challengeRow
+	if err := s.db.GetContext(ctx, &r, s.q(qChallengeClaimFor), ms(now), id, station, ms(now)); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotClaimable
+		}
+		return nil, fmt.Errorf("claiming challenge: %w", mapDBError(err))
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("claiming challenge: %w", err)
-	}
-	if n != 1 {
-		return ErrChallengeUsed
-	}
-	return nil
+	r.Used = true
+	return r.record(), nil
 }
 
 // PurgeChallenges drops sessions that expired before cutoff.
@@ -346,24 +352,67 @@ func (s *Store) EnrollmentByEK(ctx context.Context, ekSHA256 []byte) (*Enrollmen
 	return e, err
 }
 
-// binding is the one rule about EKs and serials, shared by round 1 (a read-only check) and the final write:
-// an EK is never enrolled under two serials; the same EK and serial enroll again only as a rework; a serial
-// moves to another EK only as a rework. It returns the EK's enrollment and the serial's live enrollment.
-func binding(ctx context.Context, s *Store, q sqlx.QueryerContext, ekSHA256 []byte, serial string, rework bool) (byEK, bySerial *Enrollment, err error) {
-	if byEK, err = getEnrollment(ctx, q, s.q(qEnrollmentByEK), ekSHA256); err != nil {
-		return nil, nil, err
-	}
+// bindingRule is the one rule about EKs and serials, shared by round 1 (a read-only check) and the final
+// write: an EK is never enrolled under two serials; the same EK and serial enroll again only as a rework; a
+// serial moves to another EK only as a rework. byEK is the EK's enrollment, bySerial the serial's live one.
+func bindingRule(byEK, bySerial *Enrollment, ekSHA256 []byte, serial string, rework bool) error {
 	if byEK != nil && byEK.Serial != serial {
-		return nil, nil, ErrEKOtherSerial
+		return ErrEKOtherSerial
 	}
 	if byEK != nil && !rework {
-		return nil, nil, ErrAlreadyEnrolled
-	}
-	if bySerial, err = getEnrollment(ctx, q, s.q(qEnrollmentLiveBySerial), serial); err != nil {
-		return nil, nil, err
+		return ErrAlreadyEnrolled
 	}
 	if bySerial != nil && string(bySerial.EKSHA256) != string(ekSHA256) && !rework {
-		return nil, nil, ErrSerialOtherEK
+		return ErrSerialOtherEK
+	}
+	return nil
+}
+
+// scanEnrollment reads the columns of qEnrollmentBinding (after src in qEnrollState).
+func scanEnrollment(rows *sqlx.Rows, src *string) (*Enrollment, error) {
+	var e Enrollment
+	var enrolled, updated int64
+	dst := []any{&e.EKSHA256, &e.Serial, &e.Product, &e.Station, &enrolled, &updated, &e.Reworks, &e.Retired}
+	if src != nil {
+		dst = append([]any{src}, dst...)
+	}
+	if err := rows.Scan(dst...); err != nil {
+		return nil, fmt.Errorf("loading enrollment: %w", err)
+	}
+	e.EnrolledAt, e.UpdatedAt = fromMS(enrolled), fromMS(updated)
+	return &e, nil
+}
+
+// sortEnrollment files an enrollment row of qEnrollmentBinding as the EK's, the serial's live one, or both.
+func sortEnrollment(e *Enrollment, ekSHA256 []byte, serial string, byEK, bySerial **Enrollment) {
+	if string(e.EKSHA256) == string(ekSHA256) {
+		*byEK = e
+	}
+	if e.Serial == serial && !e.Retired {
+		*bySerial = e
+	}
+}
+
+// binding reads the EK's enrollment and the serial's live enrollment in one statement and applies
+// bindingRule.
+func binding(ctx context.Context, s *Store, q sqlx.QueryerContext, ekSHA256 []byte, serial string, rework bool) (byEK, bySerial *Enrollment, err error) {
+	rows, err := q.QueryxContext(ctx, s.q(qEnrollmentBinding), ekSHA256, serial)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading enrollments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEnrollment(rows, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		sortEnrollment(e, ekSHA256, serial, &byEK, &bySerial)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("loading enrollments: %w", err)
+	}
+	if err := bindingRule(byEK, bySerial, ekSHA256, serial, rework); err != nil {
+		return nil, nil, err
 	}
 	return byEK, bySerial, nil
 }
@@ -373,6 +422,47 @@ func binding(ctx context.Context, s *Store, q sqlx.QueryerContext, ekSHA256 []by
 func (s *Store) CheckBinding(ctx context.Context, ekSHA256 []byte, serial string, rework bool) error {
 	_, _, err := binding(ctx, s, s.db, ekSHA256, serial, rework)
 	return err
+}
+
+// EnrollState is what round 1 reads about an EK and a serial before it issues a challenge.
+type EnrollState struct {
+	Listed       bool   // the EK is on an imported EK list
+	ListedSerial string // the serial it is listed under
+	ByEK         *Enrollment
+	BySerial     *Enrollment // the serial's live enrollment
+}
+
+// Binding applies the EK/serial rule (see CheckBinding) to what was read.
+func (st *EnrollState) Binding(ekSHA256 []byte, serial string, rework bool) error {
+	return bindingRule(st.ByEK, st.BySerial, ekSHA256, serial, rework)
+}
+
+// EnrollState reads the EK list entry of an EK and the enrollments the EK/serial rule needs, in one
+// statement.
+func (s *Store) EnrollState(ctx context.Context, ekSHA256 []byte, serial string) (*EnrollState, error) {
+	rows, err := s.db.QueryxContext(ctx, s.q(qEnrollState), ekSHA256, serial, ekSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("loading the EK's state: %w", err)
+	}
+	defer rows.Close()
+	st := &EnrollState{}
+	for rows.Next() {
+		var src string
+		e, err := scanEnrollment(rows, &src)
+		if err != nil {
+			return nil, err
+		}
+		switch src {
+		case "enrollment":
+			sortEnrollment(e, ekSHA256, serial, &st.ByEK, &st.BySerial)
+		case "ek_list":
+			st.Listed, st.ListedSerial = true, e.Serial
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading the EK's state: %w", err)
+	}
+	return st, nil
 }
 
 // IssuedCert is a certificate the CA issued.
@@ -420,6 +510,9 @@ type Completion struct {
 // concurrent enrollment that slips past the reads hits the unique indexes and gets ErrEKOtherSerial or
 // ErrSerialOtherEK.
 func (s *Store) CompleteEnrollment(ctx context.Context, c *Completion) error {
+	if s.engine == "postgres" && !c.Rework && len(c.Certs) == 2 && len(c.Events) == 1 {
+		return s.completeFirstPG(ctx, c)
+	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		byEK, bySerial, err := binding(ctx, s, tx, c.EKSHA256, c.Serial, c.Rework)
 		if err != nil {
@@ -453,6 +546,30 @@ func (s *Store) CompleteEnrollment(ctx context.Context, c *Completion) error {
 		}
 		return nil
 	})
+}
+
+// completeFirstPG records a first enrollment (no rework) in one statement: qPGCompleteFirst. Its unique
+// indexes refuse exactly what the EK/serial rule refuses for a first enrollment; when one does, the rule is
+// applied to what is now committed to tell which refusal it is.
+func (s *Store) completeFirstPG(ctx context.Context, c *Completion) error {
+	args := []any{c.EKSHA256, c.Serial, c.Product, c.Station, c.EKCert, ms(c.At)}
+	for _, ct := range c.Certs {
+		args = append(args, ct.SerialNumber, ct.Kind, ct.BoardSerial, ct.EKSHA256, ct.SessionID, ct.Station, ct.DER,
+			ms(ct.NotBefore), ms(ct.NotAfter), ms(ct.IssuedAt))
+	}
+	ev := c.Events[0]
+	args = append(args, ms(ev.At), ev.Station, ev.Kind, ev.Serial, ev.EKSHA256, ev.SessionID, ev.Detail)
+	_, err := s.db.ExecContext(ctx, qPGCompleteFirst, args...)
+	if err == nil {
+		return nil
+	}
+	if err = mapDBError(err); !errors.Is(err, errUnique) {
+		return fmt.Errorf("recording enrollment: %w", err)
+	}
+	if _, _, berr := binding(ctx, s, s.db, c.EKSHA256, c.Serial, false); berr != nil {
+		return berr
+	}
+	return fmt.Errorf("recording enrollment: %w", err)
 }
 
 // CertificatesByBoard lists the certificates issued for a board serial, oldest first.

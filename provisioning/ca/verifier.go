@@ -157,20 +157,20 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 		return nil, provisioning.Errorf(provisioning.CodeEKCertInvalid, "EK certificate key cannot be encoded: %v", err)
 	}
 	log := v.log().With("station", station, "serial", req.Serial, "ek_sha256", hex.EncodeToString(ekHash))
-	// 6.
-	listed, err := v.Store.EKListEntry(ctx, ekHash)
+	// 6. (The EK list entry and the enrollments of 7 are read together.)
+	state, err := v.Store.EnrollState(ctx, ekHash, req.Serial)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, v.internal("looking up the EK list and enrollments", err)
+	case !state.Listed:
 		if v.RequireEKList {
 			return nil, provisioning.Errorf(provisioning.CodeEKNotListed, "EK of board %q is on no EK list this CA imported; upload the batch's EK list first", req.Serial)
 		}
-	case err != nil:
-		return nil, v.internal("looking up the EK list", err)
-	case listed.Serial != req.Serial:
+	case state.ListedSerial != req.Serial:
 		return nil, provisioning.Errorf(provisioning.CodeEKSerialConflict, "EK of board %q is listed under another serial", req.Serial)
 	}
 	// 7.
-	if err := v.Store.CheckBinding(ctx, ekHash, req.Serial, req.Rework); err != nil {
+	if err := state.Binding(ekHash, req.Serial, req.Rework); err != nil {
 		if !errors.Is(err, ErrAlreadyEnrolled) || !v.resumable(ctx, ekHash, req) {
 			return nil, v.bindingError(req.Serial, err)
 		}
@@ -287,6 +287,26 @@ func ekError(err error) error {
 	}
 }
 
+// unclaimable tells why station's session id could not be claimed, in the order of Activate's checks 3 to 5.
+func (v *Verifier) unclaimable(ctx context.Context, station, id string, now time.Time) error {
+	ch, err := v.Store.Challenge(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound) || (err == nil && ch.Station != station):
+		return provisioning.Errorf(provisioning.CodeChallengeUnknown, "no session %q for this station; start again with round 1", id)
+	case err != nil:
+		return v.internal("loading the session", err)
+	}
+	noteSerial(ctx, ch.Serial)
+	switch {
+	case !now.Before(ch.ExpiresAt):
+		return provisioning.Errorf(provisioning.CodeChallengeExpired, "session %q expired at %s; start again with round 1", ch.ID, ch.ExpiresAt.Format(time.RFC3339))
+	case ch.Used:
+		return provisioning.Errorf(provisioning.CodeChallengeUsed, "session %q was already answered; start again with round 1", ch.ID)
+	default:
+		return v.internal("claiming the session", errors.New("an unused, unexpired session could not be claimed"))
+	}
+}
+
 func (v *Verifier) bindingError(serial string, err error) error {
 	switch {
 	case errors.Is(err, ErrEKOtherSerial):
@@ -318,9 +338,10 @@ func (v *Verifier) bindingError(serial string, err error) error {
 //  8. certify_signature is exactly one TPMT_SIGNATURE with the IAK's scheme and hash, and verifies over
 //     certify_info under the IAK public of round 1 (attest_signature).
 //
-// Then it issues the IAK and IDevID certificates and records, in one transaction, the enrollment (the EK/serial
-// rule of round 1 is applied again: ek_serial_conflict if another station won a race), the certificates and
-// the events.
+// Then it issues the IAK and IDevID certificates and records, atomically, the enrollment (the EK/serial rule
+// of round 1 is applied again: ek_serial_conflict if another station won a race), the certificates and the
+// events. A board enrolled before under this EK and serial that proves exactly the certified keys again (a
+// station resuming after a crash) gets the certificates issued before instead, never a second set.
 func (v *Verifier) Activate(ctx context.Context, station string, req *provisioning.ActivateRequest) (*provisioning.Certificates, error) {
 	if req == nil {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "empty request")
@@ -333,28 +354,18 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err := checkActivateFields(req); err != nil {
 		return nil, err
 	}
-	// 3.
-	ch, err := v.Store.Challenge(ctx, req.SessionID)
-	if errors.Is(err, ErrNotFound) || (err == nil && ch.Station != station) {
-		return nil, provisioning.Errorf(provisioning.CodeChallengeUnknown, "no session %q for this station; start again with round 1", req.SessionID)
+	// 3, 4, 5: the happy path claims and loads in one statement; a session it cannot claim is looked at
+	// to tell which check refused it.
+	now := v.now().UTC()
+	ch, err := v.Store.ClaimChallengeFor(ctx, req.SessionID, station, now)
+	if errors.Is(err, ErrNotClaimable) {
+		return nil, v.unclaimable(ctx, station, req.SessionID, now)
 	}
 	if err != nil {
-		return nil, v.internal("loading the session", err)
+		return nil, v.internal("claiming the session", err)
 	}
 	noteSerial(ctx, ch.Serial)
 	log := v.log().With("station", station, "serial", ch.Serial, "session", ch.ID)
-	// 4.
-	now := v.now().UTC()
-	if !now.Before(ch.ExpiresAt) {
-		return nil, provisioning.Errorf(provisioning.CodeChallengeExpired, "session %q expired at %s; start again with round 1", ch.ID, ch.ExpiresAt.Format(time.RFC3339))
-	}
-	// 5.
-	if err := v.Store.ClaimChallenge(ctx, ch.ID, now); err != nil {
-		if errors.Is(err, ErrChallengeUsed) {
-			return nil, provisioning.Errorf(provisioning.CodeChallengeUsed, "session %q was already answered; start again with round 1", ch.ID)
-		}
-		return nil, v.internal("claiming the session", err)
-	}
 	// 6.
 	got := sha256.Sum256(req.Secret)
 	if subtle.ConstantTimeCompare(got[:], ch.SecretSHA256) != 1 {
@@ -406,22 +417,6 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 		return nil, err
 	}
 
-	// A resumed enrollment (the station crashed between our answer and its record) gets the certificates
-	// already issued for these very keys, never a second set: one EK, one live certificate pair.
-	if !ch.Rework {
-		prev, err := v.issuedFor(ctx, ch.EKSHA256, ch.Serial, iakKey.Public, idevidKey.Public)
-		if err != nil {
-			return nil, v.internal("looking up issued certificates", err)
-		}
-		if prev != nil {
-			if err := v.Store.LogEvent(ctx, Event{At: now, Station: station, Kind: "resumed", Serial: ch.Serial, EKSHA256: ch.EKSHA256,
-				SessionID: ch.ID, Detail: "proof repeated; the certificates issued before were returned"}); err != nil {
-				return nil, v.internal("logging the resumed enrollment", err)
-			}
-			return prev, nil
-		}
-	}
-
 	// Issue.
 	board := Board{Serial: ch.Serial, Product: ch.Product}
 	iakDER, err := v.Issuer.IssueIAK(iakKey.Public, board)
@@ -456,6 +451,23 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	}
 	c.Events = []Event{{At: now, Station: station, Kind: kind, Serial: ch.Serial, EKSHA256: ch.EKSHA256, SessionID: ch.ID, Detail: detail}}
 	if err := v.Store.CompleteEnrollment(ctx, c); err != nil {
+		// A resumed enrollment (the station crashed between our answer and its record) gets the certificates
+		// already issued for these very keys, never a second set: one EK, one live certificate pair. Such a
+		// board is enrolled already, so the write above refused it (and wrote nothing); the two certificates
+		// just signed are dropped. Resuming is rare: the common first enrollment does not pay for the look-up.
+		if errors.Is(err, ErrAlreadyEnrolled) && !ch.Rework {
+			prev, perr := v.issuedFor(ctx, ch.EKSHA256, ch.Serial, iakKey.Public, idevidKey.Public)
+			if perr != nil {
+				return nil, v.internal("looking up issued certificates", perr)
+			}
+			if prev != nil {
+				if err := v.Store.LogEvent(ctx, Event{At: now, Station: station, Kind: "resumed", Serial: ch.Serial, EKSHA256: ch.EKSHA256,
+					SessionID: ch.ID, Detail: "proof repeated; the certificates issued before were returned"}); err != nil {
+					return nil, v.internal("logging the resumed enrollment", err)
+				}
+				return prev, nil
+			}
+		}
 		if errors.Is(err, ErrEKOtherSerial) || errors.Is(err, ErrAlreadyEnrolled) || errors.Is(err, ErrSerialOtherEK) {
 			return nil, v.bindingError(ch.Serial, err)
 		}

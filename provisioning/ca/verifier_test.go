@@ -364,11 +364,24 @@ func TestEKList(t *testing.T) {
 	})
 }
 
-// TestBinding covers the one-EK-one-serial rule and reworks.
+// TestBinding covers the one-EK-one-serial rule and reworks, on both engines (PostgreSQL records a first
+// enrollment in one statement whose unique indexes stand in for the rule).
 func TestBinding(t *testing.T) {
 	b := newBoard(t, "SN-BIND", provisioning.EKRSA2048, provisioning.KeyP256)
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) { testBinding(t, b, engine) })
+	}
+}
+
+func testBinding(t *testing.T, b *board, engine string) {
 	ctx := context.Background()
-	e := newEnv(t, "")
+	dbURL := func() string {
+		if engine == "postgres" {
+			return pgURL(t)
+		}
+		return ""
+	}
+	e := newEnv(t, dbURL())
 	enroll := func(serial string, rework bool) error {
 		req := b.request()
 		req.Serial, req.Rework = serial, rework
@@ -429,7 +442,7 @@ func TestBinding(t *testing.T) {
 	}
 
 	t.Run("race between two serials for one EK", func(t *testing.T) {
-		e := newEnv(t, "")
+		e := newEnv(t, dbURL())
 		var chs []*provisioning.Challenge
 		for _, s := range []string{"SN-A", "SN-B"} {
 			req := b.request()
@@ -447,7 +460,7 @@ func TestBinding(t *testing.T) {
 		wantCode(t, err, provisioning.CodeEKSerialConflict)
 	})
 	t.Run("serial moved to another EK only as rework", func(t *testing.T) {
-		e := newEnv(t, "")
+		e := newEnv(t, dbURL())
 		// Another TPM's enrollment holds serial SN-MOVE.
 		other := []byte("0123456789abcdef0123456789abcdef")
 		if err := e.store.CompleteEnrollment(ctx, &Completion{EKSHA256: other, EKCert: []byte{1}, Serial: "SN-MOVE", Product: "p", Station: "st", At: e.now}); err != nil {
