@@ -50,6 +50,9 @@ func parsePublic(field string, b []byte) (*tpm2.TPMTPublic, error) {
 	if len(b) > provisioning.MaxPublicBytes {
 		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "%s is %d bytes, over the %d-byte bound", field, len(b), provisioning.MaxPublicBytes)
 	}
+	if pub, ok := decodePublicFast(b); ok {
+		return pub, nil
+	}
 	pub, err := strictUnmarshal[tpm2.TPMTPublic](b)
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%s is not a TPMT_PUBLIC: %v", field, err)
@@ -78,6 +81,9 @@ func objectName(pub *tpm2.TPMTPublic, raw []byte) ([]byte, error) {
 // parseStored decodes a public area the CA stored after round 1 checked it strictly: its own record, so
 // the canonical-bytes check is not repeated.
 func parseStored(b []byte) (pub *tpm2.TPMTPublic, err error) {
+	if pub, ok := decodePublicFast(b); ok {
+		return pub, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			pub, err = nil, errors.New("malformed structure")
@@ -304,7 +310,11 @@ func parseCertify(b []byte) (*certifyEvidence, error) {
 	if len(b) > provisioning.MaxAttestBytes {
 		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "certify_info is %d bytes, over the %d-byte bound", len(b), provisioning.MaxAttestBytes)
 	}
-	at, err := strictUnmarshal[tpm2.TPMSAttest](b)
+	at, ok := decodeCertifyFast(b)
+	var err error
+	if !ok {
+		at, err = strictUnmarshal[tpm2.TPMSAttest](b)
+	}
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "certify_info is not a TPMS_ATTEST: %v", err)
 	}
@@ -328,6 +338,9 @@ func parseSignature(b []byte) (*tpm2.TPMTSignature, error) {
 	}
 	if len(b) > provisioning.MaxSigBytes {
 		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "certify_signature is %d bytes, over the %d-byte bound", len(b), provisioning.MaxSigBytes)
+	}
+	if sig, ok := decodeSignatureFast(b); ok {
+		return sig, nil
 	}
 	sig, err := strictUnmarshal[tpm2.TPMTSignature](b)
 	if err != nil {
