@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -369,6 +370,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stop()
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	gcPercent, memLimit := tuneGC(os.Getenv)
 	v, cfg, err := openCA(ctx, *dir, *dbURL, *ekRoots, stderr)
 	if err != nil {
 		return err
@@ -401,12 +403,35 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("upstream CA serving", "addr", ln.Addr().String(), "db", v.Store.Engine(), "ek_roots", len(v.EKVerifier.Roots),
-		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList)
+		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList,
+		"gc_percent", gcPercent, "memory_limit_mib", memLimit>>20)
 	srv := &Server{Verifier: v, Log: log}
 	go purgeChallenges(ctx, v.Store, log, time.Now)
 	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
 	log.Info("upstream CA stopped")
 	return err
+}
+
+// Garbage collector settings of upstream-ca serve when the operator sets neither GOGC nor GOMEMLIMIT. The
+// serve process holds a few MiB live (connection pools, caches) and allocates a few hundred KiB per
+// enrollment, all short-lived: at Go's default GOGC=100 it collects every few dozen enrollments. ServeGCPercent
+// collects a quarter as often for a few MiB more resident; ServeMemoryLimit makes the collector work
+// harder well before an EK list upload (MaxEKListRequestBytes, decoded) could grow the heap far.
+const (
+	ServeGCPercent   = 400
+	ServeMemoryLimit = 512 << 20
+)
+
+// tuneGC applies ServeGCPercent and ServeMemoryLimit unless GOGC or GOMEMLIMIT is set (then the runtime
+// has applied the operator's values and both are left alone), and returns the settings in force.
+func tuneGC(getenv func(string) string) (gcPercent int, memLimit int64) {
+	if getenv("GOGC") == "" && getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(ServeGCPercent)
+		debug.SetMemoryLimit(ServeMemoryLimit)
+	}
+	gcPercent = debug.SetGCPercent(-1)
+	debug.SetGCPercent(gcPercent)
+	return gcPercent, debug.SetMemoryLimit(-1)
 }
 
 // CPUProfileEnv names a file upstream-ca serve writes its CPU profile to when it stops (as --cpuprofile).

@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +210,31 @@ func TestCLIInitStationServe(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Fatalf("serve log lacks %q:\n%s", want, logs)
 		}
+	}
+}
+
+// TestTuneGC: serve's GC settings apply only when the operator set neither GOGC nor GOMEMLIMIT.
+func TestTuneGC(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	beforeLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetGCPercent(before); debug.SetMemoryLimit(beforeLimit) })
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	if gc, limit := tuneGC(env("GOGC", "100")); gc != 100 || limit != math.MaxInt64 {
+		t.Errorf("with GOGC set: GC percent %d, limit %d", gc, limit)
+	}
+	if gc, limit := tuneGC(env("GOMEMLIMIT", "1GiB")); gc != 100 || limit != math.MaxInt64 {
+		t.Errorf("with GOMEMLIMIT set: GC percent %d, limit %d", gc, limit)
+	}
+	if gc, limit := tuneGC(env()); gc != ServeGCPercent || limit != ServeMemoryLimit {
+		t.Errorf("unset: GC percent %d, limit %d", gc, limit)
 	}
 }
