@@ -28,7 +28,7 @@ fuzz:
 	done
 
 # Performance figures of issue 6 (docs/benchmarks.md): needs swtpm, tpm2-tools, PostgreSQL; ~5 min on 2 cores.
-# Larger runs: go run ./cmd/tpmline-bench -help (e.g. -ca-enrollments 100000 -inventory-boards 1000000).
+# Larger runs: go run ./cmd/tpmline-bench -help (e.g. -ca-enrollments 100000 for the long memory run).
 bench: build
 	$(GO) test -count=1 ./bench/
 	./bin/tpmline-bench $(BENCHFLAGS)

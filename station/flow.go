@@ -37,6 +37,8 @@ type run struct {
 	// committed together with the next step's start, before that step's side effect, or with the board's
 	// end state: one durable commit per step instead of one per fact.
 	pending []inventory.Op
+	// ahead is a journal commit running while the TPM works; it opens a durable step that comes next.
+	ahead *aheadCommit
 	// the publics of the keys created in this run, for the read-back.
 	iakPub, idevidPub []byte
 	// loaded transient keys, flushed on the way out.
@@ -61,6 +63,13 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 	defer s.release(job.Slot)
 	s.emit(Event{Kind: EvStarted, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch})
 	f := r.provision()
+	if r.ahead != nil {
+		// The flow stopped before the step a commit ahead opened: that step never ran.
+		step := r.ahead.step
+		if err := r.awaitAhead(); err == nil && f != nil {
+			r.pending = append(r.pending, inventory.OpStepFailed(step, inventory.StepOutcome{Detail: "not run: " + f.Line()}))
+		}
+	}
 	if f != nil && ctx.Err() != nil && !f.Stop {
 		// The operator aborted: whatever the interrupted call reported, that is the reason.
 		f = fail(ReasonAborted, "retry the board when ready (it resumes where it stopped)", ctx.Err(), "aborted by the operator in step %s", r.lastStep)
@@ -98,6 +107,14 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 		}
 	} else if r.claimed {
 		r.out.State = inventory.StateInProgress
+		if f.Code != ReasonInventory {
+			// The CA, not the database, is away: the board stays in progress for a retry, and what ran up to
+			// here (the step that met the outage included) is journaled.
+			r.ctx = context.WithoutCancel(ctx)
+			if err := r.journal(); err != nil {
+				f.Text += fmt.Sprintf(" (and journaling the steps failed: %v)", err)
+			}
+		}
 	} else if f.Stop && !r.claimTried {
 		// Set aside before the inventory check (a refused claim is recorded by the inventory itself).
 		r.note(inventory.Event{Kind: inventory.EventBoardRefused, Payload: payload(map[string]any{"code": f.Code, "text": f.Text, "slot": job.Slot})})
@@ -126,13 +143,14 @@ func (r *run) note(e inventory.Event) {
 	_, _ = r.s.cfg.Inventory.AppendEvent(context.WithoutCancel(r.ctx), e)
 }
 
-// durable are the steps whose side effect outlives a crash: the CA's session and certificates, the keys
+// durable are the steps whose side effect outlives a crash: the certificates the CA issues, the keys
 // persisted and the certificates written into the TPM, the rework's eviction. Their journal entry is
-// committed before the side effect and closed after it. The other steps read the TPM or make transient
-// objects that vanish with a crash (or the next board's flush), so there is nothing to bracket: they are
-// journaled, with their times, in the next commit.
+// committed before the side effect and closed after it. The other steps read the TPM, make transient
+// objects that vanish with a crash (or the next board's flush), or open a CA challenge that is single-use
+// and expires (enroll), so there is nothing to bracket: they are journaled, with their times, in the next
+// commit.
 var durable = map[string]bool{
-	provisioning.StepClear: true, provisioning.StepEnroll: true, provisioning.StepIssue: true,
+	provisioning.StepClear: true, provisioning.StepIssue: true,
 	provisioning.StepPersist: true, provisioning.StepNVWrite: true,
 }
 
@@ -148,6 +166,38 @@ func (r *run) journal(ops ...inventory.Op) error {
 	return nil
 }
 
+// aheadCommit is a journal commit made while the TPM works on something else: it carries what was pending
+// and the start of the durable step that comes next, and must be on disk before that step's side effect.
+type aheadCommit struct {
+	step string
+	ops  []inventory.Op
+	done chan error
+}
+
+// commitAhead starts committing the pending journal writes and the start of step in the background.
+func (r *run) commitAhead(step string) {
+	ops := append(r.pending, inventory.OpStepStarted(step))
+	r.pending = nil
+	c := &aheadCommit{step: step, ops: ops, done: make(chan error, 1)}
+	ctx, inv, serial := r.ctx, r.s.cfg.Inventory, r.job.Serial
+	go func() { c.done <- inv.Journal(ctx, serial, ops...) }()
+	r.ahead = c
+}
+
+// awaitAhead waits for the commit ahead. If it failed, what it carried is pending again (without the start
+// of its step, which will not run).
+func (r *run) awaitAhead() error {
+	c := r.ahead
+	r.ahead = nil
+	t0 := time.Now()
+	err := <-c.done
+	r.out.JournalTime += time.Since(t0)
+	if err != nil {
+		r.pending = append(c.ops[:len(c.ops)-1:len(c.ops)-1], r.pending...)
+	}
+	return err
+}
+
 // step runs one step: journal before (durable steps), the step, journal after, with wall and TPM time. The
 // "after" entry is committed with the next durable step's "before" (or the board's end state), which
 // still puts it on disk before anything else durable happens to the board.
@@ -156,7 +206,13 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 	r.lastStep = name
 	s.emit(Event{Kind: EvStep, Slot: r.job.Slot, Serial: r.job.Serial, Batch: r.job.Batch, Step: name, Elapsed: s.cfg.Now().Sub(r.start)})
 	if r.claimed && durable[name] {
-		if err := r.journal(inventory.OpStepStarted(name)); err != nil {
+		var err error
+		if r.ahead != nil && r.ahead.step == name {
+			err = r.awaitAhead()
+		} else {
+			err = r.journal(inventory.OpStepStarted(name))
+		}
+		if err != nil {
 			return classifyClaim(r.job.Serial, err)
 		}
 	}
@@ -310,59 +366,87 @@ func (r *run) provision() *Failure {
 	ekHash := inventory.EKPubHash(r.ek.PublicBytes)
 	r.out.EKPubSHA256 = ekHash
 
-	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints.
-	var board *inventory.Board
+	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints. It runs while
+	// the TPM derives the IAK and IDevID (transient keys: nothing durable happens to the board), and its
+	// answer is awaited before anything leaves the station or changes the TPM for good. A rework waits for
+	// it first: its clear needs the object slots the new keys would hold.
+	type claimResult struct {
+		board *inventory.Board
+		err   error
+	}
+	claimed := make(chan claimResult, 1)
 	r.claimTried = true
-	if f := r.step(StepClaim, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() (err error) {
-		board, err = s.cfg.Inventory.ClaimBoard(r.ctx, inventory.ClaimRequest{Serial: job.Serial, EKPubSHA256: ekHash,
+	go func() {
+		b, err := s.cfg.Inventory.ClaimBoard(r.ctx, inventory.ClaimRequest{Serial: job.Serial, EKPubSHA256: ekHash,
 			Batch: job.Batch, Station: s.cfg.StationID, Slot: job.Slot, Rework: job.Rework})
-		if errors.Is(err, inventory.ErrAlreadyProvisioned) {
-			if ok := r.alreadyProvisioned(); ok {
-				return errAlready
+		claimed <- claimResult{b, err}
+	}()
+	var board *inventory.Board
+	// settle waits for the claim; done means the flow ends here with f (nil: already provisioned, TPM matches).
+	settle := func() (f *Failure, done bool) {
+		if f := r.step(StepClaim, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() (err error) {
+			res := <-claimed
+			board, err = res.board, res.err
+			if errors.Is(err, inventory.ErrAlreadyProvisioned) {
+				// Reading the persisted keys takes object slots the new transient keys hold (3 in all).
+				_ = errors.Join(r.idevid.Flush(tpm), r.iak.Flush(tpm))
+				r.iak, r.idevid = nil, nil
+				if ok := r.alreadyProvisioned(); ok {
+					return errAlready
+				}
 			}
+			return err
+		}); f != nil {
+			if errors.Is(f.Err, errAlready) {
+				r.out.Already = true
+				return nil, true
+			}
+			return f, true
 		}
-		return err
-	}); f != nil {
-		if errors.Is(f.Err, errAlready) {
-			r.out.Already = true
-			return nil
+		r.claimed = true
+		if job.Rework {
+			r.note(inventory.Event{Kind: "board.rework_authorised", Payload: payload(map[string]any{"supervisor": job.Supervisor,
+				"slot": job.Slot, "attempt": board.Attempt})})
 		}
-		return f
+		// The steps that ran before the board had a row, and what they found, are journaled with the next
+		// commit.
+		for _, st := range r.pre {
+			r.pending = append(r.pending, inventory.OpStepRan(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}, false))
+		}
+		r.pending = append(r.pending, inventory.OpTPMInfo(inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
+			Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), inventory.OpEK(ekCert.Data, r.ek.PublicBytes))
+		return nil, false
 	}
-	r.claimed = true
-	if job.Rework {
-		r.note(inventory.Event{Kind: "board.rework_authorised", Payload: payload(map[string]any{"supervisor": job.Supervisor,
-			"slot": job.Slot, "attempt": board.Attempt})})
-	}
-	// The read-only steps that ran before the board had a row, and what they found, are journaled with
-	// the next step's start.
-	for _, st := range r.pre {
-		r.pending = append(r.pending, inventory.OpStepRan(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}, false))
-	}
-	r.pending = append(r.pending, inventory.OpTPMInfo(inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
-		Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), inventory.OpEK(ekCert.Data, r.ek.PublicBytes))
 	layout := r.prof.Layout()
-
 	if job.Rework {
+		if f, done := settle(); done {
+			return f
+		}
 		if f := r.step(provisioning.StepClear, tpmFailure, func() error { return provisioning.Clear(tpm, layout) }); f != nil {
 			return f
 		}
 	}
-	if f := r.step(provisioning.StepIAK, tpmFailure, func() (err error) {
+	fKeys := r.step(provisioning.StepIAK, tpmFailure, func() (err error) {
 		if r.iak, err = provisioning.CreateIAK(tpm, alg); err != nil {
 			return err
 		}
 		return r.saveKey(inventory.KindIAK, r.iak, layout.IAKHandle)
-	}); f != nil {
-		return f
+	})
+	if fKeys == nil {
+		fKeys = r.step(provisioning.StepIDevID, tpmFailure, func() (err error) {
+			if r.idevid, err = provisioning.CreateIDevID(tpm, alg); err != nil {
+				return err
+			}
+			return r.saveKey(inventory.KindIDevID, r.idevid, layout.IDevIDHandle)
+		})
 	}
-	if f := r.step(provisioning.StepIDevID, tpmFailure, func() (err error) {
-		if r.idevid, err = provisioning.CreateIDevID(tpm, alg); err != nil {
-			return err
+	if !job.Rework {
+		if f, done := settle(); done {
+			return f
 		}
-		return r.saveKey(inventory.KindIDevID, r.idevid, layout.IDevIDHandle)
-	}); f != nil {
-		return f
+	}
+	if fKeys != nil {
+		return fKeys
 	}
 
 	// Resume: certificates issued in an earlier attempt for these very keys are written, not re-enrolled.
@@ -531,6 +615,9 @@ func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert,
 	}); f != nil {
 		return nil, f
 	}
+	// The journal entry that opens the issue step (with the keys and everything since the claim) is written
+	// while the TPM answers the challenge; it is on disk before the proof goes to the CA.
+	r.commitAhead(provisioning.StepIssue)
 	act := &provisioning.ActivateRequest{Version: provisioning.ProtocolVersion, SessionID: ch.SessionID}
 	if f := r.step(provisioning.StepActivate, tpmFailure, func() (err error) {
 		if act.Secret, err = provisioning.ActivateCredential(tpm, r.ek, r.iak, ch.CredentialBlob, ch.EncryptedSecret); err != nil {

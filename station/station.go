@@ -114,7 +114,7 @@ type Job struct {
 // Steps is the per-board flow in order; the UI draws its progress bar over it.
 var Steps = []string{
 	StepConnect, provisioning.StepFlush, provisioning.StepTPMInfo, provisioning.StepEKCerts, provisioning.StepEK,
-	provisioning.StepEKCheck, StepClaim, provisioning.StepClear, provisioning.StepIAK, provisioning.StepIDevID,
+	provisioning.StepEKCheck, provisioning.StepIAK, provisioning.StepIDevID, StepClaim, provisioning.StepClear,
 	provisioning.StepEnroll, provisioning.StepActivate, provisioning.StepCertify, provisioning.StepIssue,
 	provisioning.StepPersist, provisioning.StepNVWrite, provisioning.StepReadBack, StepRecord,
 }

@@ -35,7 +35,7 @@ func main() {
 	flag.IntVar(&d.CA.Clients, "ca-clients", d.CA.Clients, "figure 4: TLS client connections")
 	flag.IntVar(&d.PDFBoards, "pdf-boards", d.PDFBoards, "figure 5: boards in the PDF report")
 	flag.IntVar(&d.EKListBoards, "eklist-boards", d.EKListBoards, "figure 5: boards in the EK list")
-	flag.IntVar(&d.InventoryBoards, "inventory-boards", d.InventoryBoards, "figure 6: boards seeded (the long run: 1000000)")
+	flag.IntVar(&d.InventoryBoards, "inventory-boards", d.InventoryBoards, "figure 6: boards seeded")
 	flag.IntVar(&d.InventoryLookups, "inventory-lookups", d.InventoryLookups, "figure 6: lookups per kind")
 	child := flag.String("child", "", "internal: run one figure-5 measurement in this process")
 	childN := flag.Int("child-n", 0, "internal: its size")
