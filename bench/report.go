@@ -91,6 +91,16 @@ func (r *Results) Markdown() string {
 		p("| between steps: journal commits (inventory, durable) | %s | 0 | %s |\n", ms(o.Journal), ms(o.Journal))
 		p("| between steps: the rest (batch and resume look-ups, closing the TPM connection, Go) | %s | 0 | %s |\n", ms(o.Between-o.Journal), ms(o.Between-o.Journal))
 		p("| **board** | **%s** | **%s** | **%s** |\n", ms(o.Wall), ms(o.TPM), ms(o.Wall-o.TPM))
+		var ca time.Duration
+		for _, s := range o.Steps {
+			if s.Step == "enroll" || s.Step == "issue" {
+				ca += s.Wall - s.TPM
+			}
+		}
+		if ca > 0 && o.TPM > 0 {
+			p("\nThe CA's two round trips (enroll, issue) are %s of the station's %s. The protocol puts them in series with the TPM's work (the CA's challenge needs the new keys, the TPM's proof needs the challenge, the certificates need the proof), so the TPM's time plus those two round trips alone is a ratio of %.2f.\n",
+				ms(ca), ms(o.Wall-o.TPM), float64(o.TPM+ca)/float64(o.TPM))
+		}
 	}
 	if s := r.Slots; s != nil && len(s.Rows) > 0 {
 		p("\nParallel slots, %s, %d boards per slot:\n\n| slots | boards | elapsed | boards per hour | speed-up vs 1 slot | TPM busy share |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n", s.Profile, s.PerSlot)

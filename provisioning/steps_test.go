@@ -611,7 +611,19 @@ func FuzzPublicName(f *testing.F) {
 	t, _ = provisioning.IDevIDTemplate(provisioning.KeyRSA2048)
 	f.Add(tpm2.Marshal(t))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		provisioning.PublicName(b) // must not panic
+		name, err := provisioning.PublicName(b) // must not panic
+		if err != nil {
+			return
+		}
+		// The Name hashed from the accepted bytes is the one go-tpm computes from the decoded structure.
+		p, err := tpm2.Unmarshal[tpm2.TPMTPublic](b)
+		if err != nil {
+			t.Fatalf("accepted bytes go-tpm cannot decode: %v", err)
+		}
+		want, err := tpm2.ObjectName(p)
+		if err != nil || !bytes.Equal(want.Buffer, name.Buffer) {
+			t.Fatalf("Name %x, go-tpm computes %x (%v)", name.Buffer, want, err)
+		}
 	})
 }
 
