@@ -176,28 +176,29 @@ func WriteCertNV(tpm transport.TPM, index uint32, der []byte, writeLock bool) er
 		}
 	}
 
-	_, err = (tpm2.NVDefineSpace{
-		AuthHandle: ownerAuth(),
-		PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
-			NVIndex:    tpm2.TPMHandle(index),
-			NameAlg:    tpm2.TPMAlgSHA256,
-			Attributes: want,
-			DataSize:   uint16(len(der)),
-		}),
-	}).Execute(tpm)
+	defined := tpm2.TPMSNVPublic{
+		NVIndex:    tpm2.TPMHandle(index),
+		NameAlg:    tpm2.TPMAlgSHA256,
+		Attributes: want,
+		DataSize:   uint16(len(der)),
+	}
+	_, err = (tpm2.NVDefineSpace{AuthHandle: ownerAuth(), PublicInfo: tpm2.New2B(defined)}).Execute(tpm)
 	if err != nil {
 		return fmt.Errorf("defining NV %#x (%d bytes): %w", index, len(der), err)
 	}
 	for off := 0; off < len(der); {
 		n := min(bufMax, len(der)-off)
-		// The index Name changes once TPMA_NV_WRITTEN is set, so read it before every chunk.
-		_, name, err := nvPublic(tpm, index)
+		// The index Name covers its public area, which gains TPMA_NV_WRITTEN with the first write. It is
+		// computed from what was defined instead of read back before every chunk; under the owner's
+		// password session it does not enter the authorisation, and the read-back step checks the result.
+		name, err := tpm2.NVName(&defined)
 		if err != nil {
 			return fmt.Errorf("writing NV %#x: %w", index, err)
 		}
+		defined.Attributes.Written = true
 		_, err = (tpm2.NVWrite{
 			AuthHandle: ownerAuth(),
-			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name},
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: *name},
 			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: der[off : off+n]},
 			Offset:     uint16(off),
 		}).Execute(tpm)
