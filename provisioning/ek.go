@@ -60,7 +60,7 @@ func ReadEKCertificates(tpm transport.TPM) ([]NVCert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading EK certificates: %w", err)
 	}
-	chain, err := ListHandles(tpm, NVEKChainFirst, NVEKChainLast)
+	chain, err := listNV(tpm, NVEKChainFirst, NVEKChainLast)
 	if err != nil {
 		return nil, fmt.Errorf("listing EK chain indices: %w", err)
 	}

@@ -30,6 +30,9 @@ type NVState struct {
 
 // nvPublic reads an index's public area. An undefined index gives ErrNVAbsent.
 func nvPublic(tpm transport.TPM, index uint32) (*tpm2.TPMSNVPublic, tpm2.TPM2BName, error) {
+	if knownAbsent(tpm, index) {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("NV %#x: %w", index, ErrNVAbsent)
+	}
 	rsp, err := (tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}).Execute(tpm)
 	if err != nil {
 		if errors.Is(err, tpm2.TPMRCHandle) {

@@ -131,6 +131,9 @@ const (
 // ReadProperties reads the TPM_PT_FIXED group (TPM 2.0 Part 2 section 6.13): manufacturer, vendor strings,
 // firmware version and the NV limits.
 func ReadProperties(tpm transport.TPM) (*Properties, error) {
+	if p, ok := cachedProperties(tpm); ok {
+		return p, nil
+	}
 	const first = uint32(tpm2.TPMPTManufacturer) // 0x105; the fixed group runs to 0x1FF
 	const last = 0x1FF
 	props := map[tpm2.TPMPT]uint32{}
@@ -183,6 +186,7 @@ func ReadProperties(tpm transport.TPM) (*Properties, error) {
 		// "7.85.4555.0").
 		Firmware: fmt.Sprintf("%d.%d.%d.%d", p.FirmwareV1>>16, p.FirmwareV1&0xFFFF, p.FirmwareV2>>16, p.FirmwareV2&0xFFFF),
 	}
+	rememberProperties(tpm, p)
 	return p, nil
 }
 

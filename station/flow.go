@@ -305,6 +305,8 @@ func (r *run) provision() *Failure {
 			r.timed = s.cfg.Timed(t)
 			r.tpm = closer{r.timed, t}
 		}
+		// Fixed properties and the EK credential range are read once per board, not before every NV access.
+		r.tpm = provisioning.Cached(r.tpm)
 		return nil
 	}); f != nil {
 		return f
