@@ -149,15 +149,28 @@ func WriteCertNV(tpm transport.TPM, index uint32, der []byte, writeLock bool) er
 		return fmt.Errorf("writing NV %#x: certificate is %d bytes, the TPM's NV_INDEX_MAX is %d", index, len(der), indexMax)
 	}
 	want := certNVAttributes(writeLock)
-
-	pub, name, err := nvPublic(tpm, index)
-	switch {
-	case errors.Is(err, ErrNVAbsent):
-	case err != nil:
-		return fmt.Errorf("writing NV %#x: %w", index, err)
-	case pub.Attributes.PlatformCreate:
-		return fmt.Errorf("writing NV %#x: index was defined by the platform; choose another index", index)
-	default:
+	defined := tpm2.TPMSNVPublic{
+		NVIndex:    tpm2.TPMHandle(index),
+		NameAlg:    tpm2.TPMAlgSHA256,
+		Attributes: want,
+		DataSize:   uint16(len(der)),
+	}
+	define := func() error {
+		_, err := (tpm2.NVDefineSpace{AuthHandle: ownerAuth(), PublicInfo: tpm2.New2B(defined)}).Execute(tpm)
+		return err
+	}
+	// The index is not read first: TPM2_NV_DefineSpace refuses an existing index with TPM_RC_NV_DEFINED
+	// (TPM 2.0 Part 3, 31.3), and only then is what it holds read and compared. A factory-new board costs
+	// one command fewer per certificate.
+	err = define()
+	if errors.Is(err, tpm2.TPMRCNVDefined) {
+		pub, name, perr := nvPublic(tpm, index)
+		switch {
+		case perr != nil:
+			return fmt.Errorf("writing NV %#x: %w", index, perr)
+		case pub.Attributes.PlatformCreate:
+			return fmt.Errorf("writing NV %#x: index was defined by the platform; choose another index", index)
+		}
 		same := int(pub.DataSize) == len(der) && pub.Attributes.Written && sameCertAttributes(pub.Attributes, want)
 		if same {
 			got, err := readNV(tpm, index, pub, name, len(der), bufMax)
@@ -177,15 +190,8 @@ func WriteCertNV(tpm transport.TPM, index uint32, der []byte, writeLock bool) er
 		if err := undefineNV(tpm, index); err != nil {
 			return fmt.Errorf("writing NV %#x: %w", index, err)
 		}
+		err = define()
 	}
-
-	defined := tpm2.TPMSNVPublic{
-		NVIndex:    tpm2.TPMHandle(index),
-		NameAlg:    tpm2.TPMAlgSHA256,
-		Attributes: want,
-		DataSize:   uint16(len(der)),
-	}
-	_, err = (tpm2.NVDefineSpace{AuthHandle: ownerAuth(), PublicInfo: tpm2.New2B(defined)}).Execute(tpm)
 	if err != nil {
 		return fmt.Errorf("defining NV %#x (%d bytes): %w", index, len(der), err)
 	}
