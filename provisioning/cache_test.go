@@ -2,7 +2,10 @@ package provisioning_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/provisioning"
@@ -74,4 +77,57 @@ func TestCachedConnection(t *testing.T) {
 		t.Errorf("cached connection sent %d commands, plain %d", cached.cmds, plain.cmds)
 	}
 	t.Logf("commands: plain %d, cached %d", plain.cmds, cached.cmds)
+}
+
+// TestReadChosenEKCert: reading only the chosen certificate and the chain gives what reading everything and
+// choosing gives, with fewer commands; a preferred index defined but never written yields to the next
+// candidate; a TPM without a usable certificate gives ErrNoEKCert.
+func TestReadChosenEKCert(t *testing.T) {
+	t.Run("same as reading all", func(t *testing.T) {
+		tpm := openTPM(t)
+		writePlatformNV(t, tpm, provisioning.NVEKChainFirst, []byte("intermediate"))
+		all := fixtures.NewRecorder(tpm)
+		certs, err := provisioning.ReadEKCertificates(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantAlg, err := provisioning.ChooseEKCert(certs, tpm2.TPMAlgSHA256, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chosen := fixtures.NewRecorder(tpm)
+		got, gotAlg, chain, err := provisioning.ReadChosenEKCert(chosen, tpm2.TPMAlgSHA256, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Index != want.Index || !bytes.Equal(got.Data, want.Data) || gotAlg != wantAlg || gotAlg != provisioning.EKP256 {
+			t.Fatalf("chose NV %#x (%s), reading all chooses %#x (%s)", got.Index, gotAlg, want.Index, wantAlg)
+		}
+		if len(chain) != 1 || chain[0].Index != provisioning.NVEKChainFirst || string(chain[0].Data) != "intermediate" {
+			t.Fatalf("chain %v", indices(chain))
+		}
+		if len(chosen.Calls()) >= len(all.Calls()) {
+			t.Errorf("reading the chosen certificate took %d commands, reading all %d", len(chosen.Calls()), len(all.Calls()))
+		}
+	})
+	t.Run("unwritten index skipped", func(t *testing.T) {
+		tpm := openTPM(t, fixtures.WithManufactureOptions(fixtures.ManufactureOptions{SkipECC: true}))
+		platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
+		if _, err := (tpm2.NVDefineSpace{AuthHandle: platform, PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
+			NVIndex: tpm2.TPMHandle(provisioning.NVEKCertP256), NameAlg: tpm2.TPMAlgSHA256, DataSize: 16,
+			Attributes: tpm2.TPMANV{PPWrite: true, PPRead: true, AuthRead: true, NoDA: true, PlatformCreate: true, NT: tpm2.TPMNTOrdinary},
+		})}).Execute(tpm); err != nil {
+			t.Fatal(err)
+		}
+		got, alg, _, err := provisioning.ReadChosenEKCert(tpm, tpm2.TPMAlgSHA256, 0)
+		if err != nil || got.Index != provisioning.NVEKCertRSA2048 || alg != provisioning.EKRSA2048 || len(got.Data) == 0 {
+			t.Fatalf("got NV %#x (%s), %v; want the RSA certificate", got.Index, alg, err)
+		}
+	})
+	t.Run("none usable", func(t *testing.T) {
+		tpm := openTPM(t)
+		if _, _, _, err := provisioning.ReadChosenEKCert(tpm, tpm2.TPMAlgSHA384, 0); !errors.Is(err, provisioning.ErrNoEKCert) {
+			t.Fatalf("SHA-384 EK certificate on a TPM with low range ones only: %v, want ErrNoEKCert", err)
+		}
+	})
 }

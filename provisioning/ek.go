@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -53,48 +54,118 @@ type NVCert struct {
 func (c NVCert) IsChain() bool { return c.Index >= NVEKChainFirst && c.Index <= NVEKChainLast }
 
 // ReadEKCertificates reads every EK certificate the TPM carries: the low and high range certificate indices,
-// then the chain range 0x01C00100-0x01C001FF (enumerated with TPM_CAP_HANDLES rather than probed). Absent
-// indices are skipped. Each certificate is bounded by its index's dataSize and by MaxCertBytes.
+// then the chain range 0x01C00100-0x01C001FF. The indices are enumerated with TPM_CAP_HANDLES rather than
+// probed. Absent and never-written indices are skipped. Each certificate is bounded by its index's dataSize
+// and by MaxCertBytes.
 func ReadEKCertificates(tpm transport.TPM) ([]NVCert, error) {
 	bufMax, _, err := nvLimits(tpm)
 	if err != nil {
 		return nil, fmt.Errorf("reading EK certificates: %w", err)
 	}
-	chain, err := listNV(tpm, NVEKChainFirst, NVEKChainLast)
+	present, chain, err := listEKIndices(tpm)
 	if err != nil {
-		return nil, fmt.Errorf("listing EK chain indices: %w", err)
+		return nil, err
 	}
-	if len(chain) > MaxChainCerts {
-		return nil, fmt.Errorf("TPM lists %d EK chain certificates, more than the %d allowed", len(chain), MaxChainCerts)
-	}
-	indices := append(append([]uint32(nil), EKCertIndices...), handlesToU32(chain)...)
 	var out []NVCert
-	for _, idx := range indices {
-		pub, name, err := nvPublic(tpm, idx)
-		if errors.Is(err, ErrNVAbsent) {
-			continue
-		}
+	for _, idx := range append(present, chain...) {
+		c, ok, err := readEKCert(tpm, idx, bufMax)
 		if err != nil {
-			return nil, fmt.Errorf("reading EK cert at NV %#x: %w", idx, err)
+			return nil, err
 		}
-		if !pub.Attributes.Written {
-			continue // defined but never written: as good as absent
+		if ok {
+			out = append(out, c)
 		}
-		data, err := readNV(tpm, idx, pub, name, MaxCertBytes, bufMax)
-		if err != nil {
-			return nil, fmt.Errorf("reading EK cert at NV %#x: %w", idx, err)
-		}
-		out = append(out, NVCert{Index: idx, Data: data})
 	}
 	return out, nil
 }
 
-func handlesToU32(hs []tpm2.TPMHandle) []uint32 {
-	out := make([]uint32, len(hs))
-	for i, h := range hs {
-		out[i] = uint32(h)
+// ReadChosenEKCert reads only what enrollment needs: the certificate ChooseEKCert picks among the ones the
+// TPM carries (the one at index if index is not 0, else ECC before RSA, low range before high, of those
+// whose EK has nameAlg) and the chain. The choice goes by index alone, so the certificates not chosen are
+// never read: on a discrete chip each read is a few milliseconds.
+func ReadChosenEKCert(tpm transport.TPM, nameAlg tpm2.TPMAlgID, index uint32) (ek NVCert, alg EKAlg, chain []NVCert, err error) {
+	bufMax, _, err := nvLimits(tpm)
+	if err != nil {
+		return NVCert{}, "", nil, fmt.Errorf("reading EK certificates: %w", err)
 	}
-	return out
+	present, chainIdx, err := listEKIndices(tpm)
+	if err != nil {
+		return NVCert{}, "", nil, err
+	}
+	cands := make([]NVCert, len(present))
+	for i, idx := range present {
+		cands[i] = NVCert{Index: idx}
+	}
+	for {
+		c, a, err := ChooseEKCert(cands, nameAlg, index)
+		if err != nil {
+			return NVCert{}, "", nil, err
+		}
+		got, ok, err := readEKCert(tpm, c.Index, bufMax)
+		if err != nil {
+			return NVCert{}, "", nil, err
+		}
+		if ok {
+			ek, alg = got, a
+			break
+		}
+		// Defined but never written: as good as absent; the next candidate.
+		cands = slices.DeleteFunc(cands, func(x NVCert) bool { return x.Index == c.Index })
+	}
+	for _, idx := range chainIdx {
+		c, ok, err := readEKCert(tpm, idx, bufMax)
+		if err != nil {
+			return NVCert{}, "", nil, err
+		}
+		if ok {
+			chain = append(chain, c)
+		}
+	}
+	return ek, alg, chain, nil
+}
+
+// listEKIndices lists the EK certificate indices (in EKCertIndices order) and the chain indices the TPM
+// has defined.
+func listEKIndices(tpm transport.TPM) (certs, chain []uint32, err error) {
+	hs, err := listNV(tpm, nvEKRangeFirst, nvEKRangeLast)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing EK certificate indices: %w", err)
+	}
+	defined := make(map[uint32]bool, len(hs))
+	for _, h := range hs {
+		defined[uint32(h)] = true
+		if uint32(h) >= NVEKChainFirst && uint32(h) <= NVEKChainLast {
+			chain = append(chain, uint32(h))
+		}
+	}
+	if len(chain) > MaxChainCerts {
+		return nil, nil, fmt.Errorf("TPM lists %d EK chain certificates, more than the %d allowed", len(chain), MaxChainCerts)
+	}
+	for _, idx := range EKCertIndices {
+		if defined[idx] {
+			certs = append(certs, idx)
+		}
+	}
+	return certs, chain, nil
+}
+
+// readEKCert reads the certificate at idx; ok is false when the index is absent or was never written.
+func readEKCert(tpm transport.TPM, idx uint32, bufMax int) (c NVCert, ok bool, err error) {
+	pub, name, err := nvPublic(tpm, idx)
+	if errors.Is(err, ErrNVAbsent) {
+		return NVCert{}, false, nil
+	}
+	if err != nil {
+		return NVCert{}, false, fmt.Errorf("reading EK cert at NV %#x: %w", idx, err)
+	}
+	if !pub.Attributes.Written {
+		return NVCert{}, false, nil
+	}
+	data, err := readNV(tpm, idx, pub, name, MaxCertBytes, bufMax)
+	if err != nil {
+		return NVCert{}, false, fmt.Errorf("reading EK cert at NV %#x: %w", idx, err)
+	}
+	return NVCert{Index: idx, Data: data}, true, nil
 }
 
 // EKAlg names an EK template of the TCG EK Credential Profile.

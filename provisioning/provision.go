@@ -285,6 +285,15 @@ func Provision(ctx context.Context, tpm transport.TPM, ca CA, opts Options) (res
 	return res, nil
 }
 
+// ErrNoEKCert matches the error of ChooseEKCert and ReadChosenEKCert when the TPM carries no certificate
+// the station can enroll with (as opposed to a TPM that failed to answer).
+var ErrNoEKCert = errors.New("no usable EK certificate")
+
+type noEKCert string
+
+func (e noEKCert) Error() string        { return string(e) }
+func (e noEKCert) Is(target error) bool { return target == ErrNoEKCert }
+
 // ChooseEKCert picks the EK certificate to enroll with: the one at index if index is not 0, else the first
 // certificate whose EK template has the name algorithm nameAlg, ECC before RSA, low range before high.
 func ChooseEKCert(certs []NVCert, nameAlg tpm2.TPMAlgID, index uint32) (NVCert, EKAlg, error) {
@@ -311,9 +320,9 @@ func ChooseEKCert(certs []NVCert, nameAlg tpm2.TPMAlgID, index uint32) (NVCert, 
 	}
 	if len(cands) == 0 {
 		if index != 0 {
-			return NVCert{}, "", fmt.Errorf("no usable EK certificate at NV %#x with name algorithm %v", index, nameAlg)
+			return NVCert{}, "", noEKCert(fmt.Sprintf("no usable EK certificate at NV %#x with name algorithm %v", index, nameAlg))
 		}
-		return NVCert{}, "", fmt.Errorf("no EK certificate whose EK has name algorithm %v (found %d certificates); the IAK needs the EK's name algorithm", nameAlg, len(certs))
+		return NVCert{}, "", noEKCert(fmt.Sprintf("no EK certificate whose EK has name algorithm %v (found %d certificates); the IAK needs the EK's name algorithm", nameAlg, len(certs)))
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].rank < cands[j].rank })
 	return cands[0].c, cands[0].alg, nil

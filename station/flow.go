@@ -330,22 +330,19 @@ func (r *run) provision() *Failure {
 	}); f != nil {
 		return f
 	}
-	var certs []provisioning.NVCert
+	var chain []provisioning.NVCert
 	var ekCert provisioning.NVCert
 	var ekAlg provisioning.EKAlg
 	alg := r.prof.KeyAlg()
 	nameAlg, _ := alg.NameAlg()
 	if f := r.step(provisioning.StepEKCerts, tpmFailure, func() (err error) {
-		if certs, err = provisioning.ReadEKCertificates(tpm); err != nil {
-			return err
-		}
-		ekCert, ekAlg, err = provisioning.ChooseEKCert(certs, nameAlg, 0)
-		if err != nil {
+		ekCert, ekAlg, chain, err = provisioning.ReadChosenEKCert(tpm, nameAlg, 0)
+		if errors.Is(err, provisioning.ErrNoEKCert) {
 			ff := fail(ReasonNoEKCert, "set the board aside for QA: the TPM carries no usable EK certificate", err, "%v", err)
 			ff.Stop = true
 			return ff
 		}
-		return nil
+		return err
 	}); f != nil {
 		return f
 	}
@@ -461,7 +458,7 @@ func (r *run) provision() *Failure {
 		r.ek = nil
 	} else {
 		var f *Failure
-		if issued, f = r.enroll(props, ekCert, certs); f != nil {
+		if issued, f = r.enroll(props, ekCert, chain); f != nil {
 			return f
 		}
 	}
@@ -597,17 +594,15 @@ func certForKey(der []byte, k *provisioning.Key) bool {
 	return ok && got.Equal(want)
 }
 
-func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert, certs []provisioning.NVCert) (*provisioning.Certificates, *Failure) {
+func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert, chain []provisioning.NVCert) (*provisioning.Certificates, *Failure) {
 	tpm, job := r.tpm, r.job
 	var ch *provisioning.Challenge
 	if f := r.step(provisioning.StepEnroll, classifyCA, func() (err error) {
 		req := &provisioning.EnrollRequest{Version: provisioning.ProtocolVersion, Serial: job.Serial, Product: r.prof.Name,
 			Rework: job.Rework, EKCert: ekCert.Data, EKPublic: r.ek.PublicBytes, IAKPublic: r.iak.PublicBytes,
 			IDevIDPublic: r.idevid.PublicBytes, TPM: props.Info}
-		for _, c := range certs {
-			if c.IsChain() {
-				req.EKChain = append(req.EKChain, c.Data)
-			}
+		for _, c := range chain {
+			req.EKChain = append(req.EKChain, c.Data)
 		}
 		ch, err = r.s.cfg.CA.Enroll(r.ctx, req)
 		if err == nil && ch == nil {
