@@ -3,7 +3,7 @@ GO ?= go
 FUZZTIME ?= 3s
 export CGO_ENABLED = 1
 
-.PHONY: run test vet fuzz build bench
+.PHONY: run test vet race fuzz build bench
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -16,7 +16,13 @@ vet:
 
 test: vet
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) race
 	$(MAKE) fuzz
+
+# The packages that run work concurrently (the station's slots, its journal commits made while the TPM
+# works, the store under racing stations, the CA's handlers) again under the race detector.
+race:
+	$(GO) test -race -count=1 -timeout 30m ./station/ ./inventory/ ./provisioning/ca/
 
 # Short fuzz runs of every fuzz target (seconds each); run longer with FUZZTIME=10m.
 fuzz:
@@ -27,7 +33,7 @@ fuzz:
 	  done; \
 	done
 
-# Performance figures of issue 6 (docs/benchmarks.md): needs swtpm, tpm2-tools, PostgreSQL; ~5 min on 2 cores.
+# Performance figures of issue 6 (docs/benchmarks.md): needs swtpm, tpm2-tools, PostgreSQL; 1-5 min on 2 cores.
 # Larger runs: go run ./cmd/tpmline-bench -help (e.g. -ca-enrollments 100000 for the long memory run).
 bench: build
 	$(GO) test -count=1 ./bench/
