@@ -135,15 +135,12 @@ func OpStepRan(step string, o StepOutcome, failed bool) Op {
 	return Op{what: "journaling step " + step,
 		check: func() error { return errors.Join(checkText("step", step, true), done.check()) },
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
-			started := now - int64(o.Duration)
+			started, finished := o.span(tx)
 			d := o.Duration
-			if d == 0 {
-				d = time.Duration(now - started)
-			}
 			var jid int64
 			if err := tx.GetContext(ctx, &jid, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at, finished_at,
 				duration_ns, tpm_time_ns, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-				b.ID, b.Attempt, step, phase, started, now, int64(d), int64(o.TPMTime), o.Detail); err != nil {
+				b.ID, b.Attempt, step, phase, started, finished, int64(d), int64(o.TPMTime), o.Detail); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET current_step = ?, updated_at = ? WHERE id = ?"), step, now, b.ID); err != nil {
@@ -186,8 +183,15 @@ func finishStep(step, phase, kind string, o StepOutcome) Op {
 			if d == 0 {
 				d = time.Duration(now - open.StartedAt)
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE steps SET phase = ?, finished_at = ?, duration_ns = ?, tpm_time_ns = ?,
-				detail = ? WHERE id = ?`), phase, now, int64(d), int64(o.TPMTime), o.Detail, open.ID); err != nil {
+			// A step whose start was journaled ahead of it (while the TPM finished the step before) gets the
+			// time it really began.
+			started, finished := open.StartedAt, now
+			if !o.Started.IsZero() {
+				started, finished = o.span(tx)
+				started = max(started, open.StartedAt)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE steps SET phase = ?, started_at = ?, finished_at = ?, duration_ns = ?,
+				tpm_time_ns = ?, detail = ? WHERE id = ?`), phase, started, finished, int64(d), int64(o.TPMTime), o.Detail, open.ID); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET updated_at = ? WHERE id = ?"), now, b.ID); err != nil {
@@ -203,7 +207,7 @@ func (s *Store) ListSteps(ctx context.Context, serial string) ([]Step, error) {
 	var rows []stepRow
 	if err := s.r.SelectContext(ctx, &rows, s.q(`SELECT st.id, st.attempt, st.step, st.phase, st.started_at, st.finished_at,
 		st.duration_ns, st.tpm_time_ns, st.detail FROM steps st JOIN boards b ON b.id = st.board_id
-		WHERE b.serial = ? ORDER BY st.id`), serial); err != nil {
+		WHERE b.serial = ? ORDER BY st.attempt, st.started_at, st.id`), serial); err != nil {
 		return nil, fmt.Errorf("reading the journal of board %s: %w", serial, err)
 	}
 	out := make([]Step, len(rows))

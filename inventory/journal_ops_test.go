@@ -111,3 +111,40 @@ func TestStepRanRecord(t *testing.T) {
 		}
 	})
 }
+
+// TestStepTimes: a step journaled after it ran, and a step whose start was journaled ahead of it, keep the
+// times they really ran at, and the journal lists steps in that order.
+func TestStepTimes(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine, s *Store, dbURL string) {
+		ctx := context.Background()
+		mustOpenBatch(t, s, "B1", "st1", 1)
+		if _, err := s.ClaimBoard(ctx, ClaimRequest{Serial: "T1", EKPubSHA256: ekHash(1), Batch: "B1", Station: "st1"}); err != nil {
+			t.Fatal(err)
+		}
+		// "issue" is opened first (ahead), then "certify" ran before it, and is journaled with issue's end.
+		if err := s.Journal(ctx, "T1", OpStepStarted("issue")); err != nil {
+			t.Fatal(err)
+		}
+		certifyStart := time.Now()
+		time.Sleep(20 * time.Millisecond)
+		issueStart := time.Now()
+		time.Sleep(20 * time.Millisecond)
+		if err := s.Journal(ctx, "T1",
+			OpStepRan("certify", StepOutcome{Duration: issueStart.Sub(certifyStart), Started: certifyStart}, false),
+			OpStepFinished("issue", StepOutcome{Duration: time.Since(issueStart), Started: issueStart})); err != nil {
+			t.Fatal(err)
+		}
+		steps, err := s.ListSteps(ctx, "T1")
+		if err != nil || len(steps) != 2 {
+			t.Fatalf("steps %+v %v", steps, err)
+		}
+		if steps[0].Step != "certify" || steps[1].Step != "issue" {
+			t.Fatalf("journal order %s, %s; want certify then issue, as they ran", steps[0].Step, steps[1].Step)
+		}
+		near := func(got, want time.Time) bool { d := got.Sub(want); return d > -5*time.Millisecond && d < 5*time.Millisecond }
+		if !near(steps[0].StartedAt, certifyStart) || !near(steps[0].FinishedAt, issueStart) || !near(steps[1].StartedAt, issueStart) {
+			t.Errorf("certify %v..%v, issue from %v; want %v..%v and %v", steps[0].StartedAt, steps[0].FinishedAt, steps[1].StartedAt,
+				certifyStart.UTC(), issueStart.UTC(), issueStart.UTC())
+		}
+	})
+}

@@ -162,7 +162,8 @@ func (s *Store) q(query string) string { return s.w.Rebind(query) }
 // txn is a write transaction and its one timestamp: every row and event it writes carries the same time.
 type txn struct {
 	*sqlx.Tx
-	now int64 // unix nanoseconds, UTC
+	now  int64     // unix nanoseconds, UTC
+	mono time.Time // time.Now at the same moment, with its monotonic reading
 	// head is the audit chain head as this transaction moved it: read (and locked) by the first event the
 	// transaction appends, written back once before commit, so a journal write with many events pays one
 	// read and one update of the head instead of one each per event.
@@ -225,7 +226,7 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return mapDBError(fmt.Errorf("starting transaction on %s: %w", s.where, err))
 	}
-	t := &txn{Tx: tx, now: s.nowNano(), stmts: s.stmts}
+	t := &txn{Tx: tx, now: s.nowNano(), mono: time.Now(), stmts: s.stmts}
 	defer func() {
 		if len(t.missed) > 0 {
 			s.stmts.prepare(ctx, t.missed)

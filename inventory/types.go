@@ -139,6 +139,19 @@ type StepOutcome struct {
 	Duration time.Duration
 	TPMTime  time.Duration // time spent inside TPM commands
 	Detail   string
+	// Started is when the step began, by the caller's clock (time.Now, with its monotonic reading). The
+	// store places the step at its own time of the commit minus what has elapsed since, so a step journaled
+	// later than it ran keeps its place in time. Zero: the step ended at the commit.
+	Started time.Time
+}
+
+// span is where a step journaled by tx sits in time: [start, end] in unix nanoseconds of the store's clock.
+func (o StepOutcome) span(tx *txn) (start, end int64) {
+	if o.Started.IsZero() {
+		return tx.now - int64(o.Duration), tx.now
+	}
+	start = tx.now - int64(tx.mono.Sub(o.Started))
+	return start, min(start+int64(o.Duration), tx.now)
 }
 
 // Step is one journal entry.

@@ -223,7 +223,7 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 	}
 	t0 := time.Now()
 	err := fn()
-	st := StepTime{Step: name, Duration: time.Since(t0)}
+	st := StepTime{Step: name, Duration: time.Since(t0), Start: t0}
 	if r.timed != nil {
 		st.TPMTime = r.timed.TPMTime() - tpm0
 	}
@@ -241,7 +241,7 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 		}
 	}
 	if r.claimed {
-		o := inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}
+		o := inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime, Started: t0}
 		if f != nil {
 			o.Detail = f.Line()
 		}
@@ -410,7 +410,7 @@ func (r *run) provision() *Failure {
 		// The steps that ran before the board had a row, and what they found, are journaled with the next
 		// commit.
 		for _, st := range r.pre {
-			r.pending = append(r.pending, inventory.OpStepRan(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime}, false))
+			r.pending = append(r.pending, inventory.OpStepRan(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime, Started: st.Start}, false))
 		}
 		r.pending = append(r.pending, inventory.OpTPMInfo(inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
 			Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), inventory.OpEK(ekCert.Data, r.ek.PublicBytes))

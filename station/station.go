@@ -197,6 +197,7 @@ type StepTime struct {
 	Step     string        `json:"step"`
 	Duration time.Duration `json:"duration_ns"`
 	TPMTime  time.Duration `json:"tpm_time_ns"`
+	Start    time.Time     `json:"-"` // for the journal, which may record the step later than it ran
 }
 
 // acquire marks a slot busy.
