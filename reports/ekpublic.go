@@ -7,10 +7,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
+
+	"github.com/tpmline/tpmline/internal/tpmwire"
 )
 
 // TPM algorithm and curve identifiers, TCG TPM 2.0 Library Part 2 (Structures), 6.3 TPM_ALG_ID and 6.4
@@ -42,25 +43,25 @@ func EKPublicSHA256(pub crypto.PublicKey) ([32]byte, error) {
 // parseTPMTPublic reads the key out of a marshalled TPMT_PUBLIC (Part 2, 12.2.4) of type RSA or ECC, the
 // two EK types. It reads exactly one structure: trailing bytes are an error.
 func parseTPMTPublic(b []byte) (crypto.PublicKey, error) {
-	r := tpmReader{b: b}
-	typ := r.u16()
-	r.u16() // nameAlg
-	r.u32() // objectAttributes
-	r.tpm2b()
+	r := tpmwire.NewReader(b)
+	typ := r.U16()
+	r.U16() // nameAlg
+	r.U32() // objectAttributes
+	r.TPM2B()
 	symmetric := func() {
-		if r.u16() != tpmAlgNull {
-			r.u16() // keyBits
-			r.u16() // mode
+		if r.U16() != tpmAlgNull {
+			r.U16() // keyBits
+			r.U16() // mode
 		}
 	}
 	scheme := func() {
-		switch r.u16() {
+		switch r.U16() {
 		case tpmAlgNull, tpmAlgRSAES:
 		case tpmAlgECDAA:
-			r.u16()
-			r.u16()
+			r.U16()
+			r.U16()
 		default:
-			r.u16()
+			r.U16()
 		}
 	}
 	var pub crypto.PublicKey
@@ -68,10 +69,10 @@ func parseTPMTPublic(b []byte) (crypto.PublicKey, error) {
 	case tpmAlgRSA:
 		symmetric()
 		scheme()
-		bits := int(r.u16())
-		exp := r.u32()
-		n := r.tpm2b()
-		if r.err != nil {
+		bits := int(r.U16())
+		exp := r.U32()
+		n := r.TPM2B()
+		if r.Err() != nil {
 			break
 		}
 		if exp == 0 {
@@ -87,12 +88,12 @@ func parseTPMTPublic(b []byte) (crypto.PublicKey, error) {
 	case tpmAlgECC:
 		symmetric()
 		scheme()
-		curveID := r.u16()
-		if r.u16() != tpmAlgNull { // kdf
-			r.u16()
+		curveID := r.U16()
+		if r.U16() != tpmAlgNull { // kdf
+			r.U16()
 		}
-		x, y := r.tpm2b(), r.tpm2b()
-		if r.err != nil {
+		x, y := r.TPM2B(), r.TPM2B()
+		if r.Err() != nil {
 			break
 		}
 		var curve elliptic.Curve
@@ -122,45 +123,11 @@ func parseTPMTPublic(b []byte) (crypto.PublicKey, error) {
 	default:
 		return nil, fmt.Errorf("key type %#04x is neither RSA nor ECC", typ)
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%d bytes after the structure", len(r.b))
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%d bytes after the structure", r.Len())
 	}
 	return pub, nil
 }
-
-type tpmReader struct {
-	b   []byte
-	err error
-}
-
-func (r *tpmReader) take(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if len(r.b) < n {
-		r.err = errors.New("structure is truncated")
-		return nil
-	}
-	v := r.b[:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *tpmReader) u16() uint16 {
-	if v := r.take(2); v != nil {
-		return binary.BigEndian.Uint16(v)
-	}
-	return 0
-}
-
-func (r *tpmReader) u32() uint32 {
-	if v := r.take(4); v != nil {
-		return binary.BigEndian.Uint32(v)
-	}
-	return 0
-}
-
-func (r *tpmReader) tpm2b() []byte { return r.take(int(r.u16())) }

@@ -1,9 +1,9 @@
 package ca
 
 import (
-	"encoding/binary"
-
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/tpmline/tpmline/internal/tpmwire"
 )
 
 // Direct decoders for the three TPM structures every enrollment submits: TPMT_PUBLIC (RSA and ECC keys),
@@ -18,67 +18,6 @@ import (
 // TPMI_YES_NO as 0 or 1), so what it accepts is canonical by construction. The differential fuzz test
 // (FuzzTPMDecodersMatchGoTPM) holds them to go-tpm: whatever they accept, go-tpm's strict path accepts
 // too, with the same value.
-
-// tpmReader reads the TPM wire format: big-endian integers and TPM2B sized buffers (TPM 2.0 Part 1, 18;
-// Part 2, 10.4). A short read sets bad and yields zeros.
-type tpmReader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *tpmReader) take(n int) []byte {
-	if r.bad || len(r.b) < n {
-		r.bad = true
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *tpmReader) u8() uint8 {
-	if b := r.take(1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (r *tpmReader) u16() uint16 {
-	if b := r.take(2); b != nil {
-		return binary.BigEndian.Uint16(b)
-	}
-	return 0
-}
-
-func (r *tpmReader) u32() uint32 {
-	if b := r.take(4); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-func (r *tpmReader) u64() uint64 {
-	if b := r.take(8); b != nil {
-		return binary.BigEndian.Uint64(b)
-	}
-	return 0
-}
-
-// tpm2b reads a TPM2B: a 16-bit size and that many bytes. An empty buffer is a non-nil empty slice, as
-// go-tpm makes it.
-func (r *tpmReader) tpm2b() []byte {
-	n := int(r.u16())
-	if r.bad {
-		return nil
-	}
-	if n == 0 {
-		return []byte{}
-	}
-	return r.take(n)
-}
-
-// end reports whether every byte was read and none was missing.
-func (r *tpmReader) end() bool { return !r.bad && len(r.b) == 0 }
 
 // fastHash: the hash algorithms the fast paths accept in a hash field (TCG Algorithm Registry).
 func fastHash(h tpm2.TPMAlgID) bool {
@@ -104,13 +43,13 @@ func objectAttributes(a uint32) tpm2.TPMAObject {
 
 // symDefObject reads a TPMT_SYM_DEF_OBJECT (Part 2, 11.1.7): TPM_ALG_NULL, or AES with a key size and a
 // mode. The AES details union holds nothing on the wire (TPMS_EMPTY); it is left empty here.
-func symDefObject(r *tpmReader) (tpm2.TPMTSymDefObject, bool) {
-	switch alg := tpm2.TPMAlgID(r.u16()); alg {
+func symDefObject(r *tpmwire.Reader) (tpm2.TPMTSymDefObject, bool) {
+	switch alg := tpm2.TPMAlgID(r.U16()); alg {
 	case tpm2.TPMAlgNull:
 		return tpm2.TPMTSymDefObject{Algorithm: alg}, true
 	case tpm2.TPMAlgAES:
-		bits := tpm2.TPMKeyBits(r.u16())
-		mode := tpm2.TPMAlgID(r.u16())
+		bits := tpm2.TPMKeyBits(r.U16())
+		mode := tpm2.TPMAlgID(r.U16())
 		return tpm2.TPMTSymDefObject{
 			Algorithm: alg,
 			KeyBits:   tpm2.NewTPMUSymKeyBits(alg, bits),
@@ -123,55 +62,55 @@ func symDefObject(r *tpmReader) (tpm2.TPMTSymDefObject, bool) {
 // decodePublicFast decodes a TPMT_PUBLIC (Part 2, 12.2.4) of an RSA or ECC key with a NULL or AES
 // symmetric definition, a NULL, RSASSA, RSAPSS or ECDSA scheme and a NULL KDF; ok=false otherwise.
 func decodePublicFast(b []byte) (pub *tpm2.TPMTPublic, ok bool) {
-	r := &tpmReader{b: b}
-	typ := tpm2.TPMAlgID(r.u16())
-	nameAlg := tpm2.TPMAlgID(r.u16())
-	attrs := r.u32()
-	if r.bad || !fastHash(nameAlg) || attrs&^uint32(objectAttributeBits) != 0 {
+	r := tpmwire.NewReader(b)
+	typ := tpm2.TPMAlgID(r.U16())
+	nameAlg := tpm2.TPMAlgID(r.U16())
+	attrs := r.U32()
+	if r.Err() != nil || !fastHash(nameAlg) || attrs&^uint32(objectAttributeBits) != 0 {
 		return nil, false
 	}
-	pub = &tpm2.TPMTPublic{Type: typ, NameAlg: nameAlg, ObjectAttributes: objectAttributes(attrs), AuthPolicy: tpm2.TPM2BDigest{Buffer: r.tpm2b()}}
+	pub = &tpm2.TPMTPublic{Type: typ, NameAlg: nameAlg, ObjectAttributes: objectAttributes(attrs), AuthPolicy: tpm2.TPM2BDigest{Buffer: r.TPM2B()}}
 	sym, ok := symDefObject(r)
 	if !ok {
 		return nil, false
 	}
 	switch typ {
 	case tpm2.TPMAlgRSA:
-		scheme := tpm2.TPMTRSAScheme{Scheme: tpm2.TPMAlgID(r.u16())}
+		scheme := tpm2.TPMTRSAScheme{Scheme: tpm2.TPMAlgID(r.U16())}
 		switch scheme.Scheme {
 		case tpm2.TPMAlgNull:
 		case tpm2.TPMAlgRSASSA:
-			scheme.Details = tpm2.NewTPMUAsymScheme(scheme.Scheme, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgID(r.u16())})
+			scheme.Details = tpm2.NewTPMUAsymScheme(scheme.Scheme, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgID(r.U16())})
 		case tpm2.TPMAlgRSAPSS:
-			scheme.Details = tpm2.NewTPMUAsymScheme(scheme.Scheme, &tpm2.TPMSSigSchemeRSAPSS{HashAlg: tpm2.TPMAlgID(r.u16())})
+			scheme.Details = tpm2.NewTPMUAsymScheme(scheme.Scheme, &tpm2.TPMSSigSchemeRSAPSS{HashAlg: tpm2.TPMAlgID(r.U16())})
 		default:
 			return nil, false
 		}
-		parms := &tpm2.TPMSRSAParms{Symmetric: sym, Scheme: scheme, KeyBits: tpm2.TPMKeyBits(r.u16()), Exponent: r.u32()}
+		parms := &tpm2.TPMSRSAParms{Symmetric: sym, Scheme: scheme, KeyBits: tpm2.TPMKeyBits(r.U16()), Exponent: r.U32()}
 		pub.Parameters = tpm2.NewTPMUPublicParms(typ, parms)
-		pub.Unique = tpm2.NewTPMUPublicID(typ, &tpm2.TPM2BPublicKeyRSA{Buffer: r.tpm2b()})
+		pub.Unique = tpm2.NewTPMUPublicID(typ, &tpm2.TPM2BPublicKeyRSA{Buffer: r.TPM2B()})
 	case tpm2.TPMAlgECC:
-		scheme := tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgID(r.u16())}
+		scheme := tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgID(r.U16())}
 		switch scheme.Scheme {
 		case tpm2.TPMAlgNull:
 		case tpm2.TPMAlgECDSA:
-			scheme.Details = tpm2.NewTPMUAsymScheme(scheme.Scheme, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgID(r.u16())})
+			scheme.Details = tpm2.NewTPMUAsymScheme(scheme.Scheme, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgID(r.U16())})
 		default:
 			return nil, false
 		}
-		curve := tpm2.TPMECCCurve(r.u16())
-		kdf := tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgID(r.u16())}
+		curve := tpm2.TPMECCCurve(r.U16())
+		kdf := tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgID(r.U16())}
 		if kdf.Scheme != tpm2.TPMAlgNull {
 			return nil, false
 		}
 		pub.Parameters = tpm2.NewTPMUPublicParms(typ, &tpm2.TPMSECCParms{Symmetric: sym, Scheme: scheme, CurveID: curve, KDF: kdf})
-		x := r.tpm2b()
-		y := r.tpm2b()
+		x := r.TPM2B()
+		y := r.TPM2B()
 		pub.Unique = tpm2.NewTPMUPublicID(typ, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}})
 	default:
 		return nil, false
 	}
-	if !r.end() {
+	if !r.End() {
 		return nil, false
 	}
 	return pub, true
@@ -180,28 +119,28 @@ func decodePublicFast(b []byte) (pub *tpm2.TPMTPublic, ok bool) {
 // decodeCertifyFast decodes a TPMS_ATTEST (Part 2, 10.12.12) of type TPM_ST_ATTEST_CERTIFY with the
 // TPM_GENERATED magic; ok=false otherwise (parseCertify's go-tpm path then names what is wrong).
 func decodeCertifyFast(b []byte) (at *tpm2.TPMSAttest, ok bool) {
-	r := &tpmReader{b: b}
+	r := tpmwire.NewReader(b)
 	at = &tpm2.TPMSAttest{
-		Magic:           tpm2.TPMGenerated(r.u32()),
-		Type:            tpm2.TPMST(r.u16()),
-		QualifiedSigner: tpm2.TPM2BName{Buffer: r.tpm2b()},
-		ExtraData:       tpm2.TPM2BData{Buffer: r.tpm2b()},
+		Magic:           tpm2.TPMGenerated(r.U32()),
+		Type:            tpm2.TPMST(r.U16()),
+		QualifiedSigner: tpm2.TPM2BName{Buffer: r.TPM2B()},
+		ExtraData:       tpm2.TPM2BData{Buffer: r.TPM2B()},
 	}
-	at.ClockInfo = tpm2.TPMSClockInfo{Clock: r.u64(), ResetCount: r.u32(), RestartCount: r.u32()}
-	switch r.u8() { // TPMI_YES_NO (Part 2, 9.2): 0 or 1, nothing else marshals back the same
+	at.ClockInfo = tpm2.TPMSClockInfo{Clock: r.U64(), ResetCount: r.U32(), RestartCount: r.U32()}
+	switch r.U8() { // TPMI_YES_NO (Part 2, 9.2): 0 or 1, nothing else marshals back the same
 	case 0:
 	case 1:
 		at.ClockInfo.Safe = true
 	default:
 		return nil, false
 	}
-	at.FirmwareVersion = r.u64()
-	if r.bad || at.Magic != tpm2.TPMGeneratedValue || at.Type != tpm2.TPMSTAttestCertify {
+	at.FirmwareVersion = r.U64()
+	if r.Err() != nil || at.Magic != tpm2.TPMGeneratedValue || at.Type != tpm2.TPMSTAttestCertify {
 		return nil, false
 	}
-	name := r.tpm2b()
-	qualified := r.tpm2b()
-	if !r.end() {
+	name := r.TPM2B()
+	qualified := r.TPM2B()
+	if !r.End() {
 		return nil, false
 	}
 	at.Attested = tpm2.NewTPMUAttest(at.Type, &tpm2.TPMSCertifyInfo{Name: tpm2.TPM2BName{Buffer: name}, QualifiedName: tpm2.TPM2BName{Buffer: qualified}})
@@ -211,22 +150,22 @@ func decodeCertifyFast(b []byte) (at *tpm2.TPMSAttest, ok bool) {
 // decodeSignatureFast decodes a TPMT_SIGNATURE (Part 2, 11.3.4) of scheme RSASSA, RSAPSS or ECDSA;
 // ok=false otherwise.
 func decodeSignatureFast(b []byte) (sig *tpm2.TPMTSignature, ok bool) {
-	r := &tpmReader{b: b}
-	sig = &tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgID(r.u16())}
+	r := tpmwire.NewReader(b)
+	sig = &tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgID(r.U16())}
 	switch sig.SigAlg {
 	case tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
-		s := &tpm2.TPMSSignatureRSA{Hash: tpm2.TPMAlgID(r.u16())}
-		s.Sig = tpm2.TPM2BPublicKeyRSA{Buffer: r.tpm2b()}
+		s := &tpm2.TPMSSignatureRSA{Hash: tpm2.TPMAlgID(r.U16())}
+		s.Sig = tpm2.TPM2BPublicKeyRSA{Buffer: r.TPM2B()}
 		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, s)
 	case tpm2.TPMAlgECDSA:
-		s := &tpm2.TPMSSignatureECC{Hash: tpm2.TPMAlgID(r.u16())}
-		s.SignatureR = tpm2.TPM2BECCParameter{Buffer: r.tpm2b()}
-		s.SignatureS = tpm2.TPM2BECCParameter{Buffer: r.tpm2b()}
+		s := &tpm2.TPMSSignatureECC{Hash: tpm2.TPMAlgID(r.U16())}
+		s.SignatureR = tpm2.TPM2BECCParameter{Buffer: r.TPM2B()}
+		s.SignatureS = tpm2.TPM2BECCParameter{Buffer: r.TPM2B()}
 		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, s)
 	default:
 		return nil, false
 	}
-	if !r.end() {
+	if !r.End() {
 		return nil, false
 	}
 	return sig, true
