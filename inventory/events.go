@@ -131,11 +131,8 @@ func (s *Store) appendEventTx(ctx context.Context, tx *txn, e *Event) error {
 	e.Seq = head.Seq + 1
 	e.PrevHash = head.Hash
 	e.Hash = EventHash(e)
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events
-		(seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		e.Seq, e.Time.UnixNano(), e.Station, e.Batch, e.Serial, e.Kind, string(e.Payload), e.PrevHash, e.Hash); err != nil {
-		return fmt.Errorf("writing event %d: %w", e.Seq, err)
-	}
+	// Written with the transaction's other events right before commit (flushHead).
+	tx.events = append(tx.events, e)
 	head.Seq, head.Hash, tx.headMoved = e.Seq, e.Hash, true
 	return nil
 }

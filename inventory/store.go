@@ -169,7 +169,9 @@ type txn struct {
 	// read and one update of the head instead of one each per event.
 	head      *chainHead
 	headMoved bool
-	stmts     *stmtCache
+	// events are the audit events appended by this transaction, written together before commit.
+	events []*Event
+	stmts  *stmtCache
 	missed    []string // queries run unprepared, prepared once the transaction ends
 }
 
@@ -178,10 +180,37 @@ type chainHead struct {
 	Hash string `db:"hash"`
 }
 
-// flushHead writes the moved chain head back; it runs right before commit.
+// eventsPerInsert bounds a multi-row event insert on PostgreSQL (9 parameters a row), where each statement
+// is a round trip: a board's largest journal commit carries ~30 events. On SQLite the one-row insert is a
+// prepared statement (stmtCache) and measured faster than building multi-row ones
+// (BenchmarkBoardJournal: 1.96-1.99 ms against 2.11 ms; PostgreSQL 7.6-7.9 ms against 5.2-6.7 ms).
+const eventsPerInsert = 32
+
+// flushHead writes the transaction's events and moves the chain head; it runs right before commit.
 func (s *Store) flushHead(ctx context.Context, tx *txn) error {
 	if !tx.headMoved {
 		return nil
+	}
+	per := eventsPerInsert
+	if s.stmts != nil {
+		per = 1
+	}
+	for len(tx.events) > 0 {
+		n := min(len(tx.events), per)
+		var q strings.Builder
+		q.WriteString("INSERT INTO events (seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash) VALUES ")
+		args := make([]any, 0, 9*n)
+		for i, e := range tx.events[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, e.Seq, e.Time.UnixNano(), e.Station, e.Batch, e.Serial, e.Kind, string(e.Payload), e.PrevHash, e.Hash)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
+			return fmt.Errorf("writing events %d..%d: %w", tx.events[0].Seq, tx.events[n-1].Seq, err)
+		}
+		tx.events = tx.events[n:]
 	}
 	if _, err := tx.ExecContext(ctx, s.q("UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1"), tx.head.Seq, tx.head.Hash); err != nil {
 		return fmt.Errorf("moving the audit chain head: %w", err)
