@@ -141,7 +141,10 @@ func TestStepTimes(t *testing.T) {
 		if steps[0].Step != "certify" || steps[1].Step != "issue" {
 			t.Fatalf("journal order %s, %s; want certify then issue, as they ran", steps[0].Step, steps[1].Step)
 		}
-		near := func(got, want time.Time) bool { d := got.Sub(want); return d > -5*time.Millisecond && d < 5*time.Millisecond }
+		near := func(got, want time.Time) bool {
+			d := got.Sub(want)
+			return d > -5*time.Millisecond && d < 5*time.Millisecond
+		}
 		if !near(steps[0].StartedAt, certifyStart) || !near(steps[0].FinishedAt, issueStart) || !near(steps[1].StartedAt, issueStart) {
 			t.Errorf("certify %v..%v, issue from %v; want %v..%v and %v", steps[0].StartedAt, steps[0].FinishedAt, steps[1].StartedAt,
 				certifyStart.UTC(), issueStart.UTC(), issueStart.UTC())

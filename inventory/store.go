@@ -172,7 +172,7 @@ type txn struct {
 	// events are the audit events appended by this transaction, written together before commit.
 	events []*Event
 	stmts  *stmtCache
-	missed    []string // queries run unprepared, prepared once the transaction ends
+	missed []string // queries run unprepared, prepared once the transaction ends
 }
 
 type chainHead struct {
