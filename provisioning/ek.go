@@ -66,17 +66,7 @@ func ReadEKCertificates(tpm transport.TPM) ([]NVCert, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []NVCert
-	for _, idx := range append(present, chain...) {
-		c, ok, err := readEKCert(tpm, idx, bufMax)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, c)
-		}
-	}
-	return out, nil
+	return readEKCerts(tpm, append(present, chain...), bufMax)
 }
 
 // ReadChosenEKCert reads only what enrollment needs: the certificate ChooseEKCert picks among the ones the
@@ -112,16 +102,25 @@ func ReadChosenEKCert(tpm transport.TPM, nameAlg tpm2.TPMAlgID, index uint32) (e
 		// Defined but never written: as good as absent; the next candidate.
 		cands = slices.DeleteFunc(cands, func(x NVCert) bool { return x.Index == c.Index })
 	}
-	for _, idx := range chainIdx {
-		c, ok, err := readEKCert(tpm, idx, bufMax)
-		if err != nil {
-			return NVCert{}, "", nil, err
-		}
-		if ok {
-			chain = append(chain, c)
-		}
+	if chain, err = readEKCerts(tpm, chainIdx, bufMax); err != nil {
+		return NVCert{}, "", nil, err
 	}
 	return ek, alg, chain, nil
+}
+
+// readEKCerts reads the certificates at indices, skipping absent and never-written ones.
+func readEKCerts(tpm transport.TPM, indices []uint32, bufMax int) ([]NVCert, error) {
+	var out []NVCert
+	for _, idx := range indices {
+		c, ok, err := readEKCert(tpm, idx, bufMax)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // listEKIndices lists the EK certificate indices (in EKCertIndices order) and the chain indices the TPM

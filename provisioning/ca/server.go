@@ -213,27 +213,24 @@ func decodeJSON(r io.Reader, v any) error {
 	return nil
 }
 
-// decodeEnroll and decodeActivate decode a request body held in memory, as the server does.
-func decodeEnroll(body []byte) (*provisioning.EnrollRequest, error) {
+// decodeBody decodes a request body held in memory as the server does (the fuzz targets' entry).
+func decodeBody[T any](body []byte) (*T, error) {
 	if len(body) > provisioning.MaxRequestBytes {
 		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "request body is over the %d-byte bound", provisioning.MaxRequestBytes)
 	}
-	var req provisioning.EnrollRequest
+	var req T
 	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
 		return nil, err
 	}
 	return &req, nil
 }
 
+func decodeEnroll(body []byte) (*provisioning.EnrollRequest, error) {
+	return decodeBody[provisioning.EnrollRequest](body)
+}
+
 func decodeActivate(body []byte) (*provisioning.ActivateRequest, error) {
-	if len(body) > provisioning.MaxRequestBytes {
-		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "request body is over the %d-byte bound", provisioning.MaxRequestBytes)
-	}
-	var req provisioning.ActivateRequest
-	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
-		return nil, err
-	}
-	return &req, nil
+	return decodeBody[provisioning.ActivateRequest](body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
