@@ -15,7 +15,8 @@ import (
 // profiles.
 func TestIssuedProfiles(t *testing.T) {
 	root, iss, _ := testPKI(t)
-	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	// The issuer's clock agrees with the PKI it is checked against: a day into the test PKI's validity.
+	now := root.Cert.NotBefore.Add(24 * time.Hour)
 	is := &Issuer{CA: iss.Cert, Key: iss.Key, Root: root.Cert, Organization: "Acme Boards", Now: func() time.Time { return now }}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
