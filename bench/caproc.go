@@ -165,7 +165,7 @@ func newPGSchema(base, prefix string) (*pgSchema, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+name); err != nil {
-		return nil, fmt.Errorf("PostgreSQL at %s: %w (is it running? see .ci/run)", base, err)
+		return nil, fmt.Errorf("PostgreSQL at %s: %w (is it running? make test starts one)", base, err)
 	}
 	sep := "?"
 	if strings.Contains(base, "?") {

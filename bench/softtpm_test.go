@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
@@ -21,7 +22,7 @@ import (
 
 func testVerifier(t *testing.T, vendor *fixtures.Manufacturer) *ca.Verifier {
 	t.Helper()
-	now := time.Now()
+	now := clock.Now()
 	root, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "bench root"}, NotAfter: now.Add(time.Hour), IsCA: true, MaxPathLen: 1}, nil, now)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // BenchmarkLookup measures board lookups by serial and by EK hash in an inventory of 100,000 boards, on
@@ -19,12 +21,12 @@ func BenchmarkLookup(b *testing.B) {
 		b.Run(e.name, func(b *testing.B) {
 			s := openStore(b, e.fresh(b))
 			mustOpenBatch(b, s, "BENCH", "st1", boards)
-			start := time.Now()
+			start := clock.Now()
 			seedBoards(b, s, "BENCH", "st1", boards)
 			if _, err := s.w.ExecContext(ctx, "ANALYZE"); err != nil {
 				b.Fatal(err)
 			}
-			b.Logf("%s: seeded %d boards in %v", e.name, boards, time.Since(start))
+			b.Logf("%s: seeded %d boards in %v", e.name, boards, clock.Since(start))
 			lookups := []struct {
 				name string
 				get  func(i int) (*Board, error)
@@ -38,9 +40,9 @@ func BenchmarkLookup(b *testing.B) {
 					var lat []time.Duration
 					for b.Loop() {
 						i := rng.IntN(boards)
-						t0 := time.Now()
+						t0 := clock.Now()
 						got, err := l.get(i)
-						lat = append(lat, time.Since(t0))
+						lat = append(lat, clock.Since(t0))
 						if err != nil || got.Serial != serialOf(i) {
 							b.Fatalf("lookup %d = %+v, %v", i, got, err)
 						}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -713,13 +715,13 @@ func TestListBoardsStreaming(t *testing.T) {
 		mustOpenBatch(t, s, "BIG", "st1", 10000)
 		mustOpenBatch(t, s, "OTHER", "st1", 1)
 		const n = 10000
-		start := time.Now()
+		start := clock.Now()
 		seedBoards(t, s, "BIG", "st1", n)
-		t.Logf("%s: seeded %d boards in %v", e.name, n, time.Since(start))
+		t.Logf("%s: seeded %d boards in %v", e.name, n, clock.Since(start))
 		if _, err := s.ClaimBoard(ctx, ClaimRequest{Serial: "OTHER-1", EKPubSHA256: ekHash(n + 1), Batch: "OTHER", Station: "st1"}); err != nil {
 			t.Fatal(err)
 		}
-		start = time.Now()
+		start = clock.Now()
 		count, prevID := 0, int64(0)
 		err := s.ListBoards(ctx, "BIG", func(b *Board) error {
 			if b.ID <= prevID || b.Batch != "BIG" || b.Serial != fmt.Sprintf("SN%07d", count) || b.EKPubSHA256 != ekHash(count) {
@@ -738,7 +740,7 @@ func TestListBoardsStreaming(t *testing.T) {
 		if err != nil || count != n {
 			t.Fatalf("ListBoards = %d rows, %v; want %d", count, err, n)
 		}
-		t.Logf("%s: streamed %d boards in %v", e.name, n, time.Since(start))
+		t.Logf("%s: streamed %d boards in %v", e.name, n, clock.Since(start))
 		stop := errors.New("stop")
 		count = 0
 		if err := s.ListBoards(ctx, "BIG", func(*Board) error {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // TestJournalOps: several writes in one transaction, all or none.
@@ -125,13 +127,13 @@ func TestStepTimes(t *testing.T) {
 		if err := s.Journal(ctx, "T1", OpStepStarted("issue")); err != nil {
 			t.Fatal(err)
 		}
-		certifyStart := time.Now()
+		certifyStart := clock.Now()
 		time.Sleep(20 * time.Millisecond)
-		issueStart := time.Now()
+		issueStart := clock.Now()
 		time.Sleep(20 * time.Millisecond)
 		if err := s.Journal(ctx, "T1",
 			OpStepRan("certify", StepOutcome{Duration: issueStart.Sub(certifyStart), Started: certifyStart}, false),
-			OpStepFinished("issue", StepOutcome{Duration: time.Since(issueStart), Started: issueStart})); err != nil {
+			OpStepFinished("issue", StepOutcome{Duration: clock.Since(issueStart), Started: issueStart})); err != nil {
 			t.Fatal(err)
 		}
 		steps, err := s.ListSteps(ctx, "T1")

@@ -20,7 +20,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"  // PostgreSQL driver "postgres"
+	_ "github.com/lib/pq" // PostgreSQL driver "postgres"
+	"github.com/tpmline/tpmline/internal/clock"
 	_ "modernc.org/sqlite" // SQLite driver "sqlite", pure Go
 )
 
@@ -50,7 +51,7 @@ func WithClock(now func() time.Time) Option {
 //	sqlite://inventory.db, sqlite:///var/lib/tpmline/inventory.db   embedded SQLite (WAL, synchronous=FULL)
 //	postgres://user@host:5432/db?sslmode=disable, postgresql://...  PostgreSQL via lib/pq
 func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
-	s := &Store{now: time.Now}
+	s := &Store{now: clock.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -163,7 +164,7 @@ func (s *Store) q(query string) string { return s.w.Rebind(query) }
 type txn struct {
 	*sqlx.Tx
 	now  int64     // unix nanoseconds, UTC
-	mono time.Time // time.Now at the same moment, with its monotonic reading
+	mono time.Time // clock.Now at the same moment, with its monotonic reading
 	// head is the audit chain head as this transaction moved it: read (and locked) by the first event the
 	// transaction appends, written back once before commit, so a journal write with many events pays one
 	// read and one update of the head instead of one each per event.
@@ -255,7 +256,7 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return mapDBError(fmt.Errorf("starting transaction on %s: %w", s.where, err))
 	}
-	t := &txn{Tx: tx, now: s.nowNano(), mono: time.Now(), stmts: s.stmts}
+	t := &txn{Tx: tx, now: s.nowNano(), mono: clock.Now(), stmts: s.stmts}
 	defer func() {
 		if len(t.missed) > 0 {
 			s.stmts.prepare(ctx, t.missed)

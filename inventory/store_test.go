@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // testDatabaseURL is the PostgreSQL the suite runs against. It must be reachable: the suite fails rather
@@ -138,7 +140,7 @@ func seedBoards(t testing.TB, s *Store, batch, station string, n int) {
 	}
 	defer tx.Rollback()
 	const perStmt = 500
-	now := time.Now().UnixNano()
+	now := clock.Now().UnixNano()
 	for start := 0; start < n; start += perStmt {
 		end := min(start+perStmt, n)
 		var sb strings.Builder

@@ -139,7 +139,7 @@ type StepOutcome struct {
 	Duration time.Duration
 	TPMTime  time.Duration // time spent inside TPM commands
 	Detail   string
-	// Started is when the step began, by the caller's clock (time.Now, with its monotonic reading). The
+	// Started is when the step began, by the product clock (clock.Now, with its monotonic reading). The
 	// store places the step at its own time of the commit minus what has elapsed since, so a step journaled
 	// later than it ran keeps its place in time. Zero: the step ended at the commit.
 	Started time.Time

@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // MaxResponseBytes bounds every CA answer the client reads: two certificates and a short chain are a few
@@ -139,6 +141,7 @@ func LoadClientTLS(certFile, keyFile, trustFile string) (*tls.Config, error) {
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      pool,
 		MinVersion:   tls.VersionTLS12,
+		Time:         clock.Now,
 	}, nil
 }
 

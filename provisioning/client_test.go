@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -37,7 +38,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test TLS CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: clock.Now().Add(-time.Hour), NotAfter: clock.Now().Add(time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
@@ -52,8 +53,8 @@ func (p *testPKI) leaf(t *testing.T, cn string, usage x509.ExtKeyUsage) tls.Cert
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		SerialNumber: big.NewInt(clock.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: clock.Now().Add(-time.Hour), NotAfter: clock.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
@@ -74,7 +75,7 @@ func (p *testPKI) pool() *x509.CertPool {
 func startCA(t *testing.T, pki *testPKI, handler http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(handler)
-	srv.TLS = &tls.Config{
+	srv.TLS = &tls.Config{Time: clock.Now,
 		Certificates: []tls.Certificate{pki.leaf(t, "ca", x509.ExtKeyUsageServerAuth)},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pki.pool(),
@@ -88,7 +89,7 @@ func startCA(t *testing.T, pki *testPKI, handler http.Handler) *httptest.Server 
 func TestClient(t *testing.T) {
 	pki := newTestPKI(t)
 	station := pki.leaf(t, "station-1", x509.ExtKeyUsageClientAuth)
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{station}, RootCAs: pki.pool(), MinVersion: tls.VersionTLS12}
+	tlsConf := &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: pki.pool(), MinVersion: tls.VersionTLS12}
 
 	var gotEnroll provisioning.EnrollRequest
 	mux := http.NewServeMux()
@@ -152,13 +153,13 @@ func TestClient(t *testing.T) {
 	}
 
 	// A station without a client certificate is turned away at the TLS layer.
-	anon := provisioning.NewClient(srv.URL, &tls.Config{RootCAs: pki.pool()})
+	anon := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: pki.pool()})
 	if _, err := anon.Enroll(ctx, &provisioning.EnrollRequest{}); err == nil || !strings.Contains(err.Error(), "CA unreachable at") {
 		t.Errorf("anonymous station: %v", err)
 	}
 	// A server the station does not trust is refused.
 	other := newTestPKI(t)
-	distrust := provisioning.NewClient(srv.URL, &tls.Config{Certificates: []tls.Certificate{station}, RootCAs: other.pool()})
+	distrust := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: other.pool()})
 	if _, err := distrust.Enroll(ctx, &provisioning.EnrollRequest{}); err == nil {
 		t.Error("untrusted CA accepted")
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -157,8 +158,8 @@ func newTestCA(t *testing.T) *testCA {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "tpmline test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
+		NotBefore:             clock.Now().Add(-time.Hour),
+		NotAfter:              clock.Now().Add(time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign,
@@ -210,7 +211,7 @@ func (ca *testCA) Enroll(_ context.Context, req *provisioning.EnrollRequest) (*p
 	ca.n++
 	id := fmt.Sprintf("s%d", ca.n)
 	ca.sessions[id] = s
-	ch := &provisioning.Challenge{SessionID: id, CredentialBlob: blob, EncryptedSecret: encSecret, Nonce: s.nonce, ExpiresAt: time.Now().Add(time.Minute)}
+	ch := &provisioning.Challenge{SessionID: id, CredentialBlob: blob, EncryptedSecret: encSecret, Nonce: s.nonce, ExpiresAt: clock.Now().Add(time.Minute)}
 	if ca.tamper != nil {
 		ca.tamper(ch)
 	}
@@ -262,8 +263,8 @@ func (ca *testCA) issue(pub *tpm2.TPMTPublic, cn string) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(int64(ca.n + 100)),
 		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    clock.Now().Add(-time.Hour),
+		NotAfter:     clock.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, ca.root, k, ca.rootKey)

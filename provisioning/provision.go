@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // CA is the upstream CA as the device side sees it: the two rounds of the enrollment protocol. *Client
@@ -110,7 +111,7 @@ func Provision(ctx context.Context, tpm transport.TPM, ca CA, opts Options) (res
 	}
 	now := opts.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Now
 	}
 	res = &Result{}
 	step := func(name string, f func() error) error {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -406,10 +408,10 @@ func TestPDF10000Driver(t *testing.T) {
 		t.Skip("set REPORTS_DRIVER=1 to run the measurement driver")
 	}
 	c := tenThousand()
-	start := time.Now()
+	start := clock.Now()
 	cw := &countWriter{}
 	if err := WritePDF(cw, c.info, sliceSource(c.rows), c.audit, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("10,000 boards: %d bytes in %v", cw.n, time.Since(start))
+	t.Logf("10,000 boards: %d bytes in %v", cw.n, clock.Since(start))
 }

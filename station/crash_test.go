@@ -17,6 +17,7 @@ import (
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
@@ -52,7 +53,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	st, err := station.New(station.Config{
 		StationID: "station-test", Inventory: inv,
-		CA:   provisioning.NewClient(cj.CAURL, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}),
+		CA:   provisioning.NewClient(cj.CAURL, &tls.Config{Time: clock.Now, RootCAs: pool, Certificates: []tls.Certificate{cert}}),
 		Open: func(addr string) (transport.TPMCloser, error) { return fixtures.Open(addr) },
 		Fault: func(step, phase string) {
 			if step+":"+phase == cj.Fault {

@@ -18,6 +18,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
@@ -38,7 +39,7 @@ type testCA struct {
 // startCA serves the CA trusting vendorRoots as TPM vendor roots, its state in dbURL.
 func startCA(t testing.TB, dbURL string, vendorRoot *x509.Certificate, vendorIntermediates ...*x509.Certificate) *testCA {
 	t.Helper()
-	now := time.Now()
+	now := clock.Now()
 	far := now.Add(24 * time.Hour)
 	root, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "test CA root"}, NotAfter: far, IsCA: true, MaxPathLen: 1}, nil, now)
 	if err != nil {
@@ -82,7 +83,7 @@ func startCA(t testing.TB, dbURL string, vendorRoot *x509.Certificate, vendorInt
 	}()
 	c := &testCA{
 		URL: "https://" + ln.Addr().String(),
-		ClientTLS: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool,
+		ClientTLS: &tls.Config{Time: clock.Now, MinVersion: tls.VersionTLS12, RootCAs: pool,
 			Certificates: []tls.Certificate{{Certificate: [][]byte{client.Cert.Raw}, PrivateKey: client.Key}}},
 		Store:   store,
 		Root:    root.Cert,
@@ -113,14 +114,14 @@ func pgSchemaURL(t *testing.T) string {
 	if base == "" {
 		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	}
-	schema := fmt.Sprintf("st_%d_%d", time.Now().UnixNano(), os.Getpid())
+	schema := fmt.Sprintf("st_%d_%d", clock.Now().UnixNano(), os.Getpid())
 	admin, err := sql.Open("postgres", base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
 		admin.Close()
-		t.Fatalf("PostgreSQL at %s: %v (start it: see .ci/run)", base, err)
+		t.Fatalf("PostgreSQL at %s: %v (make test starts one; or set TPMLINE_TEST_DATABASE_URL)", base, err)
 	}
 	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
 	sep := "?"

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 )
@@ -221,9 +222,9 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 	if r.timed != nil {
 		tpm0 = r.timed.TPMTime()
 	}
-	t0 := time.Now()
+	t0 := clock.Now() // Start is journaled: the product clock, as the store reads it
 	err := fn()
-	st := StepTime{Step: name, Duration: time.Since(t0), Start: t0}
+	st := StepTime{Step: name, Duration: clock.Since(t0), Start: t0}
 	if r.timed != nil {
 		st.TPMTime = r.timed.TPMTime() - tpm0
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 )
@@ -84,7 +85,7 @@ func New(cfg Config) (*Station, error) {
 		cfg.Default = DefaultProfile()
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = clock.Now
 	}
 	return &Station{cfg: cfg, busy: map[int]string{}}, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/station"
 )
@@ -248,7 +249,7 @@ func TestSwtpmBoard(t *testing.T) {
 		inter := filepath.Join(dir, "issuing.pem")
 		issuingDER := issuingCA(t, c, got)
 		_ = os.WriteFile(inter, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issuingDER}), 0o644)
-		if outb, err := exec.Command("openssl", "verify", "-CAfile", caRoot, "-untrusted", inter, certPEM).CombinedOutput(); err != nil {
+		if outb, err := exec.Command("openssl", append(append([]string{"verify"}, clock.OpenSSLAtTime()...), "-CAfile", caRoot, "-untrusted", inter, certPEM)...).CombinedOutput(); err != nil {
 			t.Fatalf("openssl verify %s: %v\n%s", x.kind, err, outb)
 		}
 	}

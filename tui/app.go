@@ -12,6 +12,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/station"
 )
@@ -69,7 +70,7 @@ type App struct {
 // New builds the terminal; Run shows it.
 func New(cfg Config) *App {
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = clock.Now
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = 500 * time.Millisecond

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/station"
 )
@@ -201,7 +202,7 @@ func (h *harness) dump(b *strings.Builder) {
 // waitFor polls the screen until every want shows (bounded), and returns the screen.
 func (h *harness) waitFor(want ...string) string {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := clock.Now().Add(5 * time.Second)
 	for {
 		s := h.text()
 		missing := ""
@@ -214,7 +215,7 @@ func (h *harness) waitFor(want ...string) string {
 		if missing == "" && strings.TrimSpace(s) != "" {
 			return s
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			h.t.Fatalf("screen never showed %q:\n%s", missing, s)
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // The README's newcomer flow, with the real binaries: upstream-ca init / station add / serve over mutual TLS,
@@ -41,7 +42,7 @@ func binaries(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", "github.com/tpmline/tpmline/cmd/...").CombinedOutput()
+		out, err := exec.Command("go", append(append([]string{"build"}, clock.GoBuildFlags()...), "-o", binDir+"/", "github.com/tpmline/tpmline/cmd/...")...).CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -161,10 +162,10 @@ func pgURL(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema := fmt.Sprintf("cli_%d", time.Now().UnixNano())
+	schema := fmt.Sprintf("cli_%d", clock.Now().UnixNano())
 	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
 		admin.Close()
-		t.Fatalf("PostgreSQL at %s: %v (start it: see .ci/run)", base, err)
+		t.Fatalf("PostgreSQL at %s: %v (make test starts one; or set TPMLINE_TEST_DATABASE_URL)", base, err)
 	}
 	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
 	return base + "&search_path=" + schema

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
@@ -75,7 +76,7 @@ func setupDemo(ctx context.Context, dir string) (*demoEnv, error) {
 		dir:    dir,
 		vendor: vendor,
 		caURL:  "https://" + ln.Addr().String(),
-		client: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{tlsCert(pki.station)}},
+		client: &tls.Config{MinVersion: tls.VersionTLS12, Time: clock.Now, RootCAs: pool, Certificates: []tls.Certificate{tlsCert(pki.station)}},
 		stopCA: func() { cancel(); <-done; store.Close() },
 		agent:  agent,
 	}, nil
@@ -92,7 +93,7 @@ func demoPKI(dir string) (*demoKeys, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := clock.Now()
 	far := now.AddDate(10, 0, 0)
 	var k demoKeys
 	specs := []struct {
@@ -192,7 +193,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 	if err != nil {
 		return err
 	}
-	batchID := "DEMO-" + time.Now().UTC().Format("20060102-150405")
+	batchID := "DEMO-" + clock.Now().UTC().Format("20060102-150405")
 	if _, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: boards,
 		Operator: "demo", Station: s.StationID}); err != nil {
 		return err
@@ -227,7 +228,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 					mu.Unlock()
 					continue
 				}
-				serial := fmt.Sprintf("%s-%04d", time.Now().UTC().Format("060102150405"), i)
+				serial := fmt.Sprintf("%s-%04d", clock.Now().UTC().Format("060102150405"), i)
 				out := st.Provision(ctx, station.Job{Batch: batchID, Serial: serial, Slot: slot, TPM: b.Addr})
 				b.Stop()
 				if out.Failure != nil {

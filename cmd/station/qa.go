@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
@@ -50,7 +51,7 @@ func signer(s *station.Settings) (reports.Signer, error) {
 
 // writeSigned writes content to path and its detached signature to path.sig, each atomically.
 func writeSigned(path string, content []byte, sg reports.Signer) error {
-	sig, err := sg.Sign(bytes.NewReader(content), time.Now())
+	sig, err := sg.Sign(bytes.NewReader(content), clock.Now())
 	if err != nil {
 		return fmt.Errorf("signing %s: %w", path, err)
 	}
@@ -137,7 +138,7 @@ func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
 		var buf bytes.Buffer
 		i := 0
 		if err := reports.WriteEKList(&buf, *format, reports.EKListHeader{Batch: b.ID, Product: b.Product, Station: s.StationID,
-			Created: time.Now(), Entries: len(entries)}, func() (*reports.EKListEntry, error) {
+			Created: clock.Now(), Entries: len(entries)}, func() (*reports.EKListEntry, error) {
 			if i == len(entries) {
 				return nil, io.EOF
 			}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 )
 
@@ -55,13 +56,13 @@ func (w *tmuxWin) screen() string {
 // waitFor polls the screen until ok says yes, for at most d.
 func (w *tmuxWin) waitFor(what string, d time.Duration, ok func(string) bool) string {
 	w.t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := clock.Now().Add(d)
 	for {
 		s := w.screen()
 		if ok(s) {
 			return s
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			errs, _ := os.ReadFile(w.stderr)
 			w.t.Fatalf("waited %v for %s; the screen:\n%s\nstation stderr:\n%s", d, what, s, errs)
 		}
@@ -83,7 +84,7 @@ func (w *tmuxWin) waitText(d time.Duration, want ...string) string {
 
 func TestTerminalEndToEnd(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatal("tmux is not installed: .ci/run installs it (apt-get install tmux)")
+		t.Fatal("tmux is not installed: make test installs it (apt-get install tmux)")
 	}
 	bin := binaries(t)
 	data := t.TempDir()
@@ -108,7 +109,7 @@ func TestTerminalEndToEnd(t *testing.T) {
 	})
 
 	// Four serials from the scanner: four boards in parallel, four PASS.
-	stamp := time.Now().UTC().Format("150405")
+	stamp := clock.Now().UTC().Format("150405")
 	var serials []string
 	for i := 1; i <= 4; i++ {
 		serials = append(serials, fmt.Sprintf("E2E-%s-%d", stamp, i))
@@ -187,12 +188,12 @@ func TestTerminalEndToEnd(t *testing.T) {
 
 	// Quit: nothing runs, so F10 ends the program (the batch screen passes it on).
 	w.keys("F10")
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := clock.Now().Add(30 * time.Second)
 	for {
 		if _, err := w.run("has-session", "-t", "e2e"); err != nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		if clock.Now().After(deadline) {
 			t.Fatalf("station did not quit on F10:\n%s", w.screen())
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/reports"
@@ -72,7 +73,7 @@ const usageText = `usage:
   upstream-ca station add --dir DIR --name NAME --out OUTDIR
   upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
   upstream-ca ek-list import --dir DIR FILE [--sig FILE.sig]
-  upstream-ca ek-cert verify --ek-roots PEM-or-dir FILE...
+  upstream-ca ek-cert verify --ek-roots PEM-or-dir [--at RFC3339-TIME] FILE...
 `
 
 // Main runs upstream-ca with args (without the program name) and returns the exit code: 0 ok, 1 failure,
@@ -164,7 +165,7 @@ func cmdInit(args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s already holds a CA (%s exists); refusing to overwrite it", *dir, f)
 		}
 	}
-	now := time.Now()
+	now := clock.Now()
 	// The root signs only the issuing CA. The station access CA is a separate self-signed root: stations and
 	// the server trust it alone, so no certificate under the device root (an IDevID above all) can ever
 	// authenticate as a station, and a station credential can never pass as a device identity.
@@ -235,7 +236,7 @@ func cmdStationAdd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the station access CA: %w", err)
 	}
-	now := time.Now()
+	now := clock.Now()
 	kp, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: *name}, NotAfter: now.AddDate(2, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, access, now)
 	if err != nil {
 		return err
@@ -406,7 +407,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList,
 		"gc_percent", gcPercent, "memory_limit_mib", memLimit>>20)
 	srv := &Server{Verifier: v, Log: log}
-	go purgeChallenges(ctx, v.Store, log, time.Now)
+	go purgeChallenges(ctx, v.Store, log, clock.Now)
 	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
 	log.Info("upstream CA stopped")
 	return err
@@ -562,6 +563,7 @@ func readBounded(path string, limit int64) ([]byte, error) {
 func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ek-cert verify")
 	ekRoots := fs.String("ek-roots", "", "PEM file or directory of TPM vendor root and intermediate CAs")
+	at := fs.String("at", "", "check validity at this RFC 3339 time instead of now (e.g. 2027-01-01T00:00:00Z)")
 	if err := parseFlags(fs, args, true); err != nil {
 		return err
 	}
@@ -571,6 +573,13 @@ func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
 	v, err := loadEKVerifier(*ekRoots, stderr)
 	if err != nil {
 		return err
+	}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usagef("ek-cert verify: --at %q is not an RFC 3339 time such as 2027-01-01T00:00:00Z", *at)
+		}
+		v.Now = func() time.Time { return t }
 	}
 	failed := 0
 	for _, path := range fs.Args() {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/reports"
 )
@@ -34,7 +35,9 @@ const sharedEKCerts = "../../../shared/testdata/ekcerts"
 func TestCLIEKCertVerify(t *testing.T) {
 	roots := filepath.Join(sharedEKCerts, "ca")
 	good := []string{"infineon-rsa-1.der", "infineon-ecc-1.der", "nuvoton-rsa-1.der", "st-rsa-1.der", "st-ecc-1.der", "google-rsa-1.pem", "intel-rsa-1.pem"}
-	args := []string{"ek-cert", "verify", "--ek-roots", roots}
+	// Real vendor certificates carry fixed dates (2018..2033 and the like): check them at a fixed time inside
+	// every one's validity, not on today's clock.
+	args := []string{"ek-cert", "verify", "--ek-roots", roots, "--at", "2025-06-01T00:00:00Z"}
 	for _, g := range good {
 		args = append(args, filepath.Join(sharedEKCerts, "ek", g))
 	}
@@ -119,7 +122,7 @@ func TestCLIInitStationServe(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(trustPEM)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Time: clock.Now, RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
 	post := func(path string, v, out any) int {
 		t.Helper()
 		var resp *http.Response
@@ -152,7 +155,7 @@ func TestCLIInitStationServe(t *testing.T) {
 	entry := &reports.EKListEntry{Serial: "SN-CLI", EKCert: b.ekCert, EKPublicSHA256: hexs(mustEKHash(t, b))}
 	sent := false
 	if err := reports.WriteEKList(&listBuf, "json", reports.EKListHeader{Batch: "B-CLI", Product: "gw", Station: "line-1",
-		Created: time.Now(), Entries: 1}, func() (*reports.EKListEntry, error) {
+		Created: clock.Now(), Entries: 1}, func() (*reports.EKListEntry, error) {
 		if sent {
 			return nil, io.EOF
 		}
@@ -165,7 +168,7 @@ func TestCLIInitStationServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := reports.Signer{Key: cert.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{leaf}}.Sign(bytes.NewReader(listBuf.Bytes()), time.Now())
+	sig, err := reports.Signer{Key: cert.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{leaf}}.Sign(bytes.NewReader(listBuf.Bytes()), clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

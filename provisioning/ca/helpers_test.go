@@ -23,6 +23,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
@@ -61,7 +62,7 @@ var (
 func testPKI(t testing.TB) (root, issuing, access *KeyPair) {
 	t.Helper()
 	pkiOnce.Do(func() {
-		now := time.Now()
+		now := clock.Now()
 		if pkiRoot, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Root"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true, MaxPathLen: 1}, nil, now); pkiErr != nil {
 			return
 		}
@@ -100,7 +101,7 @@ func newEnv(t testing.TB, dbURL string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{store: st, url: dbURL, now: time.Now().UTC(), root: root}
+	e := &env{store: st, url: dbURL, now: clock.Now().UTC(), root: root}
 	e.v = &Verifier{
 		Store:      st,
 		Issuer:     &Issuer{CA: iss.Cert, Key: iss.Key, Root: root.Cert, Organization: "tpmline test", Now: func() time.Time { return e.now }},

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // Object identifiers the issuer writes.
@@ -64,7 +66,7 @@ func (is *Issuer) now() time.Time {
 	if is.Now != nil {
 		return is.Now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 func (is *Issuer) rand() io.Reader {

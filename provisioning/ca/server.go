@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -258,6 +259,7 @@ func ServerTLSConfig(serverCert tls.Certificate, clientCAs *x509.CertPool) *tls.
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{serverCert},
+		Time:         clock.Now,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    clientCAs,
 	}

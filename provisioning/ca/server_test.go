@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -30,7 +31,7 @@ type httpsCA struct {
 
 func clientCert(t testing.TB, ca *KeyPair, cn string) tls.Certificate {
 	t.Helper()
-	kp, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: cn}, NotAfter: time.Now().AddDate(1, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca, time.Now())
+	kp, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: cn}, NotAfter: clock.Now().AddDate(1, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +43,8 @@ func newHTTPSCA(t testing.TB, dbURL string) *httpsCA {
 	t.Helper()
 	_, _, access := testPKI(t)
 	e := newEnv(t, dbURL)
-	srvKP, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "test CA server"}, NotAfter: time.Now().AddDate(1, 0, 0),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, access, time.Now())
+	srvKP, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "test CA server"}, NotAfter: clock.Now().AddDate(1, 0, 0),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, access, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func newHTTPSCA(t testing.TB, dbURL string) *httpsCA {
 }
 
 func (h *httpsCA) clientWith(certs ...tls.Certificate) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.trust, Certificates: certs}}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Time: clock.Now, RootCAs: h.trust, Certificates: certs}}}
 }
 
 // post sends body and decodes the answer into out (2xx) or returns the error body.
@@ -155,7 +156,7 @@ func TestHTTPSRefusals(t *testing.T) {
 		}
 	})
 	t.Run("client certificate from another CA", func(t *testing.T) {
-		other, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Rogue CA"}, NotAfter: time.Now().AddDate(1, 0, 0), IsCA: true}, nil, time.Now())
+		other, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Rogue CA"}, NotAfter: clock.Now().AddDate(1, 0, 0), IsCA: true}, nil, clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/lib/pq/pqerror"
+	"github.com/tpmline/tpmline/internal/clock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -197,7 +198,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, steps[v]); err != nil {
 				return fmt.Errorf("migration %d: %w", v, err)
 			}
-			if _, err := tx.ExecContext(ctx, s.q(qMigrationRecord), v, time.Now().UnixMilli()); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(qMigrationRecord), v, clock.Now().UnixMilli()); err != nil {
 				return err
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // TestPurgeChallenges: only challenges that expired before the cutoff go; a live one stays answerable.
@@ -16,7 +18,7 @@ func TestPurgeChallenges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	now := time.Now()
+	now := clock.Now()
 	for _, c := range []struct {
 		id  string
 		exp time.Time

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 func testStore(t *testing.T, engine string) *Store {
@@ -40,7 +42,7 @@ func TestCompleteEnrollmentRefusals(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()
 			st := testStore(t, engine)
-			now := time.Now()
+			now := clock.Now()
 			if err := st.CompleteEnrollment(ctx, completion("EK-1", "SN-1", 0, now)); err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +77,7 @@ func TestClaimChallengeFor(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()
 			st := testStore(t, engine)
-			now := time.Now().UTC().Truncate(time.Millisecond)
+			now := clock.Now().UTC().Truncate(time.Millisecond)
 			for _, id := range []string{"live", "old"} {
 				exp := now.Add(time.Minute)
 				if id == "old" {

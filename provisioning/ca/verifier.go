@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
@@ -53,7 +54,7 @@ func (v *Verifier) now() time.Time {
 	if v.Now != nil {
 		return v.Now()
 	}
-	return time.Now()
+	return clock.Now()
 }
 
 func (v *Verifier) rand() io.Reader {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // maxPresented bounds the intermediates a caller may present with an EK (wire.go allows 8).
@@ -66,7 +68,7 @@ func (v *Verifier) Verify(c *Certificate, presented []*x509.Certificate) (chain 
 	}
 
 	// 5.
-	now := time.Now
+	now := clock.Now
 	if v.Now != nil {
 		now = v.Now
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/clock"
 )
 
 // vendorCAs loads every CA file of the shared set once per test: roots are the self-signed ones.
@@ -163,10 +165,14 @@ func TestVerifyValidity(t *testing.T) {
 			t.Errorf("at %s: %v, want ErrUntrusted %q", tc.now, err, tc.want)
 		}
 	}
-	// Now nil means the clock: the test would need to run after 2028-07-11 to see this fail.
-	v := &Verifier{Roots: roots, Intermediates: inters}
-	if _, err := v.Verify(c, nil); err != nil && time.Now().Before(c.X509.NotAfter) {
-		t.Errorf("default clock: %v", err)
+	// Now nil means the product clock (internal/clock): the same verdict as a verifier fixed at clock.Now,
+	// whatever day it is and however the moved-clock check moved it.
+	now := clock.Now()
+	_, errDefault := (&Verifier{Roots: roots, Intermediates: inters}).Verify(c, nil)
+	_, errFixed := (&Verifier{Roots: roots, Intermediates: inters, Now: func() time.Time { return now }}).Verify(c, nil)
+	inside := !now.Before(c.X509.NotBefore) && !now.After(c.X509.NotAfter)
+	if (errDefault == nil) != inside || (errDefault == nil) != (errFixed == nil) {
+		t.Errorf("default clock at %s: %v; fixed at the same time: %v; inside validity: %v", now, errDefault, errFixed, inside)
 	}
 }
 
