@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
@@ -117,6 +119,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if station, err = StationOf(r.TLS); err != nil {
 		fail(err)
+		return
+	}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		status, code = http.StatusUnsupportedMediaType, provisioning.CodeBadRequest
+		writeError(w, status, provisioning.Errorf(provisioning.CodeBadRequest,
+			"%s takes a JSON body (Content-Type: application/json), not %q", r.URL.Path, printable(r.Header.Get("Content-Type"))))
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
@@ -299,4 +307,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config
 		return err
 	}
 	return nil
+}
+
+// isJSON reports whether a request's Content-Type names JSON: application/json, with at most a UTF-8
+// charset parameter (RFC 8259 section 8.1 makes UTF-8 the only encoding). A body sent as text/plain or a
+// form is refused before it is read, so a browser's simple cross-origin POST never reaches a decoder.
+func isJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
 }
