@@ -43,6 +43,7 @@ const (
 	ReasonSlotBusy           = "slot_busy"
 	ReasonTPMUnreachable     = "tpm_unreachable"
 	ReasonTPMError           = "tpm_error"
+	ReasonTPMNotStarted      = "tpm_not_started"
 	ReasonTPMRefused         = "tpm_not_accepted"
 	ReasonNoEKCert           = "no_ek_cert"
 	ReasonEKMismatch         = "ek_mismatch"

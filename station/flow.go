@@ -263,6 +263,11 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 }
 
 func tpmFailure(err error) *Failure {
+	// A transport that knows what is wrong with the fixture (fixtures.NotStartedError) says what to do.
+	var fixture interface{ NextAction() string }
+	if errors.As(err, &fixture) {
+		return fail(ReasonTPMNotStarted, fixture.NextAction(), err, "%v", err)
+	}
 	if errors.Is(err, errTPMUnreachable) {
 		return fail(ReasonTPMUnreachable, "check the fixture cable or board power, then retry", err, "%v", err)
 	}
