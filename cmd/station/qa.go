@@ -22,35 +22,36 @@ import (
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/reports"
+	"github.com/tpmline/tpmline/reports/signed"
 	"github.com/tpmline/tpmline/station"
 )
 
 // signer is the station's signing identity: its mutual-TLS client key and certificate.
-func signer(s *station.Settings) (reports.Signer, error) {
+func signer(s *station.Settings) (signed.Signer, error) {
 	if s.ClientCert == "" || s.ClientKey == "" {
-		return reports.Signer{}, usagef("signing needs the station's --client-cert and --client-key (or client_cert, client_key in --config)")
+		return signed.Signer{}, usagef("signing needs the station's --client-cert and --client-key (or client_cert, client_key in --config)")
 	}
 	kp, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
 	if err != nil {
-		return reports.Signer{}, usagef("loading the station's signing key: %v", err)
+		return signed.Signer{}, usagef("loading the station's signing key: %v", err)
 	}
 	key, ok := kp.PrivateKey.(crypto.Signer)
 	if !ok {
-		return reports.Signer{}, usagef("the station's key cannot sign")
+		return signed.Signer{}, usagef("the station's key cannot sign")
 	}
 	var chain []*x509.Certificate
 	for _, der := range kp.Certificate {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return reports.Signer{}, usagef("the station's certificate: %v", err)
+			return signed.Signer{}, usagef("the station's certificate: %v", err)
 		}
 		chain = append(chain, c)
 	}
-	return reports.Signer{Key: key, Chain: chain}, nil
+	return signed.Signer{Key: key, Chain: chain}, nil
 }
 
 // writeSigned writes content to path and its detached signature to path.sig, each atomically.
-func writeSigned(path string, content []byte, sg reports.Signer) error {
+func writeSigned(path string, content []byte, sg signed.Signer) error {
 	sig, err := sg.Sign(bytes.NewReader(content), clock.Now())
 	if err != nil {
 		return fmt.Errorf("signing %s: %w", path, err)
@@ -82,8 +83,8 @@ func writeAtomic(path string, b []byte) error {
 }
 
 // ekListEntries collects a batch's provisioned boards as EK list entries.
-func ekListEntries(ctx context.Context, inv *inventory.Store, batch string) ([]reports.EKListEntry, error) {
-	var out []reports.EKListEntry
+func ekListEntries(ctx context.Context, inv *inventory.Store, batch string) ([]signed.EKListEntry, error) {
+	var out []signed.EKListEntry
 	err := inv.ListBoards(ctx, batch, func(b *inventory.Board) error {
 		if b.State != inventory.StateProvisioned {
 			return nil
@@ -98,16 +99,16 @@ func ekListEntries(ctx context.Context, inv *inventory.Store, batch string) ([]r
 	return out, err
 }
 
-func ekListEntry(b *inventory.Board) (*reports.EKListEntry, error) {
+func ekListEntry(b *inventory.Board) (*signed.EKListEntry, error) {
 	cert, err := ekcert.Parse(b.EKCert)
 	if err != nil {
 		return nil, fmt.Errorf("recorded EK certificate: %w", err)
 	}
-	h, err := reports.EKPublicSHA256(cert.X509.PublicKey)
+	h, err := signed.EKPublicSHA256(cert.X509.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	return &reports.EKListEntry{Serial: b.Serial, EKCert: cert.DER, EKPublic: b.EKPublic, EKPublicSHA256: hex.EncodeToString(h[:]),
+	return &signed.EKListEntry{Serial: b.Serial, EKCert: cert.DER, EKPublic: b.EKPublic, EKPublicSHA256: hex.EncodeToString(h[:]),
 		TPMManufacturer: b.TPMManufacturer, TPMModel: b.TPMVendor, TPMFirmware: b.TPMFirmware}, nil
 }
 
@@ -137,8 +138,8 @@ func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
 		}
 		var buf bytes.Buffer
 		i := 0
-		if err := reports.WriteEKList(&buf, *format, reports.EKListHeader{Batch: b.ID, Product: b.Product, Station: s.StationID,
-			Created: clock.Now(), Entries: len(entries)}, func() (*reports.EKListEntry, error) {
+		if err := signed.WriteEKList(&buf, *format, signed.EKListHeader{Batch: b.ID, Product: b.Product, Station: s.StationID,
+			Created: clock.Now(), Entries: len(entries)}, func() (*signed.EKListEntry, error) {
 			if i == len(entries) {
 				return nil, io.EOF
 			}
@@ -244,7 +245,7 @@ func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.
 				ReasonCode: bd.ReasonCode, ReasonText: bd.ReasonText, Started: bd.CreatedAt}
 			if len(bd.EKCert) > 0 {
 				if c, err := ekcert.Parse(bd.EKCert); err == nil {
-					if h, err := reports.EKPublicSHA256(c.X509.PublicKey); err == nil {
+					if h, err := signed.EKPublicSHA256(c.X509.PublicKey); err == nil {
 						row.EKPublicSHA256 = hex.EncodeToString(h[:])
 					}
 				}
@@ -320,7 +321,7 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 }
 
 // writeBatchReports renders a batch's report to each non-empty path (PDF, CSV, JSON), each signed.
-func writeBatchReports(ctx context.Context, inv *inventory.Store, id string, sg reports.Signer, pdf, csvOut, jsonOut string) (reports.AuditInfo, error) {
+func writeBatchReports(ctx context.Context, inv *inventory.Store, id string, sg signed.Signer, pdf, csvOut, jsonOut string) (reports.AuditInfo, error) {
 	info, rows, audit, err := batchReport(ctx, inv, id)
 	if err != nil {
 		return audit, err
@@ -376,7 +377,7 @@ func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
 			return usagef("%s holds no PEM certificate", *trust)
 		}
 	}
-	ver, err := reports.Verify(content, sig, roots)
+	ver, err := signed.Verify(content, sig, roots)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
 		return errFailed
