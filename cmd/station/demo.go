@@ -19,6 +19,7 @@ import (
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
 
@@ -194,7 +195,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 		return err
 	}
 	batchID := "DEMO-" + clock.Now().UTC().Format("20060102-150405")
-	if _, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: boards,
+	if _, err := inv.OpenBatch(ctx, records.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: boards,
 		Operator: "demo", Station: s.StationID}); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports"
 	"github.com/tpmline/tpmline/reports/signed"
 	"github.com/tpmline/tpmline/station"
@@ -85,8 +86,8 @@ func writeAtomic(path string, b []byte) error {
 // ekListEntries collects a batch's provisioned boards as EK list entries.
 func ekListEntries(ctx context.Context, inv *inventory.Store, batch string) ([]signed.EKListEntry, error) {
 	var out []signed.EKListEntry
-	err := inv.ListBoards(ctx, batch, func(b *inventory.Board) error {
-		if b.State != inventory.StateProvisioned {
+	err := inv.ListBoards(ctx, batch, func(b *records.Board) error {
+		if b.State != records.StateProvisioned {
 			return nil
 		}
 		e, err := ekListEntry(b)
@@ -99,7 +100,7 @@ func ekListEntries(ctx context.Context, inv *inventory.Store, batch string) ([]s
 	return out, err
 }
 
-func ekListEntry(b *inventory.Board) (*signed.EKListEntry, error) {
+func ekListEntry(b *records.Board) (*signed.EKListEntry, error) {
 	cert, err := ekcert.Parse(b.EKCert)
 	if err != nil {
 		return nil, fmt.Errorf("recorded EK certificate: %w", err)
@@ -152,7 +153,7 @@ func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 		sum := sha256.Sum256(buf.Bytes())
-		if _, err := inv.RecordEKListExport(ctx, inventory.EKListExport{Batch: b.ID, Format: *format, FileSHA256: hex.EncodeToString(sum[:]),
+		if _, err := inv.RecordEKListExport(ctx, records.EKListExport{Batch: b.ID, Format: *format, FileSHA256: hex.EncodeToString(sum[:]),
 			Boards: len(entries), Station: s.StationID}); err != nil {
 			return err
 		}
@@ -195,7 +196,7 @@ func cmdEKListPush(ctx context.Context, g *globals, args []string) error {
 			fmt.Fprintf(g.stderr, "EK list of batch %s not pushed: %v; check the CA link and retry\n", *batch, err)
 			return errFailed
 		}
-		exp, err := inv.RecordEKListExport(ctx, inventory.EKListExport{Batch: *batch, Format: "push", Boards: len(entries), Station: s.StationID,
+		exp, err := inv.RecordEKListExport(ctx, records.EKListExport{Batch: *batch, Format: "push", Boards: len(entries), Station: s.StationID,
 			FileSHA256: strings.Repeat("0", 64)})
 		if err == nil {
 			_, err = inv.MarkEKListPushed(ctx, exp.ID)
@@ -225,7 +226,7 @@ func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.
 			info.Refused = sm.Refused
 		}
 	}
-	if err := inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
+	if err := inv.ListBoards(ctx, id, func(bd *records.Board) error {
 		if bd.Station != "" && !slices.Contains(info.Stations, bd.Station) {
 			info.Stations = append(info.Stations, bd.Station)
 		}
@@ -236,11 +237,11 @@ func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.
 	slices.Sort(info.Stations)
 	chain, err := inv.VerifyChain(ctx, id)
 	audit := reports.AuditInfo{EventCount: chain.Count, ChainHead: chain.Head, ChainVerified: err == nil}
-	if err != nil && !errors.Is(err, inventory.ErrChainBroken) {
+	if err != nil && !errors.Is(err, records.ErrChainBroken) {
 		return info, nil, audit, err
 	}
 	rows := func(yield func(reports.BoardRow) error) error {
-		return inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
+		return inv.ListBoards(ctx, id, func(bd *records.Board) error {
 			row := reports.BoardRow{Serial: bd.Serial, TPMVendor: bd.TPMManufacturer, TPMFirmware: bd.TPMFirmware,
 				ReasonCode: bd.ReasonCode, ReasonText: bd.ReasonText, Started: bd.CreatedAt}
 			if len(bd.EKCert) > 0 {
@@ -251,11 +252,11 @@ func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.
 				}
 			}
 			switch bd.State {
-			case inventory.StateProvisioned:
+			case records.StateProvisioned:
 				row.Result = reports.ResultProvisioned
-			case inventory.StateFailed:
+			case records.StateFailed:
 				row.Result = reports.ResultFailed
-			case inventory.StateStopped:
+			case records.StateStopped:
 				row.Result = reports.ResultStopped
 			default:
 				row.Result = reports.ResultInProgress
@@ -272,9 +273,9 @@ func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.
 				if c.Attempt != bd.Attempt {
 					continue
 				}
-				if c.Kind == inventory.KindIAK {
+				if c.Kind == records.KindIAK {
 					row.IAKCertSerial = c.SerialHex
-				} else if c.Kind == inventory.KindIDevID {
+				} else if c.Kind == records.KindIDevID {
 					row.IDevIDCertSerial = c.SerialHex
 				}
 			}
@@ -303,7 +304,7 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 		}
 		audit, err := writeBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
 		if err != nil {
-			if errors.Is(err, inventory.ErrBatchNotFound) {
+			if errors.Is(err, records.ErrBatchNotFound) {
 				return usagef("%v", err)
 			}
 			return err
