@@ -178,18 +178,8 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, fn func(*Event) e
 	return nil
 }
 
-// ChainStatus is the result of a successful VerifyChain.
-type ChainStatus struct {
-	// Head is the hash of the last event in scope (the batch's last event, or the chain head), GenesisHash
-	// when there is none; Count is the number of events in scope.
-	Head  string
-	Count int64
-	// LastSeq is the seq of the last event in scope.
-	LastSeq int64
-	// ChainSeq and ChainHead are the whole chain's last seq and hash.
-	ChainSeq  int64
-	ChainHead string
-}
+// ChainStatus is records.ChainStatus.
+type ChainStatus = records.ChainStatus
 
 // VerifyChain walks the whole audit chain in seq order and checks, for every event: that its seq follows
 // the one before (a deleted event leaves a gap), that its prev_hash equals the hash of the event before

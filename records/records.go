@@ -201,3 +201,16 @@ type EKListExport struct {
 	CreatedAt  time.Time
 	PushedAt   time.Time // zero until pushed
 }
+
+// ChainStatus is what verifying the audit chain found (the inventory's VerifyChain), when it verifies.
+type ChainStatus struct {
+	// Head is the hash of the last event in scope (the batch's last event, or the chain head), the genesis
+	// hash (64 zeros) when there is none; Count is the number of events in scope.
+	Head  string
+	Count int64
+	// LastSeq is the seq of the last event in scope.
+	LastSeq int64
+	// ChainSeq and ChainHead are the whole chain's last seq and hash.
+	ChainSeq  int64
+	ChainHead string
+}

@@ -103,7 +103,9 @@ func (s *Station) Profile(product string) *Profile {
 
 // CheckSerial validates a scanned serial against product's profile (the terminal asks before it starts a
 // board, so a bad label is refused at the scanner).
-func (s *Station) CheckSerial(product, serial string) error { return s.Profile(product).CheckSerial(serial) }
+func (s *Station) CheckSerial(product, serial string) error {
+	return s.Profile(product).CheckSerial(serial)
+}
 
 // The vocabulary the station shares with its terminal lives in station/progress, which links no TPM
 // stack; these names are the station's API for it.

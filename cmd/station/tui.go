@@ -11,6 +11,7 @@ import (
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/qa"
 	"github.com/tpmline/tpmline/tui"
 )
 
@@ -76,7 +77,7 @@ func reportHook(s *station.Settings, inv *inventory.Store, dir string) tui.Repor
 			return "", err
 		}
 		base := filepath.Join(dir, batchID)
-		if _, err := writeBatchReports(ctx, inv, batchID, sg, base+".pdf", base+".csv", base+".json"); err != nil {
+		if _, err := qa.WriteBatchReports(ctx, inv, batchID, sg, base+".pdf", base+".csv", base+".json"); err != nil {
 			return "", err
 		}
 		return base + ".pdf (and .csv, .json, each with .sig)", nil
