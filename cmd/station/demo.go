@@ -39,7 +39,7 @@ func setupDemo(ctx context.Context, dir string) (*demoEnv, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data folder: %w", err)
 	}
-	agent, err := boardAgentPath()
+	agent, err := fixtures.BoardAgentPath()
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 			defer wg.Done()
 			for i := range next {
 				// A fresh simulated board per unit, as a new board is put into the fixture.
-				b, err := startSimBoard(ctx, env.agent, filepath.Join(data, "vendor"), newSeed())
+				b, err := fixtures.StartAgentBoard(ctx, env.agent, filepath.Join(data, "vendor"), fixtures.NewSimSeed())
 				if err != nil {
 					logf("slot %d: %v", slot, err)
 					mu.Lock()

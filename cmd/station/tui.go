@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
@@ -46,9 +47,15 @@ func cmdTUI(ctx context.Context, g *globals, args []string) error {
 
 // demoTerminal opens the operator terminal on the demo's simulated boards.
 func demoTerminal(ctx context.Context, env *demoEnv, s *station.Settings, inv *inventory.Store, ca provisioning.CA, slots int, operator string) error {
-	fx := newDemoFixture(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
+	fx := fixtures.NewDemoBench(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
 	defer fx.Close()
-	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: fx.observe,
+	// The bench remembers every passed board, so the operator can put its clone into a slot.
+	passed := func(e station.Event) {
+		if e.Kind == station.EvPassed {
+			fx.Passed(e.Slot, e.Serial)
+		}
+	}
+	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: passed,
 		title: "demo station (simulated boards)", operator: operator, logDir: env.dir,
 		report: reportHook(s, inv, filepath.Join(env.dir, "reports"))})
 }
