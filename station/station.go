@@ -1,7 +1,11 @@
 // Package station owns the use case: batches, the per-board step machine of DESIGN.md ("The per-board
 // flow"), slots running in parallel, resume after a crash, and the audit events every step leaves. It
-// consumes small interfaces (the inventory, the CA, a way to open a board's TPM) that cmd wires to the real
-// implementations; it never imports tview, sqlx or gofpdf.
+// consumes small interfaces (the inventory, the CA, a way to open a board's TPM), written in package records'
+// types, that cmd wires to the real implementations; it never imports inventory, tview, sqlx or gofpdf.
+//
+// Its subpackages: station/progress, what the operator terminal shares with the station without linking
+// the TPM stack (jobs, step names, events, outcomes, failures); station/qa, the QA use cases (batch
+// reports, EK lists), which link the report renderers.
 package station
 
 import (
