@@ -23,7 +23,7 @@ import (
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
-	"github.com/tpmline/tpmline/reports"
+	"github.com/tpmline/tpmline/reports/signed"
 )
 
 // Exit codes of upstream-ca.
@@ -519,17 +519,17 @@ func readSignedEKList(dir, path, sigPath string) (*EKListUpload, string, error) 
 	if err != nil {
 		return nil, "", err
 	}
-	sig, err := readBounded(sigPath, reports.MaxSigFileBytes)
+	sig, err := readBounded(sigPath, signed.MaxSigFileBytes)
 	if err != nil {
 		return nil, "", fmt.Errorf("signature: %v (a station signs every EK list it exports: FILE.sig)", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(access)
-	ver, err := reports.Verify(content, sig, pool)
+	ver, err := signed.Verify(content, sig, pool)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: signature refused: %v", provisioning.CodeEKListInvalid, err)
 	}
-	list, err := reports.ReadEKList(bytes.NewReader(content), provisioning.MaxEKListEntries)
+	list, err := signed.ReadEKList(bytes.NewReader(content), provisioning.MaxEKListEntries)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %v", provisioning.CodeEKListInvalid, err)
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
-	"github.com/tpmline/tpmline/reports"
+	"github.com/tpmline/tpmline/reports/signed"
 )
 
 func runCLI(t testing.TB, ctx context.Context, args ...string) (int, string, string) {
@@ -152,10 +152,10 @@ func TestCLIInitStationServe(t *testing.T) {
 	// The list is the station-signed file of docs/ek-list.md, signed with the station's client key.
 	listFile := filepath.Join(t.TempDir(), "list.json")
 	var listBuf bytes.Buffer
-	entry := &reports.EKListEntry{Serial: "SN-CLI", EKCert: b.ekCert, EKPublicSHA256: hexs(mustEKHash(t, b))}
+	entry := &signed.EKListEntry{Serial: "SN-CLI", EKCert: b.ekCert, EKPublicSHA256: hexs(mustEKHash(t, b))}
 	sent := false
-	if err := reports.WriteEKList(&listBuf, "json", reports.EKListHeader{Batch: "B-CLI", Product: "gw", Station: "line-1",
-		Created: clock.Now(), Entries: 1}, func() (*reports.EKListEntry, error) {
+	if err := signed.WriteEKList(&listBuf, "json", signed.EKListHeader{Batch: "B-CLI", Product: "gw", Station: "line-1",
+		Created: clock.Now(), Entries: 1}, func() (*signed.EKListEntry, error) {
 		if sent {
 			return nil, io.EOF
 		}
@@ -168,7 +168,7 @@ func TestCLIInitStationServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := reports.Signer{Key: cert.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{leaf}}.Sign(bytes.NewReader(listBuf.Bytes()), clock.Now())
+	sig, err := signed.Signer{Key: cert.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{leaf}}.Sign(bytes.NewReader(listBuf.Bytes()), clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

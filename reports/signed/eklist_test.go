@@ -1,4 +1,4 @@
-package reports
+package signed
 
 import (
 	"bytes"
@@ -155,7 +155,7 @@ func TestEKListRoundTrip(t *testing.T) {
 			for i, e := range l.Entries {
 				w := es[i]
 				if format == "csv" {
-					w.Serial, w.TPMModel = neutralise(w.Serial), neutralise(w.TPMModel) // the reader undoes nothing
+					w.Serial, w.TPMModel = Neutralise(w.Serial), Neutralise(w.TPMModel) // the reader undoes nothing
 				}
 				if e.Serial != w.Serial || e.TPMModel != w.TPMModel || !bytes.Equal(e.EKCert, w.EKCert) || !bytes.Equal(e.EKPublic, w.EKPublic) ||
 					e.EKPublicSHA256 != w.EKPublicSHA256 || e.TPMManufacturer != w.TPMManufacturer || e.TPMFirmware != w.TPMFirmware {
@@ -181,7 +181,7 @@ func TestEKListRoundTrip(t *testing.T) {
 // TestEKListRealCertificates runs the vendors' EK certificates (shared test data) through the list:
 // their quirks (negative or padded serials, multi-valued RDNs, critical SAN) must not get in the way.
 func TestEKListRealCertificates(t *testing.T) {
-	dir := "../../shared/testdata/ekcerts/ek"
+	dir := "../../../shared/testdata/ekcerts/ek"
 	names := []string{"infineon-rsa-1.der", "infineon-ecc-1.der", "nuvoton-rsa-1.der", "st-ecc-1.der", "intel-ecc-1.der", "google-rsa-1.pem"}
 	var es []EKListEntry
 	for i, n := range names {

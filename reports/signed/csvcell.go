@@ -1,4 +1,4 @@
-package reports
+package signed
 
 // isFormulaCell reports whether a spreadsheet would read a CSV cell as a formula (OWASP "CSV
 // Injection"): it starts with = + - @, a tab or a carriage return.
@@ -13,9 +13,9 @@ func isFormulaCell(s string) bool {
 	return false
 }
 
-// neutralise prefixes a formula cell with a single quote so spreadsheets show it as text. Readers undo
+// Neutralise prefixes a formula cell with a single quote so spreadsheets show it as text. Readers undo
 // nothing: the quoted cell is the data, and it is what the signature covers.
-func neutralise(s string) string {
+func Neutralise(s string) string {
 	if isFormulaCell(s) {
 		return "'" + s
 	}

@@ -1,4 +1,4 @@
-package reports
+package signed
 
 import (
 	"bytes"
@@ -234,7 +234,7 @@ func parseSigFile(sig []byte) (*sigFile, error) {
 		return nil, errors.New("signature file has data after its JSON object")
 	}
 	if f.Format != SigFormat {
-		return nil, fmt.Errorf("signature file format is %q, want %q", clip(f.Format), SigFormat)
+		return nil, fmt.Errorf("signature file format is %q, want %q", Clip(f.Format), SigFormat)
 	}
 	return &f, nil
 }
@@ -246,10 +246,10 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 	switch f.Algorithm {
 	case AlgECDSASHA256, AlgRSAPSSSHA256, AlgRSAPKCS1SHA256:
 	default:
-		return nil, fmt.Errorf("signature algorithm %q is not supported", clip(f.Algorithm))
+		return nil, fmt.Errorf("signature algorithm %q is not supported", Clip(f.Algorithm))
 	}
 	var want [32]byte
-	if len(f.ContentSHA256) != 64 || !isLowerHex(f.ContentSHA256) {
+	if len(f.ContentSHA256) != 64 || !IsLowerHex(f.ContentSHA256) {
 		return nil, errors.New("signature file content_sha256 is not 64 lowercase hex digits")
 	}
 	hex.Decode(want[:], []byte(f.ContentSHA256))
@@ -258,7 +258,7 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 	}
 	at, err := time.Parse(time.RFC3339, f.SignedAt)
 	if err != nil || at.Location() != time.UTC || at.Format(time.RFC3339) != f.SignedAt {
-		return nil, fmt.Errorf("signature file signed_at %q is not an RFC 3339 UTC time", clip(f.SignedAt))
+		return nil, fmt.Errorf("signature file signed_at %q is not an RFC 3339 UTC time", Clip(f.SignedAt))
 	}
 	if len(f.Certificates) == 0 {
 		return nil, errors.New("signature file carries no signer certificate")
@@ -301,7 +301,7 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 	}
 	leaf := chain[0]
 	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-		return nil, fmt.Errorf("signer certificate %q does not allow digital signatures", clip(leaf.Subject.CommonName))
+		return nil, fmt.Errorf("signer certificate %q does not allow digital signatures", Clip(leaf.Subject.CommonName))
 	}
 	digest := sha256.Sum256(Statement(f.Algorithm, sum, n, at, ders))
 	switch f.Algorithm {
@@ -311,7 +311,7 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 			return nil, fmt.Errorf("signature algorithm is %s but the signer key is %T", f.Algorithm, leaf.PublicKey)
 		}
 		if !ecdsa.VerifyASN1(pub, digest[:], sig) {
-			return nil, fmt.Errorf("signature does not verify under the key of %q", clip(leaf.Subject.CommonName))
+			return nil, fmt.Errorf("signature does not verify under the key of %q", Clip(leaf.Subject.CommonName))
 		}
 	case AlgRSAPSSSHA256, AlgRSAPKCS1SHA256:
 		pub, ok := leaf.PublicKey.(*rsa.PublicKey)
@@ -324,7 +324,7 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 			err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("signature does not verify under the key of %q", clip(leaf.Subject.CommonName))
+			return nil, fmt.Errorf("signature does not verify under the key of %q", Clip(leaf.Subject.CommonName))
 		}
 	}
 	v := &Verified{Algorithm: f.Algorithm, ContentSHA256: sum, ContentLength: n, SignedAt: at, Chain: chain}
@@ -339,14 +339,15 @@ func verifyParsed(f *sigFile, raw []byte, sum [32]byte, n int64, roots *x509.Cer
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("signer certificate %q is not trusted: %v", clip(leaf.Subject.CommonName), oneLine(err))
+			return nil, fmt.Errorf("signer certificate %q is not trusted: %v", Clip(leaf.Subject.CommonName), oneLine(err))
 		}
 		v.ChainVerified = true
 	}
 	return v, nil
 }
 
-func isLowerHex(s string) bool {
+// IsLowerHex reports whether s is only lowercase hex digits, the one spelling of a digest in our files.
+func IsLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
@@ -356,8 +357,8 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// clip makes a hostile string safe to quote in a one-line error.
-func clip(s string) string {
+// Clip makes a hostile string safe to quote in a one-line error.
+func Clip(s string) string {
 	if len(s) > 64 {
 		s = s[:64] + "..."
 	}

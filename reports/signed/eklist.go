@@ -1,4 +1,4 @@
-package reports
+package signed
 
 import (
 	"bufio"
@@ -82,7 +82,7 @@ func WriteEKList(w io.Writer, format string, hdr EKListHeader, next func() (*EKL
 	case "json":
 		err = writeEKListJSON(bw, hdr, next)
 	default:
-		return fmt.Errorf("EK list: format %q is not csv or json", clip(format))
+		return fmt.Errorf("EK list: format %q is not csv or json", Clip(format))
 	}
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func pull(next func() (*EKListEntry, error), i, want int) (*EKListEntry, error) 
 		return nil, fmt.Errorf("EK list: the header says %d entries but the source has more", want)
 	}
 	if err := checkEKListEntry(e, false); err != nil {
-		return nil, fmt.Errorf("EK list: entry %d (serial %q): %w", i, clip(e.Serial), err)
+		return nil, fmt.Errorf("EK list: entry %d (serial %q): %w", i, Clip(e.Serial), err)
 	}
 	return e, nil
 }
@@ -123,7 +123,7 @@ func writeEKListCSV(w *bufio.Writer, hdr EKListHeader, next func() (*EKListEntry
 	rec := make([]string, len(ekListColumns))
 	write := func(cells []string) error {
 		for i, c := range cells {
-			rec[i] = neutralise(c)
+			rec[i] = Neutralise(c)
 		}
 		return cw.Write(rec[:len(cells)])
 	}
@@ -249,6 +249,10 @@ func ReadEKList(r io.Reader, maxEntries int) (*EKList, error) {
 	return l, nil
 }
 
+// BoundedReader reads at most n bytes of r and fails beyond them; unlike io.LimitReader, an input over its
+// bound is an error, not a silent truncation that a strict reader would report as malformed.
+func BoundedReader(r io.Reader, n int64) io.Reader { return &limitReader{r: r, left: n} }
+
 type limitReader struct {
 	r    io.Reader
 	left int64
@@ -319,7 +323,7 @@ func readEKListCSV(r io.Reader, maxEntries int) (*EKList, error) {
 		}
 		for i, c := range rec {
 			if c != want[i] {
-				return fmt.Errorf("%s: column %d is %q, want %q", what, i+1, clip(c), want[i])
+				return fmt.Errorf("%s: column %d is %q, want %q", what, i+1, Clip(c), want[i])
 			}
 		}
 		return nil
@@ -335,7 +339,7 @@ func readEKListCSV(r io.Reader, maxEntries int) (*EKList, error) {
 		return nil, err
 	}
 	if rec[0] != EKListFormat {
-		return nil, fmt.Errorf("format is %q, want %q", clip(rec[0]), EKListFormat)
+		return nil, fmt.Errorf("format is %q, want %q", Clip(rec[0]), EKListFormat)
 	}
 	hdr, err := parseEKListHeader(rec[1], rec[2], rec[3], rec[4], rec[5], maxEntries)
 	if err != nil {
@@ -365,7 +369,7 @@ func readEKListCSV(r io.Reader, maxEntries int) (*EKList, error) {
 			err = checkEKListEntry(&e, true)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("line %d (serial %q): %w", line, clip(e.Serial), err)
+			return nil, fmt.Errorf("line %d (serial %q): %w", line, Clip(e.Serial), err)
 		}
 		l.Entries = append(l.Entries, e)
 	}
@@ -417,7 +421,7 @@ func readEKListJSON(r io.Reader, maxEntries int) (*EKList, error) {
 		}
 		key, _ := t.(string)
 		if seen[key] {
-			return nil, fmt.Errorf("field %q appears twice", clip(key))
+			return nil, fmt.Errorf("field %q appears twice", Clip(key))
 		}
 		seen[key] = true
 		switch {
@@ -449,7 +453,7 @@ func readEKListJSON(r io.Reader, maxEntries int) (*EKList, error) {
 				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("unknown field %q", clip(key))
+			return nil, fmt.Errorf("unknown field %q", Clip(key))
 		}
 	}
 	if err := delim('}', "the end of the object"); err != nil {
@@ -464,7 +468,7 @@ func readEKListJSON(r io.Reader, maxEntries int) (*EKList, error) {
 		}
 	}
 	if format != EKListFormat {
-		return nil, fmt.Errorf("format is %q, want %q", clip(format), EKListFormat)
+		return nil, fmt.Errorf("format is %q, want %q", Clip(format), EKListFormat)
 	}
 	// The header fields may follow "entries"; check them again now that all are read.
 	final, err := parseEKListHeader(batch, product, station, created, count, maxEntries)
@@ -505,7 +509,7 @@ func readEKListJSONEntries(dec *json.Decoder, delim func(json.Delim, string) err
 			key, _ := t.(string)
 			p := vals[key]
 			if p == nil {
-				return nil, fmt.Errorf("entry %d: unknown field %q", i, clip(key))
+				return nil, fmt.Errorf("entry %d: unknown field %q", i, Clip(key))
 			}
 			if seen[key] {
 				return nil, fmt.Errorf("entry %d: field %q appears twice", i, key)
@@ -539,7 +543,7 @@ func readEKListJSONEntries(dec *json.Decoder, delim func(json.Delim, string) err
 			err = checkEKListEntry(&e, false)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("entry %d (serial %q): %w", i, clip(e.Serial), err)
+			return nil, fmt.Errorf("entry %d (serial %q): %w", i, Clip(e.Serial), err)
 		}
 		entries = append(entries, e)
 	}
@@ -586,12 +590,12 @@ func parseEKListHeader(batch, product, station, created, count string, maxEntrie
 	h := &EKListHeader{Batch: batch, Product: product, Station: station}
 	t, err := time.Parse(time.RFC3339, created)
 	if err != nil || t.Location() != time.UTC || t.Format(time.RFC3339) != created {
-		return nil, fmt.Errorf("created %q is not an RFC 3339 UTC time to the second", clip(created))
+		return nil, fmt.Errorf("created %q is not an RFC 3339 UTC time to the second", Clip(created))
 	}
 	h.Created = t
 	n, err := strconv.Atoi(count)
 	if err != nil || strconv.Itoa(n) != count {
-		return nil, fmt.Errorf("entry count %q is not a plain integer", clip(count))
+		return nil, fmt.Errorf("entry count %q is not a plain integer", Clip(count))
 	}
 	h.Entries = n
 	if err := checkEKListHeader(h); err != nil {
@@ -641,7 +645,7 @@ func checkEKListEntry(e *EKListEntry, fromCSV bool) error {
 			return err
 		}
 	}
-	if len(e.EKPublicSHA256) != 64 || !isLowerHex(e.EKPublicSHA256) {
+	if len(e.EKPublicSHA256) != 64 || !IsLowerHex(e.EKPublicSHA256) {
 		return errors.New("ek_public_sha256 is not 64 lowercase hex digits")
 	}
 	var want [32]byte
