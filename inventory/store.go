@@ -167,7 +167,7 @@ var errRetry = sqldb.ErrRetry
 // and conflicts that a fresh transaction resolves (PostgreSQL serialization failures and deadlocks, SQLite
 // busy) become errRetry. sqldb.Classify is where the drivers' codes are read.
 func mapDBError(err error) error {
-	switch sentinel, detail := sqldb.Classify(err); sentinel {
+	switch detail, sentinel := sqldb.Classify(err); sentinel {
 	case sqldb.ErrDuplicate:
 		return fmt.Errorf("%w: %s", ErrDuplicate, detail)
 	case sqldb.ErrRetry:

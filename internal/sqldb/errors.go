@@ -17,39 +17,39 @@ var (
 	ErrRetry = errors.New("concurrent update, retry")
 )
 
-// Classify is the one place where driver errors are read: it returns ErrDuplicate or ErrRetry with the
-// driver's detail (the constraint's name on PostgreSQL), or nil for any other error.
-func Classify(err error) (sentinel error, detail string) {
+// Classify is the one place where driver errors are read: it returns the driver's detail (the
+// constraint's name on PostgreSQL) and ErrDuplicate or ErrRetry, or nil for any other error.
+func Classify(err error) (detail string, sentinel error) {
 	if err == nil {
-		return nil, ""
+		return "", nil
 	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
 		switch pqErr.Code {
 		case "23505": // unique_violation, PostgreSQL Appendix A
-			return ErrDuplicate, pqErr.Constraint
+			return pqErr.Constraint, ErrDuplicate
 		case "40001", "40P01": // serialization_failure, deadlock_detected
-			return ErrRetry, pqErr.Message
+			return pqErr.Message, ErrRetry
 		}
-		return nil, ""
+		return "", nil
 	}
 	var liteErr *sqlite.Error
 	if errors.As(err, &liteErr) {
 		// sqlite.org/rescode.html: SQLITE_CONSTRAINT_UNIQUE 2067, SQLITE_CONSTRAINT_PRIMARYKEY 1555.
 		switch liteErr.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return ErrDuplicate, liteErr.Error()
+			return liteErr.Error(), ErrDuplicate
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_SNAPSHOT, sqlite3.SQLITE_LOCKED:
-			return ErrRetry, liteErr.Error()
+			return liteErr.Error(), ErrRetry
 		}
 	}
-	return nil, ""
+	return "", nil
 }
 
 // MapError wraps an error whose chain holds a driver error that Classify recognises in its sentinel, keeping
 // the whole message; others pass through unchanged.
 func MapError(err error) error {
-	s, _ := Classify(err)
+	_, s := Classify(err)
 	if s == nil {
 		return err
 	}

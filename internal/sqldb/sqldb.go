@@ -31,6 +31,7 @@ type Dialect struct {
 	schema *strings.Replacer
 }
 
+// The two engines.
 var (
 	SQLite = Dialect{
 		Name:   "sqlite",

@@ -108,12 +108,12 @@ func TestClassify(t *testing.T) {
 			}
 			for _, row := range [][2]string{{"a", "y"}, {"b", "x"}} {
 				_, err := db.W.ExecContext(ctx, db.Rebind("INSERT INTO u (k, v) VALUES (?, ?)"), row[0], row[1])
-				if s, _ := Classify(err); s != ErrDuplicate || !errors.Is(MapError(err), ErrDuplicate) {
+				if _, s := Classify(err); s != ErrDuplicate || !errors.Is(MapError(err), ErrDuplicate) {
 					t.Errorf("insert %v: %v classified as %v", row, err, s)
 				}
 			}
 			_, err := db.W.ExecContext(ctx, "SELECT * FROM no_such_table")
-			if s, _ := Classify(err); err == nil || s != nil || MapError(err) != err {
+			if _, s := Classify(err); err == nil || s != nil || MapError(err) != err {
 				t.Errorf("%v classified as %v", err, s)
 			}
 		})

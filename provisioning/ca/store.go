@@ -36,7 +36,7 @@ var (
 // mapDBError turns a unique-constraint violation from either engine into errUnique (wrapped with the
 // original); sqldb.Classify reads the drivers' codes. Everything else passes through.
 func mapDBError(err error) error {
-	if sentinel, _ := sqldb.Classify(err); sentinel == sqldb.ErrDuplicate {
+	if _, sentinel := sqldb.Classify(err); sentinel == sqldb.ErrDuplicate {
 		return fmt.Errorf("%w: %v", errUnique, err)
 	}
 	return err
