@@ -109,6 +109,19 @@ func (db *DB) Migrate(ctx context.Context, m Migrations, now func() time.Time) e
 				return fmt.Errorf("taking the migration lock: %w", err)
 			}
 		}
+		if m.Legacy != "schema_migrations" {
+			// The table may predate its owner column, left by an older build of another owner sharing this
+			// database; that owner's Migrate moves it over, and reading it now would fail obscurely.
+			if exists, err := db.tableExists(ctx, tx, "schema_migrations"); err != nil {
+				return err
+			} else if exists {
+				if hasOwner, err := db.columnExists(ctx, tx, "schema_migrations", "owner"); err != nil {
+					return err
+				} else if !hasOwner {
+					return fmt.Errorf("schema_migrations in %s was written by an older build of another program sharing this database: open it with that program's new build first", db.Where)
+				}
+			}
+		}
 		if err := db.adoptLegacy(ctx, tx, m, ms); err != nil {
 			return err
 		}

@@ -245,3 +245,70 @@ func TestMigrationFileRules(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateLegacy: a schema_migrations without its owner column belongs to the owner that names it as
+// Legacy; another owner refuses it clearly until that owner has moved it over, and a legacy table of its
+// own (ca_migrations-like) is moved and dropped.
+func TestMigrateLegacy(t *testing.T) {
+	ctx := context.Background()
+	now := func() time.Time { return time.Unix(1700000000, 0) }
+	a := Migrations{Owner: "a", Legacy: "schema_migrations", FS: fstest.MapFS{
+		"0001_init.sql": {Data: []byte("CREATE TABLE a_rows (id {{ID}});")},
+		"0002_more.sql": {Data: []byte("CREATE TABLE a_more (id {{ID}});")},
+	}}
+	b := Migrations{Owner: "b", Legacy: "b_versions", LegacyUnit: time.Millisecond, FS: fstest.MapFS{
+		"0001_init.sql": {Data: []byte("CREATE TABLE b_rows (id {{ID}});")},
+	}}
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			db := open(t, fresh(t, engine))
+			for _, q := range []string{
+				"CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+				"CREATE TABLE a_rows (id INTEGER)",
+				"INSERT INTO schema_migrations VALUES (1, '0001_init.sql', 5)",
+				"CREATE TABLE b_versions (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+				"CREATE TABLE b_rows (id INTEGER)",
+				"INSERT INTO b_versions VALUES (1, 7)",
+			} {
+				if _, err := db.W.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.Migrate(ctx, b, now); err == nil || !strings.Contains(err.Error(), "older build of another program") {
+				t.Fatalf("b before a: %v", err)
+			}
+			for _, m := range []Migrations{a, b, a, b} {
+				if err := db.Migrate(ctx, m, now); err != nil {
+					t.Fatalf("owner %s: %v", m.Owner, err)
+				}
+			}
+			var got []string
+			rows, err := db.R.QueryContext(ctx, "SELECT owner, version, name, applied_at FROM schema_migrations ORDER BY owner, version")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var owner, name string
+				var v int
+				var at int64
+				if err := rows.Scan(&owner, &v, &name, &at); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, owner+" "+strconv.Itoa(v)+" "+name+" "+strconv.FormatInt(at, 10))
+			}
+			rows.Close()
+			want := "a 1 0001_init.sql 5, a 2 0002_more.sql 1700000000000000000, b 1 0001_init.sql 7000000"
+			if strings.Join(got, ", ") != want {
+				t.Errorf("schema_migrations: %s, want %s", strings.Join(got, ", "), want)
+			}
+			for _, table := range []string{"b_versions", "schema_migrations_legacy"} {
+				tx := db.W.MustBegin()
+				exists, err := db.tableExists(ctx, tx, table)
+				tx.Rollback()
+				if err != nil || exists {
+					t.Errorf("%s still there (%v)", table, err)
+				}
+			}
+		})
+	}
+}
