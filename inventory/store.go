@@ -58,7 +58,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		o(s)
 	}
 	// SQLite: one writer connection, so the slots of this station queue in Go rather than spinning on
-	// SQLITE_BUSY, and four readers. PostgreSQL: a pool as large as a station's slots.
+	// SQLITE_BUSY, and four readers. PostgreSQL: one pool of eight for both.
 	db, err := sqldb.Open(ctx, rawURL, sqldb.Options{What: "inventory", SQLiteReaders: 4, PostgresConns: 8})
 	if err != nil {
 		return nil, err
