@@ -1,4 +1,4 @@
-package ca
+package main
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/reports/signed"
 )
 
@@ -87,14 +88,14 @@ func TestCLIInitStationServe(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", st, err)
 	}
-	for _, f := range []string{RootKeyFile, IssuingKeyFile, AccessKeyFile, ServerKeyFile} {
+	for _, f := range []string{ca.RootKeyFile, ca.IssuingKeyFile, ca.AccessKeyFile, ca.ServerKeyFile} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v", f, st, err)
 		}
 	}
 
 	// Serve, with the test vendor as the only EK root, on a free loopback port.
-	b := newBoard(t, "SN-CLI", provisioning.EKRSA2048, provisioning.KeyP256)
+	b := newBoard(t, "SN-CLI")
 	roots := filepath.Join(t.TempDir(), "vendor.pem")
 	if err := os.WriteFile(roots, append(vendor.RootPEM(), vendor.IntermediatePEM()...), 0o644); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func TestCLIInitStationServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trustPEM, err := os.ReadFile(filepath.Join(out, TrustFile))
+	trustPEM, err := os.ReadFile(filepath.Join(out, ca.TrustFile))
 	if err != nil {
 		t.Fatal(err)
 	}

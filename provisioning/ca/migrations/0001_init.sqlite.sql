@@ -1,8 +1,7 @@
 -- Schema of the upstream CA's state, SQLite family (modernc.org/sqlite). Times are Unix milliseconds (UTC),
--- hashes and DER are BLOBs. Each "-- migration N" block runs once, in order, inside one transaction; add new
--- blocks at the end, never edit an applied one. Keep in step with postgres.sql.
+-- hashes and DER are BLOBs. Each NNNN_name.ENGINE.sql file runs once, in order (internal/sqldb); add new
+-- files, never edit an applied one. Keep in step with postgres.sql.
 
--- migration 1
 CREATE TABLE ca_challenges (
     id            TEXT    PRIMARY KEY,
     station       TEXT    NOT NULL,
