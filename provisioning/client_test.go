@@ -71,8 +71,8 @@ func (p *testPKI) pool() *x509.CertPool {
 	return pool
 }
 
-// startCA serves handler over HTTPS requiring a client certificate from pki.
-func startCA(t *testing.T, pki *testPKI, handler http.Handler) *httptest.Server {
+// serveHandler serves handler over HTTPS requiring a client certificate from pki.
+func serveHandler(t *testing.T, pki *testPKI, handler http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(handler)
 	srv.TLS = &tls.Config{Time: clock.Now,
@@ -124,7 +124,7 @@ func TestClient(t *testing.T) {
 			json.NewEncoder(w).Encode(provisioning.Certificates{IAKCert: []byte{0x30}, IDevIDCert: []byte{0x31}})
 		}
 	})
-	srv := startCA(t, pki, mux)
+	srv := serveHandler(t, pki, mux)
 	c := provisioning.NewClient(srv.URL+"/", tlsConf)
 	ctx := context.Background()
 
@@ -199,7 +199,7 @@ func TestLoadClientTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startCA(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveHandler(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(provisioning.Challenge{SessionID: r.TLS.PeerCertificates[0].Subject.CommonName})
 	}))
 	ch, err := provisioning.NewClient(srv.URL, conf).Enroll(context.Background(), &provisioning.EnrollRequest{})
