@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -23,6 +22,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testpki"
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
@@ -50,31 +50,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testPKI is a CA's own certificates, made once per process (key generation is the slow part).
-var (
-	pkiOnce sync.Once
-	pkiRoot *KeyPair
-	pkiIss  *KeyPair
-	pkiAcc  *KeyPair
-	pkiErr  error
-)
-
+// testPKI is the shared test PKI's identity CA (root, issuing) and station access CA, as this package's
+// key pairs.
 func testPKI(t testing.TB) (root, issuing, access *KeyPair) {
 	t.Helper()
-	pkiOnce.Do(func() {
-		now := clock.Now()
-		if pkiRoot, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Root"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true, MaxPathLen: 1}, nil, now); pkiErr != nil {
-			return
-		}
-		if pkiIss, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Issuing CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, pkiRoot, now); pkiErr != nil {
-			return
-		}
-		pkiAcc, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, nil, now)
-	})
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
-	}
-	return pkiRoot, pkiIss, pkiAcc
+	p := testpki.New(t)
+	kp := func(k *testpki.KeyPair) *KeyPair { return &KeyPair{Cert: k.Cert, Key: k.Key} }
+	return kp(p.Root), kp(p.Issuing), kp(p.Access)
 }
 
 // env is one CA: a fresh store, the test PKI, a controllable clock.
