@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -143,14 +142,6 @@ func LoadClientTLS(certFile, keyFile, trustFile string) (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS12,
 		Time:         clock.Now,
 	}, nil
-}
-
-// IsCAError reports whether err is a protocol refusal from the CA (as opposed to a transport failure),
-// and returns it.
-func IsCAError(err error) (*Error, bool) {
-	var e *Error
-	ok := errors.As(err, &e)
-	return e, ok
 }
 
 // CA is the upstream CA as the device side sees it: the two rounds of the enrollment protocol. *Client
