@@ -4,11 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"database/sql"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -16,7 +11,7 @@ import (
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
-	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
@@ -47,36 +42,14 @@ func (c *testCA) client() *provisioning.Client { return provisioning.NewClient(c
 func dbURLs(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
 		"sqlite": func(t *testing.T) string {
-			return "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
+			return testdb.SQLiteURL(t, "inventory.db")
 		},
 		"postgres": func(t *testing.T) string { return pgSchemaURL(t) },
 	}
 }
 
-// pgSchemaURL makes a fresh PostgreSQL schema for one test and returns a URL whose search_path is it. The
-// test fails, never skips, when no server answers: CI starts one.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	schema := fmt.Sprintf("st_%d_%d", clock.Now().UnixNano(), os.Getpid())
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		admin.Close()
-		t.Fatalf("PostgreSQL at %s: %v (make test starts one; or set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
-}
+// pgSchemaURL is a PostgreSQL URL with a fresh schema of its own for one test.
+func pgSchemaURL(t *testing.T) string { return testdb.PostgresURL(t, "st") }
 
 // newStation wires a station on a real inventory and the test CA.
 func newStation(t *testing.T, dbURL string, c *testCA, opts ...func(*station.Config)) (*station.Station, *inventory.Store) {

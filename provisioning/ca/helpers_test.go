@@ -2,16 +2,13 @@ package ca
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +19,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
 	"github.com/tpmline/tpmline/fixtures/fixturestest/testpki"
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
@@ -69,7 +67,7 @@ type env struct {
 }
 
 func sqliteURL(t testing.TB) string {
-	return "sqlite://" + filepath.Join(t.TempDir(), "ca.db")
+	return testdb.SQLiteURL(t, "ca.db")
 }
 
 func newEnv(t testing.TB, dbURL string) *env {
@@ -107,38 +105,8 @@ func (e *env) reopen(t testing.TB) {
 	e.store, e.v.Store = st, st
 }
 
-// pgURL gives a PostgreSQL URL with a fresh schema of its own (dropped at the end). It fails, never skips,
-// when PostgreSQL is unreachable.
-func pgURL(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	db, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v (set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	defer db.Close()
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "ca_test_" + hex.EncodeToString(b)
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("PostgreSQL at %s is required for this test: %v (set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("postgres", base)
-		if err == nil {
-			db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
-}
+// pgURL gives a PostgreSQL URL with a fresh schema of its own (dropped at the end).
+func pgURL(t testing.TB) string { return testdb.PostgresURL(t, "ca_test") }
 
 // board is the simulator acting as one board: its EK, IAK and IDevID loaded, and its round-1 request.
 type board struct {
