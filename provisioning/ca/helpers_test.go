@@ -34,11 +34,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	if vendor, err = fixtures.NewManufacturer("Test TPM Vendor"); err != nil {
-		fmt.Fprintln(os.Stderr, "making the test TPM vendor:", err)
+	pki, err := testpki.Shared()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "making the test PKI:", err)
 		os.Exit(1)
 	}
+	vendor = pki.Vendor
 	if simTPM, err = fixtures.Open("sim", fixtures.WithManufacturer(vendor)); err != nil {
 		fmt.Fprintln(os.Stderr, "opening the simulator:", err)
 		os.Exit(1)
