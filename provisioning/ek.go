@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -400,4 +401,47 @@ func certPublicKey(raw []byte) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("parsing subject public key: %w", err)
 	}
 	return key, nil
+}
+
+// ErrNoEKCert matches the error of ChooseEKCert and ReadChosenEKCert when the TPM carries no certificate
+// the station can enroll with (as opposed to a TPM that failed to answer).
+var ErrNoEKCert = errors.New("no usable EK certificate")
+
+type noEKCert string
+
+func (e noEKCert) Error() string        { return string(e) }
+func (e noEKCert) Is(target error) bool { return target == ErrNoEKCert }
+
+// ChooseEKCert picks the EK certificate to enroll with: the one at index if index is not 0, else the first
+// certificate whose EK template has the name algorithm nameAlg, ECC before RSA, low range before high.
+func ChooseEKCert(certs []NVCert, nameAlg tpm2.TPMAlgID, index uint32) (NVCert, EKAlg, error) {
+	type cand struct {
+		c    NVCert
+		alg  EKAlg
+		rank int
+	}
+	var cands []cand
+	for _, c := range certs {
+		alg, ok := EKAlgForIndex(c.Index)
+		if !ok || (index != 0 && c.Index != index) {
+			continue
+		}
+		t, err := EKTemplate(alg)
+		if err != nil || t.NameAlg != nameAlg {
+			continue
+		}
+		rank := 0
+		if t.Type == tpm2.TPMAlgRSA {
+			rank = 1
+		}
+		cands = append(cands, cand{c, alg, rank})
+	}
+	if len(cands) == 0 {
+		if index != 0 {
+			return NVCert{}, "", noEKCert(fmt.Sprintf("no usable EK certificate at NV %#x with name algorithm %v", index, nameAlg))
+		}
+		return NVCert{}, "", noEKCert(fmt.Sprintf("no EK certificate whose EK has name algorithm %v (found %d certificates); the IAK needs the EK's name algorithm", nameAlg, len(certs)))
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].rank < cands[j].rank })
+	return cands[0].c, cands[0].alg, nil
 }

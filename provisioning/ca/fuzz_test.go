@@ -150,3 +150,23 @@ func FuzzParsePublic(f *testing.F) {
 		publicKey(p)
 	})
 }
+
+// decodeBody decodes a request body held in memory as the server does (the fuzz targets' entry).
+func decodeBody[T any](body []byte) (*T, error) {
+	if len(body) > provisioning.MaxRequestBytes {
+		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "request body is over the %d-byte bound", provisioning.MaxRequestBytes)
+	}
+	var req T
+	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+func decodeEnroll(body []byte) (*provisioning.EnrollRequest, error) {
+	return decodeBody[provisioning.EnrollRequest](body)
+}
+
+func decodeActivate(body []byte) (*provisioning.ActivateRequest, error) {
+	return decodeBody[provisioning.ActivateRequest](body)
+}

@@ -189,9 +189,9 @@ func hardwareModuleNameSAN(serial string) ([]byte, error) {
 	return asn1.Marshal([]asn1.RawValue{otherName})
 }
 
-// ParseHardwareModuleName finds the hardwareModuleName otherName in a certificate's SAN and returns its hwType
+// parseHardwareModuleName finds the hardwareModuleName otherName in a certificate's SAN and returns its hwType
 // and hwSerialNum. Stations and tests use it to read back what the CA wrote.
-func ParseHardwareModuleName(cert *x509.Certificate) (asn1.ObjectIdentifier, []byte, error) {
+func parseHardwareModuleName(cert *x509.Certificate) (asn1.ObjectIdentifier, []byte, error) {
 	for _, ext := range cert.Extensions {
 		if !ext.Id.Equal(oidSubjectAltName) {
 			continue

@@ -136,7 +136,7 @@ func TestIssuedProfiles(t *testing.T) {
 			if sanCount != 1 {
 				t.Fatalf("%d SAN extensions", sanCount)
 			}
-			hwType, hwSerial, err := ParseHardwareModuleName(c)
+			hwType, hwSerial, err := parseHardwareModuleName(c)
 			if err != nil {
 				t.Fatal(err)
 			}

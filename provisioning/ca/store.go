@@ -524,18 +524,6 @@ type StoredEKListEntry struct {
 	ImportedAtMS    int64  `db:"imported_at"`
 }
 
-// EKListEntry looks an EK up on the imported EK lists; ErrNotFound if absent.
-func (s *Store) EKListEntry(ctx context.Context, ekSHA256 []byte) (*StoredEKListEntry, error) {
-	var e StoredEKListEntry
-	if err := s.db.GetContext(ctx, &e, s.q(qEKListGet), ekSHA256); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("loading EK list entry: %w", err)
-	}
-	return &e, nil
-}
-
 // ImportEKList stores entries in one transaction: all or nothing. An entry already listed under the same
 // serial is left as it is (uploads are idempotent); one listed under another serial fails the whole list with
 // ErrEKListConflict. It returns how many entries were new.
