@@ -11,8 +11,11 @@ build:
 run: build
 	./bin/station demo
 
+# staticcheck at a fixed version, built from the module proxy on first use (not a dependency of the module).
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 # make test does its own set-up on a fresh Debian machine (scripts/testenv.sh: the Debian packages, a
 # PostgreSQL it starts and stops when none answers), then runs the suite.

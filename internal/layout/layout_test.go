@@ -62,8 +62,10 @@ var rules = []rule{
 		why: "report formats are written from values, not from the store"},
 	{pkg: "reports/signed", never: cat(pdf, sqlDrivers, ui),
 		why: "the CA imports the EK-list format and signatures without the PDF library"},
-	{pkg: "fixtures", tree: true, never: cat(sqlDrivers, ui, pdf, own("station", "tui", "inventory", "reports")),
+	{pkg: "fixtures", never: cat(sqlDrivers, ui, pdf, own("station", "tui", "inventory", "reports", "provisioning")),
 		why: "how the station reaches a TPM; it is wired under the station, never above it"},
+	{pkg: "fixtures/fixturestest", tree: true, never: cat(ui, pdf, own("station", "tui", "inventory")),
+		why: "the test kit (a test PKI, the real CA on loopback, database URLs) sits under every package's tests"},
 	{pkg: "cmd/upstream-ca", never: cat(ui, pdf, own("tui", "inventory", "station")),
 		why: "the CA binary carries neither the operator terminal nor the PDF library"},
 	{pkg: "cmd/board-agent", never: cat(sqlDrivers, ui, pdf, own("inventory", "station", "tui", "provisioning/ca")),
@@ -151,9 +153,10 @@ func TestNothingImportsCmd(t *testing.T) {
 }
 
 // TestSQLDriversInOnePlace: only the SQL foundation opens drivers (and the benchmarks, which bulk-load
-// PostgreSQL with COPY); the inventory and the CA store write their SQL over it.
+// PostgreSQL with COPY, and the test kit's throw-away schemas); the inventory and the CA store write their
+// SQL over it.
 func TestSQLDriversInOnePlace(t *testing.T) {
-	allowed := own("internal/sqldb", "bench")
+	allowed := own("internal/sqldb", "bench", "fixtures/fixturestest/testdb")
 	for path, p := range goList(t) {
 		if slices.ContainsFunc(allowed, func(a string) bool { return matches(path, a) }) {
 			continue
