@@ -293,7 +293,7 @@ func ekTemplateFromNV(tpm transport.TPM, alg EKAlg) (tpm2.TPMTPublic, error) {
 	case err != nil:
 		return t, fmt.Errorf("reading EK template at NV %#x: %w", tmplIdx, err)
 	default:
-		custom, err := tpm2.Unmarshal[tpm2.TPMTPublic](raw)
+		custom, err := DecodePublic(raw)
 		if err != nil {
 			return t, fmt.Errorf("parsing EK template at NV %#x: %w", tmplIdx, err)
 		}

@@ -3,8 +3,6 @@ package reports
 import (
 	"bufio"
 	"bytes"
-	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
@@ -700,33 +698,4 @@ func checkSerial(s string) error {
 		return errors.New("serial starts or ends with a space")
 	}
 	return nil
-}
-
-// certPublicKey finds the SubjectPublicKeyInfo in a DER certificate without the rest of x509's checks
-// (EK certificates carry negative serials and critical extensions Go refuses), and parses the key.
-func certPublicKey(der []byte) (any, error) {
-	var cert, tbs asn1.RawValue
-	if rest, err := asn1.Unmarshal(der, &cert); err != nil || len(rest) != 0 || cert.Tag != asn1.TagSequence || !cert.IsCompound {
-		return nil, errors.New("not one DER certificate (normalise NV padding and headers first)")
-	}
-	if _, err := asn1.Unmarshal(cert.Bytes, &tbs); err != nil || tbs.Tag != asn1.TagSequence {
-		return nil, errors.New("no TBSCertificate")
-	}
-	rest := tbs.Bytes
-	var field asn1.RawValue
-	// version [0] (optional), serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
-	for i := 0; i < 7; i++ {
-		var err error
-		if rest, err = asn1.Unmarshal(rest, &field); err != nil {
-			return nil, errors.New("TBSCertificate is truncated")
-		}
-		if i == 0 && !(field.Class == asn1.ClassContextSpecific && field.Tag == 0) {
-			i++ // no version field: this was the serial
-		}
-	}
-	pub, err := x509.ParsePKIXPublicKey(field.FullBytes)
-	if err != nil {
-		return nil, fmt.Errorf("subject public key: %v", err)
-	}
-	return pub, nil
 }

@@ -120,7 +120,7 @@ func checkEKListEntry(e *EKListEntry) (*StoredEKListEntry, error) {
 		if err != nil {
 			return nil, errors.New(err.(*provisioning.Error).Message)
 		}
-		key, err := publicKey(pub)
+		key, err := publicKey(e.EKPublic)
 		if err != nil {
 			return nil, fmt.Errorf("ek_public: %v", err)
 		}

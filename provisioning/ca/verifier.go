@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
@@ -84,15 +85,14 @@ func (v *Verifier) internal(what string, err error) error {
 	return provisioning.Errorf(provisioning.CodeInternal, "CA failed %s; retry later or contact the CA operator", what)
 }
 
-// EKPublicSHA256 identifies an EK: SHA-256 over the DER SubjectPublicKeyInfo of its public key (RFC 5280
-// 4.1.2.7) as x509.MarshalPKIXPublicKey encodes it (RSA with NULL parameters, ECC as a named curve with an
-// uncompressed point). Enrollments and EK lists are keyed by it.
+// EKPublicSHA256 identifies an EK: tpmwire.KeyIdentity, SHA-256 over the DER SubjectPublicKeyInfo of its
+// public key (RFC 5280 4.1.2.7), the identity the inventory, reports and EK lists show. Enrollments and EK
+// lists are keyed by it.
 func EKPublicSHA256(pub any) ([]byte, error) {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
+	sum, err := tpmwire.KeyIdentity(pub)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(spki)
 	return sum[:], nil
 }
 
@@ -185,7 +185,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkIAK(iakPub, ekPub); err != nil {
+	if _, err := checkIAK(iakPub, req.IAKPublic, ekPub); err != nil {
 		return nil, err
 	}
 	// 9.
@@ -193,7 +193,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkIDevID(idevidPub); err != nil {
+	if _, err := checkIDevID(idevidPub, req.IDevIDPublic); err != nil {
 		return nil, err
 	}
 
@@ -382,7 +382,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("reading the stored IAK public", err)
 	}
-	iakKey, err := checkIAK(iakPub, ekPub)
+	iakKey, err := checkIAK(iakPub, ch.IAKPublic, ekPub)
 	if err != nil {
 		return nil, v.internal("checking the stored IAK public", err)
 	}
@@ -390,7 +390,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("reading the stored IDevID public", err)
 	}
-	idevidKey, err := checkIDevID(idevidPub)
+	idevidKey, err := checkIDevID(idevidPub, ch.IDevIDPublic)
 	if err != nil {
 		return nil, v.internal("checking the stored IDevID public", err)
 	}
@@ -603,19 +603,17 @@ func checkActivateFields(req *provisioning.ActivateRequest) error {
 // certified for (IAK and IDevID are deterministic primaries, so a station resuming after a crash presents
 // the same keys). Anything else still needs an explicit rework.
 func (v *Verifier) resumable(ctx context.Context, ekHash []byte, req *provisioning.EnrollRequest) bool {
-	iakPub, err := parsePublic("iak_public", req.IAKPublic)
+	if _, err := parsePublic("iak_public", req.IAKPublic); err != nil {
+		return false
+	}
+	if _, err := parsePublic("idevid_public", req.IDevIDPublic); err != nil {
+		return false
+	}
+	iak, err := publicKey(req.IAKPublic)
 	if err != nil {
 		return false
 	}
-	idevidPub, err := parsePublic("idevid_public", req.IDevIDPublic)
-	if err != nil {
-		return false
-	}
-	iak, err := publicKey(iakPub)
-	if err != nil {
-		return false
-	}
-	idevid, err := publicKey(idevidPub)
+	idevid, err := publicKey(req.IDevIDPublic)
 	if err != nil {
 		return false
 	}
