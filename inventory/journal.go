@@ -260,7 +260,11 @@ func OpEK(ekCert, ekPublic []byte) Op {
 			return nil
 		},
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
-			if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
+			got, err := EKPubHash(ekPublic)
+			if err != nil {
+				return fmt.Errorf("%w: EK public key: %v", ErrInvalid, err)
+			}
+			if got != b.EKPubSHA256.String {
 				return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
 					short(got), short(b.EKPubSHA256.String))
 			}

@@ -109,6 +109,11 @@ func (s *Store) applyMigration(ctx context.Context, conn *sql.Conn, m migration)
 	if _, err := tx.ExecContext(ctx, s.d.schema.Replace(m.sql)); err != nil {
 		return err
 	}
+	if step := migrationSteps[m.version]; step != nil {
+		if err := step(ctx, s, tx); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, s.q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
 		m.version, m.name, s.nowNano()); err != nil {
 		return err

@@ -1,11 +1,11 @@
 package inventory
 
 import (
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/tpmwire"
 )
 
 // BoardState is where a board stands.
@@ -46,12 +46,12 @@ const (
 	PhaseFailed  = "failed"
 )
 
-// EKPubHash is the inventory's EK identity: the lowercase hex SHA-256 of the EK public bytes exactly as
-// passed to SetBoardEK.
-func EKPubHash(ekPublic []byte) string {
-	sum := sha256.Sum256(ekPublic)
-	return hex.EncodeToString(sum[:])
-}
+// EKPubHash is the inventory's EK identity (column ek_pub_sha256), the one tpmline shows and exchanges
+// everywhere: tpmwire.EKIdentity, the lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of the key in
+// ekPublic, a marshalled TPMT_PUBLIC as passed to SetBoardEK. It is what `openssl pkey -pubin -outform DER
+// | sha256sum` prints for the EK, and what EK lists and reports carry. Until migration 0002 the column
+// held SHA-256 of the TPMT_PUBLIC bytes instead (see ekidentity.go).
+func EKPubHash(ekPublic []byte) (string, error) { return tpmwire.EKIdentity(ekPublic) }
 
 // NewBatch is what OpenBatch needs.
 type NewBatch struct {

@@ -363,7 +363,10 @@ func (r *run) provision() *Failure {
 	}); f != nil {
 		return f
 	}
-	ekHash := inventory.EKPubHash(r.ek.PublicBytes)
+	ekHash, err := inventory.EKPubHash(r.ek.PublicBytes)
+	if err != nil {
+		return fail(ReasonEKMismatch, "set the board aside for QA: its TPM's EK public key is unusable", err, "EK public key: %v", err)
+	}
 	r.out.EKPubSHA256 = ekHash
 
 	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints. It runs while
