@@ -2,7 +2,6 @@ package reports
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
@@ -12,6 +11,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/tpmline/tpmline/provisioning"
 )
 
 // EKListFormat is the format version every EK list file starts with (docs/ek-list.md).
@@ -21,7 +22,6 @@ const EKListFormat = "tpmline-ek-list/1"
 // package writes is never refused for its size.
 const (
 	MaxEKListEntries  = 1_000_000
-	maxSerialLen      = 64
 	maxTPMStringLen   = 64
 	maxBatchLen       = 128
 	maxProductLen     = 64
@@ -678,24 +678,6 @@ func checkEKListEntry(e *EKListEntry, fromCSV bool) error {
 	return nil
 }
 
-// checkSerial applies the upstream CA's serial rule (ca.CheckSerial): an X.520 PrintableString, as the
-// serial goes into certificate subjects.
-func checkSerial(s string) error {
-	if s == "" {
-		return errors.New("serial is missing")
-	}
-	if len(s) > maxSerialLen {
-		return fmt.Errorf("serial is %d bytes, over the %d-byte bound", len(s), maxSerialLen)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || bytes.IndexByte([]byte(" '()+,-./:=?"), c) >= 0
-		if !ok {
-			return fmt.Errorf("serial has character %q at offset %d; allowed are letters, digits, space and '()+,-./:=?", c, i)
-		}
-	}
-	if s[0] == ' ' || s[len(s)-1] == ' ' {
-		return errors.New("serial starts or ends with a space")
-	}
-	return nil
-}
+// checkSerial applies the upstream CA's serial rule, provisioning.CheckSerial: an X.520 PrintableString,
+// as the serial goes into certificate subjects.
+func checkSerial(s string) error { return provisioning.CheckSerial(s) }

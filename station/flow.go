@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 )
@@ -590,7 +591,7 @@ func certForKey(der []byte, k *provisioning.Key) bool {
 	if err != nil {
 		return false
 	}
-	want, err := tpm2.Pub(k.Public)
+	want, err := tpmwire.PublicKey(k.PublicBytes)
 	if err != nil {
 		return false
 	}

@@ -33,7 +33,9 @@ func TestEKIdentityIsWhatOpenSSLPrints(t *testing.T) {
 	}
 	ca := startUpstreamCA(t, roots)
 	g := append([]string{"--db", "sqlite://" + filepath.Join(dir, "inventory.db"), "--station-id", "st1"}, ca.flags...)
-	run := func(args ...string) string { return mustRun(t, "station", append(append([]string{}, g...), args...)...) }
+	run := func(args ...string) string {
+		return mustRun(t, "station", append(append([]string{}, g...), args...)...)
+	}
 	run("batch", "open", "--id", "ID1", "--quantity", "1")
 	addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "701")
 	if err != nil {

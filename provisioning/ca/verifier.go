@@ -480,37 +480,8 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 
 // Field syntax.
 
-// printableString is the X.520 PrintableString set (ITU-T X.680 41.4): what a subject serialNumber may hold.
-func printableString(r byte) bool {
-	switch {
-	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
-		return true
-	}
-	switch r {
-	case ' ', '\'', '(', ')', '+', ',', '-', '.', '/', ':', '=', '?':
-		return true
-	}
-	return false
-}
-
-// CheckSerial enforces the board serial syntax (see Enroll, check 3).
-func CheckSerial(s string) error {
-	if s == "" {
-		return errors.New("serial is missing")
-	}
-	if len(s) > provisioning.MaxSerialLen {
-		return fmt.Errorf("serial is %d characters, over the %d-character bound", len(s), provisioning.MaxSerialLen)
-	}
-	for i := 0; i < len(s); i++ {
-		if !printableString(s[i]) {
-			return fmt.Errorf("serial has character %q at offset %d; allowed are letters, digits, space and '()+,-./:=?", s[i], i)
-		}
-	}
-	if s[0] == ' ' || s[len(s)-1] == ' ' {
-		return errors.New("serial starts or ends with a space")
-	}
-	return nil
-}
+// CheckSerial enforces the board serial syntax (see Enroll, check 3): provisioning.CheckSerial, the one rule.
+func CheckSerial(s string) error { return provisioning.CheckSerial(s) }
 
 // checkText allows printable ASCII (0x20..0x7e) up to max bytes.
 func checkText(field, s string, max int, required bool) error {
