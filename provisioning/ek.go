@@ -356,7 +356,7 @@ func CheckEKMatchesCert(cert []byte, ek *tpm2.TPMTPublic) error {
 	if ek == nil {
 		return errors.New("checking EK against its certificate: no EK public area")
 	}
-	key, err := ekcert.PublicKey(cert)
+	key, _, err := ekcert.PublicKey(cert)
 	if err != nil {
 		return fmt.Errorf("EK certificate: %w", err)
 	}

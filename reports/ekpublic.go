@@ -26,8 +26,9 @@ func parseTPMTPublic(b []byte) (crypto.PublicKey, error) { return tpmwire.Public
 // negative serials and critical extensions Go's x509 refuses). An EK list carries bare DER: the NV forms
 // ekcert tolerates are the exporter's to remove.
 func certPublicKey(der []byte) (crypto.PublicKey, error) {
-	if _, applied, err := ekcert.Normalise(der); err != nil || len(applied) != 0 {
+	key, applied, err := ekcert.PublicKey(der)
+	if len(applied) != 0 {
 		return nil, errors.New("not one DER certificate (normalise NV padding and headers first)")
 	}
-	return ekcert.PublicKey(der)
+	return key, err
 }

@@ -78,7 +78,7 @@ func FuzzParse(f *testing.F) {
 func FuzzPublicKey(f *testing.F) {
 	seedAll(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		k, err := PublicKey(raw)
+		k, _, err := PublicKey(raw)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("PublicKey error %v does not wrap ErrInvalid", err)

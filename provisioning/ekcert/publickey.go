@@ -15,33 +15,45 @@ import (
 // of its TPM's EK against the certificate, the reports' EK lists. It normalises raw with Normalise (the same
 // quirks, and only those, that Parse and the CA tolerate), reads the TBSCertificate with encoding/asn1 up
 // to its subjectPublicKeyInfo (RFC 5280 4.1) and parses that. Keys other than RSA and ECDSA are refused.
-// Every error wraps ErrInvalid.
-func PublicKey(raw []byte) (crypto.PublicKey, error) {
-	der, _, err := Normalise(raw)
+// It also reports what Normalise removed. Every error wraps ErrInvalid.
+func PublicKey(raw []byte) (crypto.PublicKey, []Normalisation, error) {
+	der, applied, err := Normalise(raw)
 	if err != nil {
-		return nil, err
+		return nil, applied, err
 	}
-	var cert struct {
-		TBS struct {
-			Version   int `asn1:"optional,explicit,default:0,tag:0"`
-			Serial    asn1.RawValue
-			SigAlg    asn1.RawValue
-			Issuer    asn1.RawValue
-			Validity  asn1.RawValue
-			Subject   asn1.RawValue
-			PublicKey asn1.RawValue
-			// Unique IDs and extensions follow; encoding/asn1 ignores elements past the last field.
-		}
-		SigAlg    asn1.RawValue
-		Signature asn1.BitString
-	}
-	rest, err := asn1.Unmarshal(der, &cert)
-	if err != nil || len(rest) != 0 {
+	key, err := spkiKey(der)
+	return key, applied, err
+}
+
+// spkiKey reads the subject public key of one DER certificate.
+func spkiKey(der []byte) (crypto.PublicKey, error) {
+	// Element by element into RawValues: a struct with tags costs encoding/asn1 reflection per field, and
+	// EK lists read a hundred thousand of these.
+	var cert, tbs, field asn1.RawValue
+	if rest, err := asn1.Unmarshal(der, &cert); err != nil || len(rest) != 0 || !isSequence(cert) {
 		return nil, fmt.Errorf("%w: not an X.509 certificate: %v", ErrInvalid, err)
 	}
-	key, err := x509.ParsePKIXPublicKey(cert.TBS.PublicKey.FullBytes)
+	if _, err := asn1.Unmarshal(cert.Bytes, &tbs); err != nil || !isSequence(tbs) {
+		return nil, fmt.Errorf("%w: no TBSCertificate: %v", ErrInvalid, err)
+	}
+	// RFC 5280 4.1: version [0] EXPLICIT (optional), serialNumber, signature, issuer, validity, subject,
+	// subjectPublicKeyInfo.
+	rest := tbs.Bytes
+	for i := 0; i < 7; i++ {
+		var err error
+		if rest, err = asn1.Unmarshal(rest, &field); err != nil {
+			return nil, fmt.Errorf("%w: TBSCertificate is truncated: %v", ErrInvalid, err)
+		}
+		if i == 0 && !(field.Class == asn1.ClassContextSpecific && field.Tag == 0) {
+			i++ // no version: this was the serial number
+		}
+	}
+	if !isSequence(field) {
+		return nil, fmt.Errorf("%w: subjectPublicKeyInfo is not a SEQUENCE", ErrInvalid)
+	}
+	key, err := x509.ParsePKIXPublicKey(field.FullBytes)
 	if err != nil {
-		if alg, aerr := spkiAlgorithm(cert.TBS.PublicKey.FullBytes); aerr == nil && alg.Equal(oidRSAESOAEP) {
+		if alg, aerr := spkiAlgorithm(field.FullBytes); aerr == nil && alg.Equal(oidRSAESOAEP) {
 			return nil, fmt.Errorf("%w: %w: its key is RSAES-OAEP (TCPA)", ErrInvalid, ErrTPM12)
 		}
 		return nil, fmt.Errorf("%w: subject public key: %v", ErrInvalid, err)
@@ -51,4 +63,8 @@ func PublicKey(raw []byte) (crypto.PublicKey, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("%w: EK key is %T, neither RSA nor ECC", ErrInvalid, key)
+}
+
+func isSequence(v asn1.RawValue) bool {
+	return v.Class == asn1.ClassUniversal && v.Tag == asn1.TagSequence && v.IsCompound
 }
