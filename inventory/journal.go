@@ -314,10 +314,10 @@ func OpKey(k Key) Op {
 				b.ID, b.Attempt, string(k.Kind), k.Public, int64(k.Handle), k.Name, now); err != nil {
 				return err
 			}
-			pub := sha256.Sum256(k.Public)
+			tpmtPub := sha256.Sum256(k.Public) // of the TPMT_PUBLIC bytes, not a key identity (EKPubHash is one)
 			return s.appendEventTx(ctx, tx, boardEvent(b, EventKeySaved, map[string]any{"kind": string(k.Kind),
 				"handle": fmt.Sprintf("%#x", k.Handle), "name": hex.EncodeToString(k.Name),
-				"public_sha256": hex.EncodeToString(pub[:])}))
+				"tpmt_public_sha256": hex.EncodeToString(tpmtPub[:])}))
 		}}
 }
 
