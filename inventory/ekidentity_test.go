@@ -75,3 +75,39 @@ func TestMigrationRecomputesEKIdentities(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenMigratesOldEKIdentities: an inventory written before migration 0002 (identities are SHA-256 of
+// the TPMT_PUBLIC bytes) opened by this build keys its boards by the SPKI identity; a board claimed but
+// never given its EK loses its old identity, and the old identity finds nothing any more.
+func TestOpenMigratesOldEKIdentities(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *Store, dbURL string) {
+		ctx := context.Background()
+		mustOpenBatch(t, s, "B1", "st1", 10)
+		old := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO boards (serial, ek_pub_sha256, batch, state, ek_public, station, slot, attempt, rework_count,
+				created_at, updated_at) VALUES ('OLD1', ?, 'B1', 'provisioned', ?, 'st1', 0, 1, 0, 1, 1)`, []any{old(ekPublic(1)), ekPublic(1)}},
+			{`INSERT INTO boards (serial, ek_pub_sha256, batch, state, station, slot, attempt, rework_count,
+				created_at, updated_at) VALUES ('OLD2', ?, 'B1', 'in_progress', 'st1', 1, 1, 0, 1, 1)`, []any{old(ekPublic(2))}},
+			{"DELETE FROM schema_migrations WHERE version = 2", nil},
+		} {
+			if _, err := s.w.ExecContext(ctx, s.q(q.sql), q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		s2 := openStore(t, dbURL)
+		if b, err := s2.GetBoardByEKHash(ctx, ekHash(1)); err != nil || b.Serial != "OLD1" {
+			t.Fatalf("by the SPKI identity after the migration: %v, %v", b, err)
+		}
+		if _, err := s2.GetBoardByEKHash(ctx, old(ekPublic(1))); err == nil {
+			t.Fatal("the TPMT_PUBLIC hash still finds the board")
+		}
+		if b, err := s2.GetBoardBySerial(ctx, "OLD2"); err != nil || b.EKPubSHA256 != "" {
+			t.Fatalf("board without a recorded EK: %+v, %v; want its identity cleared", b, err)
+		}
+	})
+}
