@@ -16,6 +16,8 @@ package provisioning
 import (
 	"fmt"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/tpmwire"
 )
 
 // ProtocolVersion is carried in every request; the CA refuses versions it does not speak.
@@ -42,9 +44,9 @@ const MaxEKListRequestBytes = 32 << 20
 const (
 	MaxCertBytes     = 4096 // one DER certificate as read from NV, padding included
 	MaxChainCerts    = 8
-	MaxPublicBytes   = 1024 // a marshalled TPMT_PUBLIC (RSA-4096 is ~600 bytes)
-	MaxAttestBytes   = 1024 // a marshalled TPMS_ATTEST
-	MaxSigBytes      = 1024 // a marshalled TPMT_SIGNATURE
+	MaxPublicBytes   = tpmwire.MaxPublicBytes // a marshalled TPMT_PUBLIC (RSA-4096 is ~600 bytes)
+	MaxAttestBytes   = 1024                   // a marshalled TPMS_ATTEST
+	MaxSigBytes      = 1024                   // a marshalled TPMT_SIGNATURE
 	MaxSerialLen     = 64
 	MaxProductLen    = 64
 	MaxTPMStringLen  = 64
