@@ -109,7 +109,7 @@ func EKPublicSHA256(pub any) ([]byte, error) {
 //     2.23.133.8.1 (ek_not_ek), and chains to a configured TPM vendor root through the CA's intermediates
 //     and the presented ek_chain (ek_untrusted): ekcert.Verifier.
 //  5. ek_public is exactly one TPMT_PUBLIC (bad_request), a fixedTPM restricted decryption key, and holds the
-//     certificate's key (ek_mismatch): ekcert.MatchPublic.
+//     certificate's key (ek_mismatch): ekcert.MatchPublicArea.
 //  6. When RequireEKList is set, the EK is on an imported EK list (ek_not_listed); an EK listed under another
 //     serial is refused whether or not lists are required (ek_serial_conflict).
 //  7. The EK is not enrolled under another serial (never allowed); the same EK and serial enroll again only
@@ -150,7 +150,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err := checkEKPublic(ekPub); err != nil {
 		return nil, err
 	}
-	if err := ekcert.MatchPublic(ek.X509, ekPub); err != nil {
+	if err := ekcert.MatchPublicArea(ek.X509, req.EKPublic); err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeEKMismatch, "ek_public is not the key of the EK certificate")
 	}
 	ekHash, err := EKPublicSHA256(ek.X509.PublicKey)

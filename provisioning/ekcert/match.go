@@ -12,11 +12,9 @@ import (
 	"github.com/tpmline/tpmline/internal/tpmwire"
 )
 
-// MatchPublic checks that pub, the EK public area a TPM reported, holds the same key as cert. The public
-// area becomes a Go key by the one conversion, tpmwire.PublicKey (modulus length and exponent, a NIST curve,
-// the point on it; a TPM exponent of 0 means 65537); then for RSA the key size, modulus and exponent must
-// equal the certificate's, for ECC the curve and the point. Any difference, or an unusable public area, is
-// ErrMismatch.
+// MatchPublic checks that pub, the EK public area a TPM reported, holds the same key as cert: it is
+// MatchPublicArea of pub's marshalling. Callers holding the marshalled bytes (the CA) call MatchPublicArea
+// and save go-tpm's reflection.
 func MatchPublic(cert *x509.Certificate, pub *tpm2.TPMTPublic) error {
 	if cert == nil || pub == nil {
 		return fmt.Errorf("%w: certificate or EK public area missing", ErrMismatch)
@@ -24,6 +22,18 @@ func MatchPublic(cert *x509.Certificate, pub *tpm2.TPMTPublic) error {
 	raw, err := marshalPublic(pub)
 	if err != nil {
 		return fmt.Errorf("%w: EK public area: %v", ErrMismatch, err)
+	}
+	return MatchPublicArea(cert, raw)
+}
+
+// MatchPublicArea checks that raw, a marshalled TPMT_PUBLIC of an EK, holds the same key as cert. The
+// public area becomes a Go key by the one conversion, tpmwire.PublicKey (modulus length and exponent, a
+// NIST curve, the point on it; a TPM exponent of 0 means 65537); then for RSA the key size, modulus and
+// exponent must equal the certificate's, for ECC the curve and the point. Any difference, or an unusable
+// public area, is ErrMismatch.
+func MatchPublicArea(cert *x509.Certificate, raw []byte) error {
+	if cert == nil {
+		return fmt.Errorf("%w: certificate missing", ErrMismatch)
 	}
 	ek, err := tpmwire.PublicKey(raw)
 	if err != nil {
