@@ -129,7 +129,7 @@ func TestBatchLifecycle(t *testing.T) {
 func provision(t testing.TB, s *Store, serial string, i int) {
 	t.Helper()
 	ctx := context.Background()
-	pub := []byte(fmt.Sprintf("ek-public-%d", i))
+	pub := ekPublic(i)
 	if err := s.SetBoardEK(ctx, serial, []byte("ek-cert"), pub); err != nil {
 		t.Fatal(err)
 	}
@@ -292,10 +292,10 @@ func TestBoardRecord(t *testing.T) {
 		if err := s.SetBoardTPMInfo(ctx, "SN1", TPMInfo{Manufacturer: "IFX", Vendor: "SLB9672", Firmware: "26.13"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SetBoardEK(ctx, "SN1", []byte("cert"), []byte("some other key")); !errors.Is(err, ErrInvalid) {
+		if err := s.SetBoardEK(ctx, "SN1", []byte("cert"), ekPublic(2)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("SetBoardEK with a key of another hash = %v, want ErrInvalid", err)
 		}
-		if err := s.SetBoardEK(ctx, "SN1", []byte("ek-cert-der"), []byte("ek-public-1")); err != nil {
+		if err := s.SetBoardEK(ctx, "SN1", []byte("ek-cert-der"), ekPublic(1)); err != nil {
 			t.Fatal(err)
 		}
 		id, err := s.StepStarted(ctx, "SN1", "create_iak")
@@ -364,7 +364,7 @@ func TestBoardRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		if b.State != StateProvisioned || got.State != StateProvisioned || got.TPMManufacturer != "IFX" || got.TPMFirmware != "26.13" ||
-			string(got.EKCert) != "ek-cert-der" || string(got.EKPublic) != "ek-public-1" || got.Slot != 2 || got.CurrentStep != "enroll_round1" {
+			string(got.EKCert) != "ek-cert-der" || string(got.EKPublic) != string(ekPublic(1)) || got.Slot != 2 || got.CurrentStep != "enroll_round1" {
 			t.Errorf("provisioned board = %+v", got)
 		}
 		certs, _ := s.ListCertificates(ctx, "SN1")

@@ -317,7 +317,11 @@ func opEK(ekCert, ekPublic []byte) op {
 			return nil
 		},
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
-			if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
+			got, err := EKPubHash(ekPublic)
+			if err != nil {
+				return fmt.Errorf("%w: EK public key: %v", ErrInvalid, err)
+			}
+			if got != b.EKPubSHA256.String {
 				return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
 					short(got), short(b.EKPubSHA256.String))
 			}
@@ -367,10 +371,10 @@ func opKey(k Key) op {
 				b.ID, b.Attempt, string(k.Kind), k.Public, int64(k.Handle), k.Name, now); err != nil {
 				return err
 			}
-			pub := sha256.Sum256(k.Public)
+			tpmtPub := sha256.Sum256(k.Public) // of the TPMT_PUBLIC bytes, not a key identity (EKPubHash is one)
 			return s.appendEventTx(ctx, tx, boardEvent(b, EventKeySaved, map[string]any{"kind": string(k.Kind),
 				"handle": fmt.Sprintf("%#x", k.Handle), "name": hex.EncodeToString(k.Name),
-				"public_sha256": hex.EncodeToString(pub[:])}))
+				"tpmt_public_sha256": hex.EncodeToString(tpmtPub[:])}))
 		}}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io/fs"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/tpmline/tpmline/internal/sqldb"
 )
 
@@ -15,5 +17,8 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Migrate(ctx, sqldb.Migrations{Owner: "inventory", FS: files, Legacy: "schema_migrations"}, s.now)
+	return s.db.Migrate(ctx, sqldb.Migrations{Owner: "inventory", FS: files, Legacy: "schema_migrations",
+		Steps: map[int]func(context.Context, *sqlx.Tx) error{
+			2: func(ctx context.Context, tx *sqlx.Tx) error { return recomputeEKIdentities(ctx, s, tx.Tx) },
+		}}, s.now)
 }

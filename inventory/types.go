@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/records"
 )
 
@@ -40,8 +41,12 @@ const (
 	PhaseFailed      = records.PhaseFailed
 )
 
-// EKPubHash is records.EKPubHash.
-func EKPubHash(ekPublic []byte) string { return records.EKPubHash(ekPublic) }
+// EKPubHash is the inventory's EK identity (column ek_pub_sha256), the one tpmline shows and exchanges
+// everywhere: tpmwire.EKIdentity, the lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of the key in
+// ekPublic, a marshalled TPMT_PUBLIC as passed to SetBoardEK. It is what `openssl pkey -pubin -outform DER
+// | sha256sum` prints for the EK, and what EK lists and reports carry. Until migration 0002 the column
+// held SHA-256 of the TPMT_PUBLIC bytes instead (see ekidentity.go).
+func EKPubHash(ekPublic []byte) (string, error) { return tpmwire.EKIdentity(ekPublic) }
 
 // span is where a step journaled by tx sits in time: [start, end] in unix nanoseconds of the store's clock.
 func span(o StepOutcome, tx *txn) (start, end int64) {

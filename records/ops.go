@@ -61,7 +61,7 @@ func OpStepRan(step string, o StepOutcome, failed bool) Op {
 // OpTPMInfo records what the board's TPM says about itself.
 func OpTPMInfo(info TPMInfo) Op { return Op{Kind: OpKindTPMInfo, TPMInfo: info} }
 
-// OpEK records the board's EK certificate and EK public (the bytes EKPubHash is taken over).
+// OpEK records the board's EK certificate and EK public (the TPMT_PUBLIC whose key inventory.EKPubHash identifies).
 func OpEK(ekCert, ekPublic []byte) Op { return Op{Kind: OpKindEK, EKCert: ekCert, EKPub: ekPublic} }
 
 // OpKey records a device key created in the board's TPM.

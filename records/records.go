@@ -1,8 +1,6 @@
 package records
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -45,13 +43,6 @@ const (
 	PhaseFailed  = "failed"
 )
 
-// EKPubHash is the inventory's EK identity: the lowercase hex SHA-256 of the EK public bytes exactly as
-// the station records them (OpEK).
-func EKPubHash(ekPublic []byte) string {
-	sum := sha256.Sum256(ekPublic)
-	return hex.EncodeToString(sum[:])
-}
-
 // NewBatch is what opening a batch needs.
 type NewBatch struct {
 	ID        string
@@ -93,7 +84,7 @@ type BatchSummary struct {
 // ClaimRequest asks to provision (or rework) the board Serial whose TPM has the EK EKPubSHA256.
 type ClaimRequest struct {
 	Serial      string
-	EKPubSHA256 string // lowercase hex, see EKPubHash
+	EKPubSHA256 string // lowercase hex SHA-256 of the EK's DER SubjectPublicKeyInfo (inventory.EKPubHash)
 	Batch       string
 	Station     string
 	Slot        int

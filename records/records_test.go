@@ -34,13 +34,6 @@ func TestTypedErrorsUnwrapToTheirSentinels(t *testing.T) {
 	}
 }
 
-func TestEKPubHash(t *testing.T) {
-	// SHA-256 of "abc" (FIPS 180-2, appendix B.1).
-	if got := EKPubHash([]byte("abc")); got != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
-		t.Fatalf("EKPubHash(abc) = %s", got)
-	}
-}
-
 func TestOpsCarryTheirKind(t *testing.T) {
 	o := StepOutcome{Detail: "d"}
 	for _, c := range []struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
 )
@@ -368,7 +369,10 @@ func (r *run) provision() *Failure {
 	}); f != nil {
 		return f
 	}
-	ekHash := records.EKPubHash(r.ek.PublicBytes)
+	ekHash, err := tpmwire.EKIdentity(r.ek.PublicBytes)
+	if err != nil {
+		return fail(ReasonEKMismatch, "set the board aside for QA: its TPM's EK public key is unusable", err, "EK public key: %v", err)
+	}
 	r.out.EKPubSHA256 = ekHash
 
 	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints. It runs while
@@ -592,7 +596,7 @@ func certForKey(der []byte, k *provisioning.Key) bool {
 	if err != nil {
 		return false
 	}
-	want, err := tpm2.Pub(k.Public)
+	want, err := tpmwire.PublicKey(k.PublicBytes)
 	if err != nil {
 		return false
 	}

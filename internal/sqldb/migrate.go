@@ -25,6 +25,9 @@ type Migrations struct {
 	Legacy string
 	// LegacyUnit is the unit of the legacy table's applied_at (time.Nanosecond, time.Millisecond).
 	LegacyUnit time.Duration
+	// Steps are Go work a migration needs after its SQL (a value recomputed from stored bytes), run in the
+	// same transaction, keyed by version.
+	Steps map[int]func(ctx context.Context, tx *sqlx.Tx) error
 }
 
 type migration struct {
@@ -141,6 +144,11 @@ func (db *DB) Migrate(ctx context.Context, m Migrations, now func() time.Time) e
 			}
 			if _, err := tx.ExecContext(ctx, db.schema.Replace(mg.sql)); err != nil {
 				return fmt.Errorf("migration %s: %w", mg.name, err)
+			}
+			if step := m.Steps[mg.version]; step != nil {
+				if err := step(ctx, tx); err != nil {
+					return fmt.Errorf("migration %s: %w", mg.name, err)
+				}
 			}
 			if _, err := tx.ExecContext(ctx, db.Rebind("INSERT INTO schema_migrations (owner, version, name, applied_at) VALUES (?, ?, ?, ?)"),
 				m.Owner, mg.version, mg.name, now().UTC().UnixNano()); err != nil {

@@ -137,8 +137,8 @@ func FuzzParsePublic(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkIAK(p, p)
-		checkIDevID(p)
+		checkIAK(p, b, p)
+		checkIDevID(p, b)
 		checkEKPublic(p)
 		// The Name from the raw bytes is the Name go-tpm computes by marshalling again.
 		if n, err := objectName(p, b); err == nil {
@@ -147,7 +147,7 @@ func FuzzParsePublic(f *testing.F) {
 				t.Fatalf("Name %x, go-tpm %x (%v)", n, want.Buffer, err)
 			}
 		}
-		publicKey(p)
+		publicKey(b)
 	})
 }
 

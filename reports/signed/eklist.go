@@ -2,9 +2,6 @@ package signed
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
@@ -14,6 +11,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/tpmline/tpmline/provisioning"
 )
 
 // EKListFormat is the format version every EK list file starts with (docs/ek-list.md).
@@ -23,7 +22,6 @@ const EKListFormat = "tpmline-ek-list/1"
 // package writes is never refused for its size.
 const (
 	MaxEKListEntries  = 1_000_000
-	maxSerialLen      = 64
 	maxTPMStringLen   = 64
 	maxBatchLen       = 128
 	maxProductLen     = 64
@@ -684,53 +682,6 @@ func checkEKListEntry(e *EKListEntry, fromCSV bool) error {
 	return nil
 }
 
-// checkSerial applies the upstream CA's serial rule (ca.CheckSerial): an X.520 PrintableString, as the
-// serial goes into certificate subjects.
-func checkSerial(s string) error {
-	if s == "" {
-		return errors.New("serial is missing")
-	}
-	if len(s) > maxSerialLen {
-		return fmt.Errorf("serial is %d bytes, over the %d-byte bound", len(s), maxSerialLen)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || bytes.IndexByte([]byte(" '()+,-./:=?"), c) >= 0
-		if !ok {
-			return fmt.Errorf("serial has character %q at offset %d; allowed are letters, digits, space and '()+,-./:=?", c, i)
-		}
-	}
-	if s[0] == ' ' || s[len(s)-1] == ' ' {
-		return errors.New("serial starts or ends with a space")
-	}
-	return nil
-}
-
-// certPublicKey finds the SubjectPublicKeyInfo in a DER certificate without the rest of x509's checks
-// (EK certificates carry negative serials and critical extensions Go refuses), and parses the key.
-func certPublicKey(der []byte) (any, error) {
-	var cert, tbs asn1.RawValue
-	if rest, err := asn1.Unmarshal(der, &cert); err != nil || len(rest) != 0 || cert.Tag != asn1.TagSequence || !cert.IsCompound {
-		return nil, errors.New("not one DER certificate (normalise NV padding and headers first)")
-	}
-	if _, err := asn1.Unmarshal(cert.Bytes, &tbs); err != nil || tbs.Tag != asn1.TagSequence {
-		return nil, errors.New("no TBSCertificate")
-	}
-	rest := tbs.Bytes
-	var field asn1.RawValue
-	// version [0] (optional), serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
-	for i := 0; i < 7; i++ {
-		var err error
-		if rest, err = asn1.Unmarshal(rest, &field); err != nil {
-			return nil, errors.New("TBSCertificate is truncated")
-		}
-		if i == 0 && !(field.Class == asn1.ClassContextSpecific && field.Tag == 0) {
-			i++ // no version field: this was the serial
-		}
-	}
-	pub, err := x509.ParsePKIXPublicKey(field.FullBytes)
-	if err != nil {
-		return nil, fmt.Errorf("subject public key: %v", err)
-	}
-	return pub, nil
-}
+// checkSerial applies the upstream CA's serial rule, provisioning.CheckSerial: an X.520 PrintableString,
+// as the serial goes into certificate subjects.
+func checkSerial(s string) error { return provisioning.CheckSerial(s) }

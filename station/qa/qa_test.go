@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,7 +82,7 @@ func qaInventory(t *testing.T) (*inventory.Store, *x509.Certificate) {
 	tmpl.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
 		X: tpm2.TPM2BECCParameter{Buffer: raw[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: raw[33:]}})
 	ekPub := tpm2.Marshal(tmpl)
-	if _, err := inv.ClaimBoard(ctx, records.ClaimRequest{Serial: "SN-1", EKPubSHA256: records.EKPubHash(ekPub), Batch: "B1",
+	if _, err := inv.ClaimBoard(ctx, records.ClaimRequest{Serial: "SN-1", EKPubSHA256: ekIdentity(t, ekPub), Batch: "B1",
 		Station: "st1", Slot: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func qaInventory(t *testing.T) (*inventory.Store, *x509.Certificate) {
 	if err := inv.Journal(ctx, "SN-1", append(ops, records.OpProvisioned())...); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inv.ClaimBoard(ctx, records.ClaimRequest{Serial: "SN-2", EKPubSHA256: records.EKPubHash([]byte("SN-2's EK")),
+	if _, err := inv.ClaimBoard(ctx, records.ClaimRequest{Serial: "SN-2", EKPubSHA256: strings.Repeat("5e", 32), // SN-2 fails before its EK is read back
 		Batch: "B1", Station: "st1", Slot: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -241,3 +242,13 @@ func TestPushNothingToList(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// ekIdentity is the inventory's EK identity of a marshalled TPMT_PUBLIC.
+func ekIdentity(t *testing.T, tpmtPublic []byte) string {
+	t.Helper()
+	h, err := inventory.EKPubHash(tpmtPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

@@ -1,4 +1,4 @@
-package ca
+package provisioning
 
 import (
 	"bytes"
@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
-
-	"github.com/tpmline/tpmline/provisioning"
 )
 
 // decoderSeeds are the structures boards submit: every EK, IAK and IDevID template tpmline uses, with a
@@ -23,15 +21,15 @@ func decoderSeeds(t testing.TB) (publics, attests, sigs [][]byte) {
 		}
 		return tpm2.Marshal(pub)
 	}
-	for _, alg := range []provisioning.EKAlg{provisioning.EKRSA2048, provisioning.EKP256} {
-		tmpl, err := provisioning.EKTemplate(alg)
+	for _, alg := range []EKAlg{EKRSA2048, EKP256} {
+		tmpl, err := EKTemplate(alg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		publics = append(publics, tpm2.Marshal(tmpl), fill(tmpl))
 	}
-	for _, alg := range []provisioning.KeyAlg{provisioning.KeyRSA2048, provisioning.KeyP256, provisioning.KeyP384} {
-		for _, mk := range []func(provisioning.KeyAlg) (tpm2.TPMTPublic, error){provisioning.IAKTemplate, provisioning.IDevIDTemplate} {
+	for _, alg := range []KeyAlg{KeyRSA2048, KeyP256, KeyP384} {
+		for _, mk := range []func(KeyAlg) (tpm2.TPMTPublic, error){IAKTemplate, IDevIDTemplate} {
 			tmpl, err := mk(alg)
 			if err != nil {
 				t.Fatal(err)
@@ -39,10 +37,29 @@ func decoderSeeds(t testing.TB) (publics, attests, sigs [][]byte) {
 			publics = append(publics, tpm2.Marshal(tmpl), fill(tmpl))
 		}
 	}
-	_, attest, sig := fuzzIAK(t)
+	attest, sig := certifySeed()
 	rsaSig := tpm2.Marshal(tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSASSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSASSA,
 		&tpm2.TPMSSignatureRSA{Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: make([]byte, 256)}})})
 	return publics, [][]byte{attest}, [][]byte{sig, rsaSig}
+}
+
+// certifySeed is a TPM2_Certify attestation and an ECDSA P-256 signature shaped as a TPM produces them:
+// SHA-256 Names, a 32-byte nonce, coordinates of full length.
+func certifySeed() (attest, sig []byte) {
+	name := func(b byte) tpm2.TPM2BName {
+		return tpm2.TPM2BName{Buffer: append([]byte{0x00, 0x0b}, bytes.Repeat([]byte{b}, 32)...)}
+	}
+	attest = tpm2.Marshal(tpm2.TPMSAttest{
+		Magic: tpm2.TPMGeneratedValue, Type: tpm2.TPMSTAttestCertify,
+		QualifiedSigner: name(1), ExtraData: tpm2.TPM2BData{Buffer: bytes.Repeat([]byte{2}, 32)},
+		ClockInfo:       tpm2.TPMSClockInfo{Clock: 123456, ResetCount: 1, RestartCount: 2, Safe: true},
+		FirmwareVersion: 0x2019_0815_0000_0001,
+		Attested:        tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify, &tpm2.TPMSCertifyInfo{Name: name(3), QualifiedName: name(4)}),
+	})
+	sig = tpm2.Marshal(tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA,
+		&tpm2.TPMSSignatureECC{Hash: tpm2.TPMAlgSHA256, SignatureR: tpm2.TPM2BECCParameter{Buffer: bytes.Repeat([]byte{5}, 32)},
+			SignatureS: tpm2.TPM2BECCParameter{Buffer: bytes.Repeat([]byte{6}, 32)}})})
+	return attest, sig
 }
 
 // clearSymDetails empties the details union of an AES symmetric definition: TPMS_EMPTY on the wire, which
@@ -104,7 +121,7 @@ func FuzzTPMDecodersMatchGoTPM(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0, 0x23})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > provisioning.MaxPublicBytes+provisioning.MaxAttestBytes {
+		if len(b) > MaxPublicBytes+MaxAttestBytes {
 			return
 		}
 		checkDecoders(t, b)

@@ -1,4 +1,4 @@
-package ca
+package provisioning
 
 import (
 	"github.com/google/go-tpm/tpm2"
@@ -7,9 +7,10 @@ import (
 )
 
 // Direct decoders for the three TPM structures every enrollment submits: TPMT_PUBLIC (RSA and ECC keys),
-// TPMS_ATTEST of TPM2_Certify and TPMT_SIGNATURE (RSASSA, RSAPSS, ECDSA). go-tpm decodes by reflection and
-// strictUnmarshal marshals the result again to prove the input canonical; together that was a fifth of the
-// CA's CPU per enrollment.
+// TPMS_ATTEST of TPM2_Certify and TPMT_SIGNATURE (RSASSA, RSAPSS, ECDSA), the fast path of DecodePublic,
+// DecodeAttest and DecodeSignature. go-tpm decodes by reflection and strictUnmarshal marshals the result
+// again to prove the input canonical; together that was a fifth of the CA's CPU per enrollment (and the
+// station's per TPM answer).
 //
 // Each decoder understands only the shapes tpmline's boards produce and reports ok=false for anything else,
 // malformed input included; the caller then takes go-tpm's strict path, which stays the one authority on
