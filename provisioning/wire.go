@@ -10,7 +10,7 @@
 //     internal/tpmwire (PublicKey, KeyIdentity, EKIdentity), free of go-tpm so the inventory can use it;
 //   - an EK certificate's encodings (NV headers, padding, OCTET STRING wrapper) and its public key:
 //     ekcert.Normalise and ekcert.PublicKey;
-//   - the board serial syntax: CheckSerial (serial.go).
+//   - the board serial syntax: records.CheckSerial.
 package provisioning
 
 import (
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/tpmwire"
+	"github.com/tpmline/tpmline/records"
 )
 
 // ProtocolVersion is carried in every request; the CA refuses versions it does not speak.
@@ -47,7 +48,7 @@ const (
 	MaxPublicBytes   = tpmwire.MaxPublicBytes // a marshalled TPMT_PUBLIC (RSA-4096 is ~600 bytes)
 	MaxAttestBytes   = 1024                   // a marshalled TPMS_ATTEST
 	MaxSigBytes      = 1024                   // a marshalled TPMT_SIGNATURE
-	MaxSerialLen     = 64
+	MaxSerialLen     = records.MaxSerialLen
 	MaxProductLen    = 64
 	MaxTPMStringLen  = 64
 	MaxSecretBytes   = 64

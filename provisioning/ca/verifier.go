@@ -26,6 +26,7 @@ import (
 	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/records"
 )
 
 // DefaultChallengeTTL is how long a round-1 challenge may be answered. A TPM needs well under a second for
@@ -480,8 +481,8 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 
 // Field syntax.
 
-// CheckSerial enforces the board serial syntax (see Enroll, check 3): provisioning.CheckSerial, the one rule.
-func CheckSerial(s string) error { return provisioning.CheckSerial(s) }
+// CheckSerial enforces the board serial syntax (see Enroll, check 3): records.CheckSerial, the one rule.
+func CheckSerial(s string) error { return records.CheckSerial(s) }
 
 // checkText allows printable ASCII (0x20..0x7e) up to max bytes.
 func checkText(field, s string, max int, required bool) error {

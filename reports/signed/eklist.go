@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
 )
 
 // EKListFormat is the format version every EK list file starts with (docs/ek-list.md).
@@ -682,6 +682,6 @@ func checkEKListEntry(e *EKListEntry, fromCSV bool) error {
 	return nil
 }
 
-// checkSerial applies the upstream CA's serial rule, provisioning.CheckSerial: an X.520 PrintableString,
+// checkSerial applies the upstream CA's serial rule, records.CheckSerial: an X.520 PrintableString,
 // as the serial goes into certificate subjects.
-func checkSerial(s string) error { return provisioning.CheckSerial(s) }
+func checkSerial(s string) error { return records.CheckSerial(s) }

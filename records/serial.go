@@ -1,9 +1,13 @@
-package provisioning
+package records
 
 import (
 	"errors"
 	"fmt"
 )
+
+// MaxSerialLen bounds a board serial everywhere: the wire (provisioning.MaxSerialLen), the inventory, the
+// certificate subject's serialNumber (X.520 ub-serial-number is 64).
+const MaxSerialLen = 64
 
 // CheckSerial is the one board serial syntax, which the CA enforces on enrollment and EK lists and the
 // station and reports apply before anything leaves them: 1..MaxSerialLen characters of the X.520
