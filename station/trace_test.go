@@ -2,6 +2,8 @@ package station_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -40,7 +42,7 @@ func (t *traceInventory) GetBatch(ctx context.Context, id string) (*records.Batc
 
 func (t *traceInventory) ClaimBoard(ctx context.Context, req records.ClaimRequest) (*records.Board, error) {
 	b, err := t.Inventory.ClaimBoard(ctx, req)
-	t.add(fmt.Sprintf("ClaimBoard rework=%v err=%v", req.Rework, err))
+	t.add(fmt.Sprintf("ClaimBoard rework=%v err=%v", req.Rework, classOf(err)))
 	return b, err
 }
 
@@ -55,17 +57,21 @@ func (t *traceInventory) ListCertificates(ctx context.Context, s string) ([]reco
 }
 
 func (t *traceInventory) MarkStopped(ctx context.Context, s, code, text string) error {
-	t.add("MarkStopped " + code + " " + text)
+	t.add("MarkStopped " + code)
 	return t.Inventory.MarkStopped(ctx, s, code, text)
 }
 
 func (t *traceInventory) MarkFailed(ctx context.Context, s, code, text string) error {
-	t.add("MarkFailed " + code + " " + text)
+	t.add("MarkFailed " + code)
 	return t.Inventory.MarkFailed(ctx, s, code, text)
 }
 
 func (t *traceInventory) AppendEvent(ctx context.Context, e records.Event) (*records.Event, error) {
-	t.add("AppendEvent " + string(e.Kind) + " " + string(e.Payload))
+	var p map[string]any
+	_ = json.Unmarshal(e.Payload, &p)
+	delete(p, "text") // what a person reads; the codes are what the flow decides
+	b, _ := json.Marshal(p)
+	t.add("AppendEvent " + string(e.Kind) + " " + string(b))
 	return t.Inventory.AppendEvent(ctx, e)
 }
 
@@ -76,14 +82,28 @@ func (t *traceInventory) Journal(ctx context.Context, serial string, ops ...reco
 	t.mu.Unlock()
 	var b strings.Builder
 	for _, o := range ops {
-		fmt.Fprintf(&b, "\n  op %d step=%q failed=%v detail=%q key=%q cert=%q", o.Kind, o.Step, o.Failed, o.Outcome.Detail, o.Key.Kind, o.CertKind)
+		code, _, _ := strings.Cut(o.Outcome.Detail, ":")
+		fmt.Fprintf(&b, "\n  op %d step=%q failed=%v code=%q key=%q cert=%q", o.Kind, o.Step, o.Failed, code, o.Key.Kind, o.CertKind)
 	}
 	err := fmt.Errorf("injected journal failure")
 	if !inject {
 		err = t.Inventory.Journal(ctx, serial, ops...)
 	}
-	t.add(fmt.Sprintf("Journal err=%v%s", err, b.String()))
+	t.add(fmt.Sprintf("Journal err=%v%s", err != nil, b.String()))
 	return err
+}
+
+// classOf names an inventory error by its type, not its text.
+func classOf(err error) string {
+	if err == nil {
+		return "nil"
+	}
+	for _, e := range []error{records.ErrAlreadyProvisioned, records.ErrBoardStopped} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return fmt.Sprintf("%T", err)
 }
 
 // failingTPM fails the n-th command sent from now (a board whose TPM stops answering mid-flow).
@@ -100,8 +120,8 @@ func (f failingTPM) Send(cmd []byte) ([]byte, error) {
 	return f.TPMCloser.Send(cmd)
 }
 
-// What varies from run to run without the flow changing: times, certificate sizes (ECDSA signatures), EK
-// hashes in refusal texts.
+// What varies from run to run without the flow changing (times, certificate sizes, EK hashes), should a
+// text slip into the trace.
 var traceNoise = []struct {
 	re   *regexp.Regexp
 	with string
@@ -112,9 +132,9 @@ var traceNoise = []struct {
 }
 
 // TestFlowTrace pins what a board's run does, in order: the events the terminal sees and every inventory
-// call with every journal op, for a board whose TPM fails at each command of the flow in turn (then runs
-// again, and some are reworked, failing and then not), and for boards whose inventory fails at each journal
-// commit in turn (then resume, then are reworked). The golden file was made before station/flow.go was
+// call with every journal op (failures by reason code), for boards whose TPM fails right after each step
+// boundary in turn (then runs again; some are reworked, failing and then not), and for boards whose
+// inventory fails at each journal commit in turn (then resume, then are reworked). The golden file was made before station/flow.go was
 // split into rooms, so the split is checked to have changed none of it. Rewrite it with -update after a
 // deliberate change of the flow.
 func TestFlowTrace(t *testing.T) {
@@ -127,7 +147,9 @@ func TestFlowTrace(t *testing.T) {
 	var (
 		events []string
 		inv    *traceInventory
-		failAt int
+		// failAtFault names a step boundary ("issue:mid"); the TPM fails the first command sent after it.
+		failAtFault string
+		failNext    int
 	)
 	st, store := newStation(t, "sqlite://"+filepath.Join(t.TempDir(), "inv.db"), c, simOpener(m), func(cfg *station.Config) {
 		open := cfg.Open
@@ -136,14 +158,19 @@ func TestFlowTrace(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			return failingTPM{tc, &failAt}, nil
+			return failingTPM{tc, &failNext}, nil
 		}
 		inv = &traceInventory{Inventory: cfg.Inventory}
 		cfg.Inventory = inv
+		cfg.Fault = func(step, phase string) {
+			if step+":"+phase == failAtFault {
+				failNext = 1
+			}
+		}
 		cfg.OnEvent = func(e station.Event) {
 			s := fmt.Sprintf("event %s %s", e.Kind, e.Step)
 			if e.Failure != nil {
-				s += " " + e.Failure.Line()
+				s += " " + e.Failure.Code
 			}
 			events = append(events, s)
 		}
@@ -155,7 +182,7 @@ func TestFlowTrace(t *testing.T) {
 		o := st.Provision(ctx, job)
 		fmt.Fprintf(&trace, "== %s rework=%v: %s already=%v", job.Serial, job.Rework, o.State, o.Already)
 		if o.Failure != nil {
-			fmt.Fprintf(&trace, " %s", o.Failure.Line())
+			fmt.Fprintf(&trace, " %s", o.Failure.Code)
 		}
 		trace.WriteString("\n  steps:")
 		for _, s := range o.Steps {
@@ -164,25 +191,29 @@ func TestFlowTrace(t *testing.T) {
 		// Events and inventory calls apart: the claim and the commit ahead run beside the TPM's steps.
 		fmt.Fprintf(&trace, "\n%s\n%s\n", strings.Join(events, "\n"), strings.Join(inv.log, "\n"))
 	}
-	for n := 1; ; n++ {
-		job := station.Job{Batch: "B1", Serial: fmt.Sprintf("T-%03d", n), TPM: fmt.Sprintf("sim:%d", 1000+n)}
-		failAt = n
+	var faults []string
+	for _, step := range station.Steps {
+		faults = append(faults, step+":before") // after a step is before the next, for the TPM
+	}
+	faults = append(faults, "issue:mid", "persist:mid", "nv-write:mid")
+	for i, fault := range faults {
+		job := station.Job{Batch: "B1", Serial: fmt.Sprintf("T-%03d", i), TPM: fmt.Sprintf("sim:%d", 1000+i)}
+		fmt.Fprintf(&trace, "# the TPM fails after %s\n", fault)
+		failAtFault = fault
 		provision(job)
-		if failAt > 0 {
-			break // the run sent fewer than n commands: each one has failed once
-		}
-		failAt = 0
+		failAtFault, failNext = "", 0
 		provision(job)
-		if n%7 == 0 {
+		if i%4 == 0 {
 			job.Rework, job.Supervisor = true, "s1"
-			failAt = n
+			failAtFault = fault
 			provision(job)
-			failAt = 0
+			failAtFault, failNext = "", 0
 			provision(job)
 		}
 	}
-	for k := 1; k < 12; k++ {
+	for k := 1; k <= 6; k++ { // a run commits at most 5 times
 		job := station.Job{Batch: "B1", Serial: fmt.Sprintf("J-%03d", k), TPM: fmt.Sprintf("sim:%d", 2000+k)}
+		fmt.Fprintf(&trace, "# the inventory fails commit %d\n", k)
 		inv.failNth(k)
 		provision(job)
 		inv.failNth(0)
