@@ -106,15 +106,12 @@ func BatchReport(ctx context.Context, st Store, id string) (reports.BatchInfo, r
 			if err != nil {
 				return err
 			}
-			for _, c := range certs {
-				if c.Attempt != bd.Attempt {
-					continue
-				}
-				if c.Kind == records.KindIAK {
-					row.IAKCertSerial = c.SerialHex
-				} else if c.Kind == records.KindIDevID {
-					row.IDevIDCertSerial = c.SerialHex
-				}
+			iak, idevid := records.AttemptCertificates(certs, bd.Attempt)
+			if iak != nil {
+				row.IAKCertSerial = iak.SerialHex
+			}
+			if idevid != nil {
+				row.IDevIDCertSerial = idevid.SerialHex
 			}
 			return yield(row)
 		})
