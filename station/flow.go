@@ -44,6 +44,8 @@ type run struct {
 	iakPub, idevidPub []byte
 	// loaded transient keys, flushed on the way out.
 	ek, iak, idevid *provisioning.Key
+	// endSession ends the session salted to the EK (provisioning.Vouch); nil before it started.
+	endSession func() error
 }
 
 // Provision runs the per-board flow for one job. It never panics on hostile TPM or CA answers and always
@@ -127,6 +129,9 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 func (r *run) flushAll() {
 	if r.tpm == nil {
 		return
+	}
+	if r.endSession != nil {
+		_ = r.endSession()
 	}
 	for _, k := range []*provisioning.Key{r.idevid, r.iak, r.ek} {
 		_ = k.Flush(r.tpm) // best effort: FlushTransients at the next board's start catches what this misses
@@ -268,6 +273,9 @@ func tpmFailure(err error) *Failure {
 	if errors.As(err, &fixture) {
 		return fail(ReasonTPMNotStarted, fixture.NextAction(), err, "%v", err)
 	}
+	if provisioning.IsNotVouched(err) {
+		return fail(ReasonNotVouched, "set the board aside and check its fixture link: something between the station and the TPM answered in the TPM's place", err, "%v", err)
+	}
 	if errors.Is(err, errTPMUnreachable) {
 		return fail(ReasonTPMUnreachable, "check the fixture cable or board power, then retry", err, "%v", err)
 	}
@@ -364,6 +372,14 @@ func (r *run) provision() *Failure {
 			ff.Stop = true
 			return ff
 		}
+		// This EK is the one its certificate names, which the CA verifies along with this TPM holding its
+		// private part: the commands whose results are recorded run from here in a session salted to it,
+		// so an answer forged on the link fails its HMAC.
+		vt, end, err := provisioning.Vouch(tpm, r.ek)
+		if err != nil {
+			return err
+		}
+		r.endSession, r.tpm, tpm = end, vt, vt
 		return nil
 	}); f != nil {
 		return f
