@@ -53,4 +53,5 @@ fuzz:
 # Larger runs: go run ./cmd/tpmline-bench -help (e.g. -ca-enrollments 100000 for the long memory run).
 bench: build
 	$(GO) test -count=1 ./bench/
+	$(GO) test -count=1 -run '^$$' -bench SaltedSessions -benchtime 1x ./bench/
 	./bin/tpmline-bench $(BENCHFLAGS)

@@ -23,6 +23,7 @@ type cachedTPM struct {
 	props    *Properties
 	ekListed bool
 	ekRange  map[uint32]bool // nil when not listed (or the listing failed)
+	session  tpm2.Session    // the salted session of Vouch, nil before it (session.go)
 }
 
 // Cached wraps one board's TPM connection so that the functions of this package read its fixed properties

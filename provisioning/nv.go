@@ -53,12 +53,12 @@ func nvPublic(tpm transport.TPM, index uint32) (*tpm2.TPMSNVPublic, tpm2.TPM2BNa
 // nvReadAuth picks the authorisation an index allows for reading, in the order a station can satisfy
 // it: the index's own (empty) authValue, then owner authorisation with an empty owner auth. Platform
 // authorisation belongs to the board's firmware and is never used here.
-func nvReadAuth(index uint32, pub *tpm2.TPMSNVPublic, name tpm2.TPM2BName) (tpm2.AuthHandle, error) {
+func nvReadAuth(tpm transport.TPM, index uint32, pub *tpm2.TPMSNVPublic, name tpm2.TPM2BName) (tpm2.AuthHandle, error) {
 	switch {
 	case pub.Attributes.AuthRead:
-		return tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Name: name, Auth: tpm2.PasswordAuth(nil)}, nil
+		return tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Name: name, Auth: authSession(tpm)}, nil
 	case pub.Attributes.OwnerRead:
-		return ownerAuth(), nil
+		return ownerAuth(tpm), nil
 	default:
 		return tpm2.AuthHandle{}, fmt.Errorf("NV %#x allows neither AUTHREAD nor OWNERREAD", index)
 	}
@@ -89,7 +89,7 @@ func readNV(tpm transport.TPM, index uint32, pub *tpm2.TPMSNVPublic, name tpm2.T
 	if pub.Attributes.NT != tpm2.TPMNTOrdinary {
 		return nil, fmt.Errorf("reading NV %#x: not an ordinary index (type %d)", index, pub.Attributes.NT)
 	}
-	auth, err := nvReadAuth(index, pub, name)
+	auth, err := nvReadAuth(tpm, index, pub, name)
 	if err != nil {
 		return nil, fmt.Errorf("reading NV %#x: %w", index, err)
 	}
@@ -156,7 +156,7 @@ func WriteCertNV(tpm transport.TPM, index uint32, der []byte, writeLock bool) er
 		DataSize:   uint16(len(der)),
 	}
 	define := func() error {
-		_, err := (tpm2.NVDefineSpace{AuthHandle: ownerAuth(), PublicInfo: tpm2.New2B(defined)}).Execute(tpm)
+		_, err := (tpm2.NVDefineSpace{AuthHandle: ownerAuth(tpm), PublicInfo: tpm2.New2B(defined)}).Execute(tpm)
 		return err
 	}
 	// The index is not read first: TPM2_NV_DefineSpace refuses an existing index with TPM_RC_NV_DEFINED
@@ -206,7 +206,7 @@ func WriteCertNV(tpm transport.TPM, index uint32, der []byte, writeLock bool) er
 		}
 		defined.Attributes.Written = true
 		_, err = (tpm2.NVWrite{
-			AuthHandle: ownerAuth(),
+			AuthHandle: ownerAuth(tpm),
 			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: *name},
 			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: der[off : off+n]},
 			Offset:     uint16(off),
@@ -234,7 +234,7 @@ func nvWriteLock(tpm transport.TPM, index uint32) error {
 		return fmt.Errorf("write-locking NV %#x: %w", index, err)
 	}
 	_, err = (tpm2.NVWriteLock{
-		AuthHandle: ownerAuth(),
+		AuthHandle: ownerAuth(tpm),
 		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name},
 	}).Execute(tpm)
 	if err != nil {
@@ -252,7 +252,7 @@ func undefineNV(tpm transport.TPM, index uint32) error {
 		return fmt.Errorf("undefining NV %#x: %w", index, err)
 	}
 	_, err = (tpm2.NVUndefineSpace{
-		AuthHandle: ownerAuth(),
+		AuthHandle: ownerAuth(tpm),
 		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: name},
 	}).Execute(tpm)
 	if err != nil {

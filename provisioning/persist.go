@@ -69,7 +69,7 @@ func Persist(tpm transport.TPM, key *Key, handle tpm2.TPMHandle) error {
 		return nil
 	}
 	_, err := (tpm2.EvictControl{
-		Auth:             ownerAuth(),
+		Auth:             ownerAuth(tpm),
 		ObjectHandle:     tpm2.NamedHandle{Handle: key.Handle, Name: key.Name},
 		PersistentHandle: handle,
 	}).Execute(tpm)
@@ -100,7 +100,7 @@ func Evict(tpm transport.TPM, handle tpm2.TPMHandle) error {
 		return fmt.Errorf("evicting %#x: %w", uint32(handle), err)
 	}
 	_, err = (tpm2.EvictControl{
-		Auth:             ownerAuth(),
+		Auth:             ownerAuth(tpm),
 		ObjectHandle:     tpm2.NamedHandle{Handle: handle, Name: existing.Name},
 		PersistentHandle: handle,
 	}).Execute(tpm)

@@ -26,8 +26,8 @@ const maxCapabilityRounds = 64
 
 // ownerAuth and endorsementAuth are the hierarchies with an empty authValue, as a board arrives on the
 // line (TCG PC Client Platform TPM Profile: owner and endorsement auth are empty after TPM2_Clear).
-func ownerAuth() tpm2.AuthHandle {
-	return tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
+func ownerAuth(tpm transport.TPM) tpm2.AuthHandle {
+	return tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: authSession(tpm)}
 }
 
 func endorsementAuth() tpm2.AuthHandle {

@@ -18,6 +18,9 @@ type Settings struct {
 	ClientKey  string   `json:"client_key"`  // PEM file: its key (also signs EK lists and reports)
 	Profiles   []string `json:"profiles"`    // product profile files
 	Slots      []Slot   `json:"slots"`
+	// InsecurePlaintextRelay lets slots use relay:// (unauthenticated board-agents); relays:// needs
+	// nothing here: it authenticates with ClientCert and the pin in the address.
+	InsecurePlaintextRelay bool `json:"insecure_plaintext_relay,omitempty"`
 }
 
 // Slot is one fixture position and how its TPM is reached.

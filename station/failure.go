@@ -31,6 +31,7 @@ const (
 	ReasonCAUnreachable      = progress.ReasonCAUnreachable
 	ReasonInventory          = progress.ReasonInventory
 	ReasonReadBack           = progress.ReasonReadBack
+	ReasonNotVouched         = progress.ReasonNotVouched
 	ReasonAborted            = progress.ReasonAborted
 	ReasonCAPrefix           = progress.ReasonCAPrefix
 	ReasonCertificateForeign = progress.ReasonCertificateForeign

@@ -58,6 +58,8 @@ type run struct {
 	iakPub, idevidPub []byte
 	// loaded transient keys, flushed on the way out.
 	ek, iak, idevid *provisioning.Key
+	// endSession ends the session salted to the EK (provisioning.Vouch); nil before it started.
+	endSession func() error
 }
 
 // Provision runs the per-board flow for one job. It never panics on hostile TPM or CA answers and always
@@ -141,6 +143,9 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 func (r *run) flushAll() {
 	if r.tpm == nil {
 		return
+	}
+	if r.endSession != nil {
+		_ = r.endSession()
 	}
 	for _, k := range []*provisioning.Key{r.idevid, r.iak, r.ek} {
 		_ = k.Flush(r.tpm) // best effort: FlushTransients at the next board's start catches what this misses

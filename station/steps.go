@@ -238,6 +238,14 @@ func (r *run) checkEK() error {
 		return fail(ReasonEKMismatch, "set the board aside for QA: its TPM's EK public key is unusable", err, "EK public key: %v", err)
 	}
 	r.ekIdentity = h
+	// This EK is the one its certificate names, which the CA verifies along with this TPM holding its
+	// private part: the commands whose results are recorded run from here in a session salted to it, so an
+	// answer forged on the link fails its HMAC.
+	vt, end, err := provisioning.Vouch(r.tpm, r.ek)
+	if err != nil {
+		return err
+	}
+	r.endSession, r.tpm = end, vt
 	return nil
 }
 

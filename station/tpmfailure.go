@@ -20,6 +20,9 @@ func tpmFailure(err error) *Failure {
 	if errors.As(err, &fixture) {
 		return fail(ReasonTPMNotStarted, fixture.NextAction(), err, "%v", err)
 	}
+	if provisioning.IsNotVouched(err) {
+		return fail(ReasonNotVouched, "set the board aside and check its fixture link: something between the station and the TPM answered in the TPM's place", err, "%v", err)
+	}
 	if errors.Is(err, errTPMUnreachable) {
 		return fail(ReasonTPMUnreachable, "check the fixture cable or board power, then retry", err, "%v", err)
 	}

@@ -286,7 +286,7 @@ func TestTwoStationsRace(t *testing.T) {
 		seed := fmt.Sprint(1000 + round)
 		var addrs []string
 		for i := 0; i < 2; i++ {
-			b, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, seed)
+			b, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, seed, ca.dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,11 +318,13 @@ func TestTwoStationsRace(t *testing.T) {
 	}
 }
 
-// startSimBoardSeed runs a board-agent serving a simulator with a fixed seed.
-func startSimBoardSeed(t *testing.T, agent, vendorDir, seed string) (string, error) {
+// startSimBoardSeed runs a board-agent serving a simulator with a fixed seed, accepting the stations of
+// the CA in caDir (its station access CA), and returns the relays:// address it printed.
+func startSimBoardSeed(t *testing.T, agent, vendorDir, seed, caDir string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, agent, "--tpm", "sim", "--vendor-dir", vendorDir, "--sim-seed", seed, "--listen", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, agent, "--tpm", "sim", "--vendor-dir", vendorDir, "--sim-seed", seed, "--listen", "127.0.0.1:0",
+		"--station-ca", filepath.Join(caDir, "station-access.crt"))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		cancel()
@@ -336,7 +338,7 @@ func startSimBoardSeed(t *testing.T, agent, vendorDir, seed string) (string, err
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if i := strings.LastIndex(sc.Text(), " on "); i >= 0 {
-			return "relay://" + strings.TrimSpace(sc.Text()[i+4:]), nil
+			return strings.TrimSpace(sc.Text()[i+4:]), nil
 		}
 	}
 	return "", fmt.Errorf("board-agent did not start")
@@ -362,14 +364,14 @@ func TestCLIQA(t *testing.T) {
 	st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
 	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "QA1", "--quantity", "3")...)
 	for i := 1; i <= 3; i++ {
-		addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, fmt.Sprint(500+i))
+		addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, fmt.Sprint(500+i), ca.dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		mustRun(t, "station", append(append([]string{}, g...), "provision", "--tpm", addr, "--serial", fmt.Sprintf("QA-%d", i), "--batch", "QA1")...)
 	}
 	// A clone: refused and stopped, on the report as such.
-	addr, _ := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "501")
+	addr, _ := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "501", ca.dir)
 	if r := st("provision", "--tpm", addr, "--serial", "QA-9", "--batch", "QA1"); r.code != 1 || !strings.Contains(r.stderr, "ek_bound_to_other_serial") {
 		t.Fatalf("clone: %d %s", r.code, r.stderr)
 	}

@@ -83,6 +83,11 @@ func setupDemo(ctx context.Context, dir string) (*demoEnv, error) {
 	}, nil
 }
 
+// agentArgs make a demo board-agent accept the demo station, whose certificate chains to the demo root.
+func (e *demoEnv) agentArgs() []string {
+	return []string{"--station-ca", filepath.Join(e.dir, "ca", "root.crt")}
+}
+
 func tlsCert(kp *ca.KeyPair) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{kp.Cert.Raw}, PrivateKey: kp.Key, Leaf: kp.Cert}
 }
@@ -221,7 +226,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 			defer wg.Done()
 			for i := range next {
 				// A fresh simulated board per unit, as a new board is put into the fixture.
-				b, err := fixtures.StartAgentBoard(ctx, env.agent, filepath.Join(data, "vendor"), fixtures.NewSimSeed())
+				b, err := fixtures.StartAgentBoard(ctx, env.agent, filepath.Join(data, "vendor"), fixtures.NewSimSeed(), env.agentArgs()...)
 				if err != nil {
 					logf("slot %d: %v", slot, err)
 					mu.Lock()

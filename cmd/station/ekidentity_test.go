@@ -37,7 +37,7 @@ func TestEKIdentityIsWhatOpenSSLPrints(t *testing.T) {
 		return mustRun(t, "station", append(append([]string{}, g...), args...)...)
 	}
 	run("batch", "open", "--id", "ID1", "--quantity", "1")
-	addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "701")
+	addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "701", ca.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func cmdTUI(ctx context.Context, g *globals, args []string) error {
 // demoTerminal opens the operator terminal on the demo's simulated boards.
 func demoTerminal(ctx context.Context, env *demoEnv, s *station.Settings, inv *inventory.Store, ca provisioning.CA, slots int, operator string) error {
 	fx := fixtures.NewDemoBench(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
+	fx.AgentArgs = env.agentArgs()
 	defer fx.Close()
 	// The bench remembers every passed board, so the operator can put its clone into a slot.
 	passed := func(e station.Event) {

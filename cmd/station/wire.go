@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ var (
 // globals are the flags every command takes, before or after its name.
 type globals struct {
 	config, db, caURL, caTrust, clientCert, clientKey, stationID, profile string
+	insecurePlaintext                                                     bool
 	stdout, stderr                                                        io.Writer
 }
 
@@ -44,6 +46,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.clientKey, "client-key", g.clientKey, "this station's client key (PEM)")
 	fs.StringVar(&g.stationID, "station-id", g.stationID, "station ID recorded with every board")
 	fs.StringVar(&g.profile, "profile", g.profile, "product profile file (adds to the config's profiles)")
+	fs.BoolVar(&g.insecurePlaintext, "insecure-plaintext", g.insecurePlaintext, "allow relay:// board-agents (unauthenticated TPM link; a bench you trust only)")
 }
 
 // flags returns a subcommand's flag set that also takes the globals.
@@ -90,6 +93,12 @@ func (g *globals) settings() (*station.Settings, error) {
 	}
 	if g.profile != "" {
 		s.Profiles = append(s.Profiles, g.profile)
+	}
+	if g.insecurePlaintext {
+		s.InsecurePlaintextRelay = true
+	}
+	if s.InsecurePlaintextRelay && g.stderr != nil {
+		fmt.Fprintln(g.stderr, "station: WARNING: insecure plaintext relay allowed: a relay:// board link is unauthenticated, so whoever sits on it can answer in the board's place")
 	}
 	if s.DB == "" {
 		s.DB = "sqlite://" + filepath.Join(defaultDataDir(), "inventory.db")
@@ -143,14 +152,35 @@ func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, 
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
+	openOpts, err := relayOptions(s)
+	if err != nil {
+		return nil, err
+	}
 	return station.New(station.Config{
 		StationID: s.StationID,
 		Inventory: inv,
 		CA:        ca,
-		Open:      func(addr string) (transport.TPMCloser, error) { return fixtures.Open(addr) },
+		Open:      func(addr string) (transport.TPMCloser, error) { return fixtures.Open(addr, openOpts...) },
 		Timed:     func(t transport.TPM) station.TimedTPM { return fixtures.NewRecorder(t) },
 		Profiles:  profiles,
 		OnEvent:   onEvent,
 		Fault:     fault,
 	})
+}
+
+// relayOptions hands the station's client credential (the one it shows the CA, which chains to the
+// station access CA board-agents trust) to relays:// links, and allows relay:// only when asked.
+func relayOptions(s *station.Settings) ([]fixtures.Option, error) {
+	var opts []fixtures.Option
+	if s.ClientCert != "" && s.ClientKey != "" {
+		kp, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
+		if err != nil {
+			return nil, usagef("loading the station's client certificate for board-agents: %v", err)
+		}
+		opts = append(opts, fixtures.WithRelayClientCert(kp))
+	}
+	if s.InsecurePlaintextRelay {
+		opts = append(opts, fixtures.WithInsecurePlaintextRelay())
+	}
+	return opts, nil
 }

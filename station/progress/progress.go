@@ -169,6 +169,7 @@ const (
 	ReasonCAUnreachable      = "ca_unreachable"
 	ReasonInventory          = "inventory_unavailable"
 	ReasonReadBack           = "read_back_mismatch"
+	ReasonNotVouched         = "tpm_response_not_vouched"
 	ReasonAborted            = "aborted"
 	ReasonCAPrefix           = "ca_"
 	ReasonCertificateForeign = "certificate_mismatch"
