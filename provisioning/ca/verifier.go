@@ -142,6 +142,11 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
+	// The IAK certificate names the TPM: refuse a description it could not carry or the EK certificate
+	// contradicts (CheckTPMInfo lists the checks).
+	if err := CheckTPMInfo(req.TPM, ek.X509); err != nil {
+		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "board %q: %v", req.Serial, err)
+	}
 	// 5.
 	ekPub, err := parsePublic("ek_public", req.EKPublic)
 	if err != nil {
@@ -420,6 +425,9 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 
 	// Issue.
 	board := Board{Serial: ch.Serial, Product: ch.Product}
+	if err := json.Unmarshal([]byte(ch.TPMInfo), &board.TPM); err != nil {
+		return nil, v.internal("reading the stored TPM info", err)
+	}
 	iakDER, err := v.Issuer.IssueIAK(iakKey.Public, board)
 	if err != nil {
 		return nil, v.internal("issuing the IAK certificate", err)
