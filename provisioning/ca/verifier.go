@@ -110,6 +110,8 @@ func EKPublicSHA256(pub any) ([]byte, error) {
 //     and the presented ek_chain (ek_untrusted): ekcert.Verifier.
 //  5. ek_public is exactly one TPMT_PUBLIC (bad_request), a fixedTPM restricted decryption key, and holds the
 //     certificate's key (ek_mismatch): ekcert.MatchPublic.
+//     The TPM description derives the IAK certificate's TCG attributes and its manufacturer is the EK
+//     certificate's where that names one (bad_request): CheckTPMInfo.
 //  6. When RequireEKList is set, the EK is on an imported EK list (ek_not_listed); an EK listed under another
 //     serial is refused whether or not lists are required (ek_serial_conflict).
 //  7. The EK is not enrolled under another serial (never allowed); the same EK and serial enroll again only
@@ -142,11 +144,6 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	// The IAK certificate names the TPM: refuse a description it could not carry or the EK certificate
-	// contradicts (CheckTPMInfo lists the checks).
-	if err := CheckTPMInfo(req.TPM, ek.X509); err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "board %q: %v", req.Serial, err)
-	}
 	// 5.
 	ekPub, err := parsePublic("ek_public", req.EKPublic)
 	if err != nil {
@@ -157,6 +154,11 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	}
 	if err := ekcert.MatchPublic(ek.X509, ekPub); err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeEKMismatch, "ek_public is not the key of the EK certificate")
+	}
+	// The IAK certificate names the TPM: refuse a description it could not carry or the EK certificate
+	// contradicts (CheckTPMInfo lists the checks).
+	if err := CheckTPMInfo(req.TPM, ek.X509); err != nil {
+		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "board %q: %v", req.Serial, err)
 	}
 	ekHash, err := EKPublicSHA256(ek.X509.PublicKey)
 	if err != nil {
