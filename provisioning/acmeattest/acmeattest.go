@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-tpm/tpm2"
@@ -34,6 +35,10 @@ import (
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/tpmsigner"
 )
+
+// pollInterval paces the challenge polls; step-ca checks an attestation synchronously, so the first answer
+// usually carries the verdict.
+const pollInterval = 250 * time.Millisecond
 
 // ChallengeType is the ACME challenge this package answers.
 const ChallengeType = "device-attest-01"
@@ -222,8 +227,24 @@ func Obtain(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	chal.Payload = payload
-	if _, err := cl.Accept(ctx, chal); err != nil {
+	answered, err := cl.Accept(ctx, chal)
+	if err != nil {
 		return nil, fmt.Errorf("answering %s: %w", ChallengeType, err)
+	}
+	// The verdict is the challenge's: step-ca marks a refused challenge invalid but leaves its
+	// authorization pending, so waiting on the authorization alone would wait forever.
+	for answered.Status != acme.StatusValid {
+		if answered.Status == acme.StatusInvalid {
+			return nil, fmt.Errorf("the ACME server refused the attestation of %s: %v", ident, answered.Error)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the ACME server to check the attestation of %s: %w", ident, ctx.Err())
+		case <-time.After(pollInterval):
+		}
+		if answered, err = cl.GetChallenge(ctx, chal.URI); err != nil {
+			return nil, fmt.Errorf("polling %s: %w", ChallengeType, err)
+		}
 	}
 	if _, err := cl.WaitAuthorization(ctx, authz.URI); err != nil {
 		return nil, fmt.Errorf("the ACME server refused the attestation of %s: %w", ident, err)
@@ -361,18 +382,20 @@ func PermanentIdentifier(cert *x509.Certificate) (string, error) {
 			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 || !gn.IsCompound {
 				continue
 			}
-			var on struct {
-				Type  asn1.ObjectIdentifier
-				Value asn1.RawValue `asn1:"explicit,tag:0"`
-			}
-			if rest, err := asn1.UnmarshalWithParams(gn.FullBytes, &on, "tag:0"); err != nil || len(rest) != 0 || !on.Type.Equal(oidPermanentIdentifier) {
+			var typeID asn1.ObjectIdentifier
+			rest, err := asn1.Unmarshal(gn.Bytes, &typeID)
+			if err != nil || !typeID.Equal(oidPermanentIdentifier) {
 				continue
+			}
+			var value asn1.RawValue // [0] EXPLICIT around the PermanentIdentifier
+			if rest, err = asn1.Unmarshal(rest, &value); err != nil || len(rest) != 0 || value.Class != asn1.ClassContextSpecific || value.Tag != 0 {
+				return "", errors.New("malformed otherName")
 			}
 			var pid struct {
 				Value    string                `asn1:"utf8,optional"`
 				Assigner asn1.ObjectIdentifier `asn1:"optional"`
 			}
-			if rest, err := asn1.Unmarshal(on.Value.FullBytes, &pid); err != nil || len(rest) != 0 || pid.Value == "" {
+			if rest, err := asn1.Unmarshal(value.Bytes, &pid); err != nil || len(rest) != 0 || pid.Value == "" {
 				return "", errors.New("malformed permanentIdentifier")
 			}
 			return pid.Value, nil
