@@ -460,4 +460,3 @@ func leafKeyIs(leaf *x509.Certificate, s *tpmsigner.Signer) bool {
 	b, err2 := x509.MarshalPKIXPublicKey(s.Public())
 	return err1 == nil && err2 == nil && bytes.Equal(a, b)
 }
-
