@@ -334,7 +334,7 @@ func (r *run) provision() *Failure {
 	var chain []provisioning.NVCert
 	var ekCert provisioning.NVCert
 	var ekAlg provisioning.EKAlg
-	alg := r.prof.KeyAlg()
+	alg := r.prof.IAKKeyAlg()
 	nameAlg, _ := alg.NameAlg()
 	if f := r.step(provisioning.StepEKCerts, tpmFailure, func() (err error) {
 		ekCert, ekAlg, chain, err = provisioning.ReadChosenEKCert(tpm, nameAlg, 0)
@@ -434,7 +434,7 @@ func (r *run) provision() *Failure {
 	})
 	if fKeys == nil {
 		fKeys = r.step(provisioning.StepIDevID, tpmFailure, func() (err error) {
-			if r.idevid, err = provisioning.CreateIDevID(tpm, alg); err != nil {
+			if r.idevid, err = provisioning.CreateIDevIDFor(tpm, r.prof.KeyAlg(), r.prof.IDevIDSchemeChoice()); err != nil {
 				return err
 			}
 			return r.saveKey(inventory.KindIDevID, r.idevid, layout.IDevIDHandle)

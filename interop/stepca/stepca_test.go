@@ -259,7 +259,9 @@ func startStepCA(t *testing.T, attestationRoots ...*x509.Certificate) *stepCA {
 	return &stepCA{directory: "https://" + addr + "/acme/devices/directory", http: hc, root: root.Cert}
 }
 
-const rsaIAKProfile = `{"name": "widget-rsa", "key_algorithm": "rsa2048"}`
+// rsaIAKProfile is the product profile for boards that feed step-ca: an RSA-2048 IAK (H-1) beside a
+// NULL-scheme P-256 IDevID, which the identity CA accepts as it does the H-2 one.
+const rsaIAKProfile = `{"name": "widget-rsa-iak", "iak_key_algorithm": "rsa2048", "idevid_scheme": "null"}`
 
 // TestDeviceAttest provisions a swtpm board with the station on the RSA-IAK profile and has it obtain a
 // certificate for its serial from step-ca through ACME device-attest-01; then shows step-ca refuses an IAK

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -475,4 +477,24 @@ func asn1oid(o x509.OID) (asn1.ObjectIdentifier, error) {
 	var out asn1.ObjectIdentifier
 	_, err = asn1.Unmarshal(append([]byte{0x06, byte(len(der))}, der...), &out)
 	return out, err
+}
+
+// TestIDevIDNullSchemeAccepted: the CA's IDevID checks accept the profile option's NULL-scheme ECC IDevID.
+func TestIDevIDNullSchemeAccepted(t *testing.T) {
+	tmpl, err := provisioning.IDevIDTemplateFor(provisioning.KeyP256, provisioning.IDevIDSchemeNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	x, y := make([]byte, 32), make([]byte, 32)
+	key.X.FillBytes(x)
+	key.Y.FillBytes(y)
+	tmpl.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}})
+	ka, err := checkIDevID(&tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.PublicKey.Equal(ka.Public) {
+		t.Fatal("checked key differs")
+	}
 }
