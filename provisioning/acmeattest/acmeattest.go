@@ -162,6 +162,14 @@ func Obtain(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An occupied handle would only be found after the ACME exchange: look first.
+	if !cfg.Replace {
+		if _, err := provisioning.LoadKey(cfg.TPM, keyHandle); err == nil {
+			return nil, fmt.Errorf("handle %#x already holds a key: evict it (Replace, --replace) or choose another handle", uint32(keyHandle))
+		} else if !errors.Is(err, tpm2.TPMRCHandle) {
+			return nil, err
+		}
+	}
 
 	accountKey := cfg.AccountKey
 	if accountKey == nil {

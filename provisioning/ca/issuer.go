@@ -327,6 +327,16 @@ func TCGDeviceAttributes(info provisioning.TPMInfo) (TCGAttributes, error) {
 	if model == "" {
 		return TCGAttributes{}, errors.New("the TPM reported neither a model nor vendor strings")
 	}
+	// The model goes into a UTF8String of the IAK certificate: printable ASCII only, as the wire bounds ask
+	// of every TPM string (and a TPM is not trusted to send text).
+	for i := 0; i < len(model); i++ {
+		if model[i] < 0x20 || model[i] > 0x7e {
+			return TCGAttributes{}, fmt.Errorf("TPM model %q holds a byte outside printable ASCII", model)
+		}
+	}
+	if len(model) > provisioning.MaxTPMStringLen {
+		return TCGAttributes{}, fmt.Errorf("TPM model is %d bytes, at most %d", len(model), provisioning.MaxTPMStringLen)
+	}
 	var major, minor, build, patch uint32
 	if n, err := fmt.Sscanf(info.Firmware, "%d.%d.%d.%d", &major, &minor, &build, &patch); err != nil || n != 4 || major > 0xFFFF || minor > 0xFFFF {
 		return TCGAttributes{}, fmt.Errorf("TPM firmware version %q is not major.minor.build.patch", info.Firmware)

@@ -499,3 +499,34 @@ func TestIDevIDNullSchemeAccepted(t *testing.T) {
 		t.Fatal("checked key differs")
 	}
 }
+
+// FuzzTCGDeviceAttributes: the station's TPM description is untrusted input that ends up in the IAK
+// certificate; whatever it holds, CheckTPMInfo and the issuer never panic, and what CheckTPMInfo accepts
+// encodes.
+func FuzzTCGDeviceAttributes(f *testing.F) {
+	f.Add("IBM", uint32(0x49424D00), "SW TPM", "8217.4131.22.13878", "")
+	f.Add("STM", uint32(0x53544D20), "", "73.4.0.0", "ST33HTPHAHB4")
+	f.Add("", uint32(0), "", "", "")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	root, iss, _ := testPKI(f)
+	is := &Issuer{CA: iss.Cert, Key: iss.Key, Root: root.Cert}
+	f.Fuzz(func(t *testing.T, mfr string, id uint32, vendor, firmware, model string) {
+		info := provisioning.TPMInfo{Manufacturer: mfr, ManufacturerID: id, VendorString: vendor, Firmware: firmware, Model: model}
+		if err := CheckTPMInfo(info, nil); err != nil {
+			return
+		}
+		der, err := is.IssueIAK(&key.PublicKey, Board{Serial: "S", TPM: info})
+		if err != nil {
+			t.Fatalf("CheckTPMInfo accepted %+v, the issuer refused it: %v", info, err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseTCGAttributes(c)
+		want, _ := TCGDeviceAttributes(info)
+		if err != nil || got != want {
+			t.Fatalf("read back %+v, %v; want %+v", got, err, want)
+		}
+	})
+}
