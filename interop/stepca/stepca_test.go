@@ -294,6 +294,7 @@ func TestDeviceAttest(t *testing.T) {
 
 	refused := func(t *testing.T, cfg acmeattest.Config, want string) {
 		t.Helper()
+		cfg.Replace = true // the key of "issued" sits at the default handle; step-ca must be what refuses
 		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		_, err := acmeattest.Obtain(octx, cfg)
@@ -340,6 +341,13 @@ func TestDeviceAttest(t *testing.T) {
 		}
 		if !leafKeyIs(leaf, s) {
 			t.Fatal("step-ca certified another key than the TPM's")
+		}
+	})
+
+	t.Run("occupied key handle refused before the exchange", func(t *testing.T) {
+		_, err := acmeattest.Obtain(ctx, base)
+		if err == nil || !strings.Contains(err.Error(), "already holds a key") {
+			t.Fatalf("second run at the same handle: %v", err)
 		}
 	})
 
