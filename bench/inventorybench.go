@@ -11,8 +11,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/tpmline/tpmline/inventory"
 )
 
@@ -121,8 +119,9 @@ func copyBoards(ctx context.Context, db *sql.DB, n int) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("boards", "serial", "ek_pub_sha256", "batch", "state", "tpm_manufacturer",
-		"tpm_vendor", "tpm_firmware", "ek_public", "station", "slot", "attempt", "rework_count", "created_at", "updated_at"))
+	// lib/pq runs a prepared COPY ... FROM STDIN as the copy protocol (what its deprecated CopyIn builds).
+	stmt, err := tx.PrepareContext(ctx, `COPY boards (serial, ek_pub_sha256, batch, state, tpm_manufacturer, `+
+		`tpm_vendor, tpm_firmware, ek_public, station, slot, attempt, rework_count, created_at, updated_at) FROM STDIN`)
 	if err != nil {
 		return fmt.Errorf("COPY boards: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/reports"
+	"github.com/tpmline/tpmline/reports/signed"
 )
 
 // ReportPDF writes the PDF of a batch of n boards to w and returns how long it took. The rows are
@@ -63,12 +64,12 @@ func ReportPDF(w io.Writer, n int) (time.Duration, error) {
 // TCG L-2 template with the key's point and its SHA-256, as the station exports them (without the EK
 // certificate, which the export also accepts alone or beside the public; signing 100,000 vendor
 // certificates would dominate the set-up, not the export).
-func EKListEntries(n int) ([]reports.EKListEntry, error) {
+func EKListEntries(n int) ([]signed.EKListEntry, error) {
 	tmpl, err := provisioning.EKTemplate(provisioning.EKP256)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]reports.EKListEntry, n)
+	out := make([]signed.EKListEntry, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -78,7 +79,7 @@ func EKListEntries(n int) ([]reports.EKListEntry, error) {
 			for i := w; i < n; i += workers {
 				k, err := ecdh.P256().GenerateKey(rand.Reader)
 				if err == nil {
-					var e *reports.EKListEntry
+					var e *signed.EKListEntry
 					if e, err = ekEntry(tmpl, k.PublicKey(), i); err == nil {
 						out[i] = *e
 					}
@@ -96,28 +97,28 @@ func EKListEntries(n int) ([]reports.EKListEntry, error) {
 	return out, firstErr
 }
 
-func ekEntry(t tpm2.TPMTPublic, pub *ecdh.PublicKey, i int) (*reports.EKListEntry, error) {
+func ekEntry(t tpm2.TPMTPublic, pub *ecdh.PublicKey, i int) (*signed.EKListEntry, error) {
 	raw := pub.Bytes()
 	t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: raw[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: raw[33:]}})
 	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 	if err != nil {
 		return nil, err
 	}
-	h, err := reports.EKPublicSHA256(key)
+	h, err := signed.EKPublicSHA256(key)
 	if err != nil {
 		return nil, err
 	}
-	return &reports.EKListEntry{Serial: fmt.Sprintf("SN%07d", i), EKPublic: tpm2.Marshal(t), EKPublicSHA256: hex.EncodeToString(h[:]),
+	return &signed.EKListEntry{Serial: fmt.Sprintf("SN%07d", i), EKPublic: tpm2.Marshal(t), EKPublicSHA256: hex.EncodeToString(h[:]),
 		TPMManufacturer: "IFX", TPMModel: "SLB9670", TPMFirmware: "7.85.0.0"}, nil
 }
 
 // WriteEKListBench writes entries as an EK list in format and returns how long it took.
-func WriteEKListBench(w io.Writer, format string, entries []reports.EKListEntry) (time.Duration, error) {
+func WriteEKListBench(w io.Writer, format string, entries []signed.EKListEntry) (time.Duration, error) {
 	i := 0
 	bw := bufio.NewWriterSize(w, 1<<16)
 	start := time.Now()
-	err := reports.WriteEKList(bw, format, reports.EKListHeader{Batch: "BENCH-EK", Product: "default", Station: "bench",
-		Created: time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), Entries: len(entries)}, func() (*reports.EKListEntry, error) {
+	err := signed.WriteEKList(bw, format, signed.EKListHeader{Batch: "BENCH-EK", Product: "default", Station: "bench",
+		Created: time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), Entries: len(entries)}, func() (*signed.EKListEntry, error) {
 		if i == len(entries) {
 			return nil, io.EOF
 		}

@@ -188,6 +188,7 @@ func (b *SoftBoard) ActivateCredential(credentialBlob, encryptedSecret []byte) (
 		return nil, err
 	}
 	plain := make([]byte, len(encIdentity))
+	//lint:ignore SA1019 TPM 2.0 Part 1 24.4 protects the credential with AES-128 CFB (zero IV); a soft TPM must do the same
 	cipher.NewCFBDecrypter(blk, make([]byte, aes.BlockSize)).XORKeyStream(plain, encIdentity)
 	d, err := tpm2.Unmarshal[tpm2.TPM2BDigest](plain)
 	if err != nil || 2+len(d.Buffer) != len(plain) {

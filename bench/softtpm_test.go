@@ -5,16 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/fixtures"
-	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testpki"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
@@ -22,15 +20,8 @@ import (
 
 func testVerifier(t *testing.T, vendor *fixtures.Manufacturer) *ca.Verifier {
 	t.Helper()
-	now := clock.Now()
-	root, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "bench root"}, NotAfter: now.Add(time.Hour), IsCA: true, MaxPathLen: 1}, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "bench issuing"}, NotAfter: now.Add(time.Hour), IsCA: true}, root, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki := testpki.New(t)
+	root, iss := pki.Root, pki.Issuing
 	st, err := ca.OpenStore(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "ca.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func BenchmarkBoardJournal(b *testing.B) {
 				}
 				commits := [][]Op{
 					{ran("connect"), ran("flush"), ran("tpm-info"), ran("ek-certs"), ran("ek"), ran("ek-check"), ran("inventory-check"),
-						OpTPMInfo(TPMInfo{Manufacturer: "IBM"}), OpEK([]byte("cert"), []byte(fmt.Sprintf("ek-public-%d", i))),
+						OpTPMInfo(TPMInfo{Manufacturer: "IBM"}), OpEK([]byte("cert"), ekPublic(i)),
 						ran("iak"), ran("idevid"), ran("enroll"),
 						OpKey(Key{Kind: KindIAK, Public: []byte("iak"), Handle: 0x81020001, Name: []byte("n1")}),
 						OpKey(Key{Kind: KindIDevID, Public: []byte("idevid"), Handle: 0x81020000, Name: []byte("n2")}),

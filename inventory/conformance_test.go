@@ -43,63 +43,6 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestMigrations(t *testing.T) {
-	ms, err := migrations()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded migrations: %v (%d files)", err, len(ms))
-	}
-	forEachEngine(t, func(t *testing.T, e engine, s *Store, dbURL string) {
-		ctx := context.Background()
-		mustOpenBatch(t, s, "B1", "st1", 1)
-		s.Close()
-		// Two stations starting at once: on the migrated database and on a brand-new one, where both race
-		// to create the schema. Each must open; the new one must end up migrated exactly once.
-		var wg sync.WaitGroup
-		fresh := e.fresh(t)
-		errs := make([]error, 4)
-		for i, u := range []string{dbURL, dbURL, fresh, fresh} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s2, err := Open(ctx, u)
-				if err == nil {
-					s2.Close()
-				}
-				errs[i] = err
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				t.Fatalf("concurrent open: %v", err)
-			}
-		}
-		sf := openStore(t, fresh)
-		var nf int
-		if err := sf.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&nf); err != nil || nf != len(ms) {
-			t.Errorf("fresh database after concurrent opens: %d migrations recorded (%v), want %d", nf, err, len(ms))
-		}
-		s3 := openStore(t, dbURL)
-		var n, max int
-		if err := s3.r.QueryRowContext(ctx, "SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &max); err != nil {
-			t.Fatal(err)
-		}
-		if n != len(ms) || max != ms[len(ms)-1].version {
-			t.Errorf("schema_migrations has %d rows up to %d, want %d up to %d", n, max, len(ms), ms[len(ms)-1].version)
-		}
-		if _, err := s3.GetBatch(ctx, "B1"); err != nil {
-			t.Errorf("batch lost across reopen: %v", err)
-		}
-		// A database from a newer build is refused with a clear message.
-		if _, err := s3.w.ExecContext(ctx, s3.q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)"), 9999); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Open(ctx, dbURL); err == nil || !strings.Contains(err.Error(), "newer than this build") {
-			t.Errorf("Open on a newer schema = %v, want a newer-schema error", err)
-		}
-	})
-}
-
 func TestBatchLifecycle(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine, s *Store, _ string) {
 		ctx := context.Background()
@@ -186,7 +129,7 @@ func TestBatchLifecycle(t *testing.T) {
 func provision(t testing.TB, s *Store, serial string, i int) {
 	t.Helper()
 	ctx := context.Background()
-	pub := []byte(fmt.Sprintf("ek-public-%d", i))
+	pub := ekPublic(i)
 	if err := s.SetBoardEK(ctx, serial, []byte("ek-cert"), pub); err != nil {
 		t.Fatal(err)
 	}
@@ -349,10 +292,10 @@ func TestBoardRecord(t *testing.T) {
 		if err := s.SetBoardTPMInfo(ctx, "SN1", TPMInfo{Manufacturer: "IFX", Vendor: "SLB9672", Firmware: "26.13"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SetBoardEK(ctx, "SN1", []byte("cert"), []byte("some other key")); !errors.Is(err, ErrInvalid) {
+		if err := s.SetBoardEK(ctx, "SN1", []byte("cert"), ekPublic(2)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("SetBoardEK with a key of another hash = %v, want ErrInvalid", err)
 		}
-		if err := s.SetBoardEK(ctx, "SN1", []byte("ek-cert-der"), []byte("ek-public-1")); err != nil {
+		if err := s.SetBoardEK(ctx, "SN1", []byte("ek-cert-der"), ekPublic(1)); err != nil {
 			t.Fatal(err)
 		}
 		id, err := s.StepStarted(ctx, "SN1", "create_iak")
@@ -421,7 +364,7 @@ func TestBoardRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		if b.State != StateProvisioned || got.State != StateProvisioned || got.TPMManufacturer != "IFX" || got.TPMFirmware != "26.13" ||
-			string(got.EKCert) != "ek-cert-der" || string(got.EKPublic) != "ek-public-1" || got.Slot != 2 || got.CurrentStep != "enroll_round1" {
+			string(got.EKCert) != "ek-cert-der" || string(got.EKPublic) != string(ekPublic(1)) || got.Slot != 2 || got.CurrentStep != "enroll_round1" {
 			t.Errorf("provisioned board = %+v", got)
 		}
 		certs, _ := s.ListCertificates(ctx, "SN1")

@@ -1,142 +1,42 @@
 package inventory
 
-import (
-	"errors"
-	"fmt"
+import "github.com/tpmline/tpmline/records"
 
-	"github.com/lib/pq"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-)
-
-// Sentinel errors. Callers match them with errors.Is; the typed errors below carry the details.
+// The error kinds and sentinels are package records'; these names keep callers that still say
+// inventory.ErrBoardNotFound compiling while they move to records.
 var (
-	// ErrEKBoundToOtherSerial: the EK is already recorded under another serial (possible cloned TPM or
-	// swapped label). Detail: *EKBoundError.
-	ErrEKBoundToOtherSerial = errors.New("EK already bound to another serial")
-	// ErrSerialBoundToOtherEK: the serial is already recorded with another EK (possible swapped TPM).
-	// Rework lifts it. Detail: *SerialBoundError.
-	ErrSerialBoundToOtherEK = errors.New("serial already bound to another EK")
-	// ErrBoardInProgressElsewhere: another station holds the board. Detail: *InProgressError.
-	ErrBoardInProgressElsewhere = errors.New("board in progress at another station")
-	// ErrAlreadyProvisioned: the same serial and EK are already provisioned and no rework was asked for.
-	ErrAlreadyProvisioned = errors.New("board already provisioned")
-	// ErrBoardStopped: the board was stopped (quarantined); only a rework may take it again.
-	ErrBoardStopped = errors.New("board stopped")
-	// ErrNotInProgress: the board is not in progress, so its journal, keys and certificates are frozen.
-	ErrNotInProgress = errors.New("board not in progress")
-	// ErrIncomplete: MarkProvisioned without both keys and both certificates of the current attempt.
-	ErrIncomplete = errors.New("board record incomplete")
-	// ErrBoardNotFound, ErrBatchNotFound, ErrExportNotFound: no such row.
-	ErrBoardNotFound  = errors.New("board not found")
-	ErrBatchNotFound  = errors.New("batch not found")
-	ErrExportNotFound = errors.New("EK list export not found")
-	// ErrBatchExists: OpenBatch with an id already used.
-	ErrBatchExists = errors.New("batch already exists")
-	// ErrBatchClosed: the batch is closed; no boards may be claimed into it and it cannot be closed again.
-	ErrBatchClosed = errors.New("batch closed")
-	// ErrInvalid: an argument is missing or malformed.
-	ErrInvalid = errors.New("invalid argument")
-	// ErrDuplicate: a unique constraint refused a row (the driver's error mapped by mapDBError).
-	ErrDuplicate = errors.New("duplicate row")
-	// ErrChainBroken: the audit log's hash chain does not verify. Detail: *ChainError.
-	ErrChainBroken = errors.New("audit chain broken")
+	ErrEKBoundToOtherSerial     = records.ErrEKBoundToOtherSerial
+	ErrSerialBoundToOtherEK     = records.ErrSerialBoundToOtherEK
+	ErrBoardInProgressElsewhere = records.ErrBoardInProgressElsewhere
+	ErrAlreadyProvisioned       = records.ErrAlreadyProvisioned
+	ErrBoardStopped             = records.ErrBoardStopped
+	ErrNotInProgress            = records.ErrNotInProgress
+	ErrIncomplete               = records.ErrIncomplete
+	ErrBoardNotFound            = records.ErrBoardNotFound
+	ErrBatchNotFound            = records.ErrBatchNotFound
+	ErrExportNotFound           = records.ErrExportNotFound
+	ErrBatchExists              = records.ErrBatchExists
+	ErrBatchClosed              = records.ErrBatchClosed
+	ErrInvalid                  = records.ErrInvalid
+	ErrDuplicate                = records.ErrDuplicate
+	ErrChainBroken              = records.ErrChainBroken
 )
 
-// EKBoundError says which serial already owns the EK.
-type EKBoundError struct {
-	Serial      string // the serial that asked for the EK
-	EKPubSHA256 string
-	OtherSerial string // the serial the EK is bound to
-}
-
-func (e *EKBoundError) Error() string {
-	return fmt.Sprintf("board %s: EK %s is already bound to serial %s: possible cloned TPM or wrong label; quarantine the board",
-		e.Serial, short(e.EKPubSHA256), e.OtherSerial)
-}
-
-func (e *EKBoundError) Unwrap() error { return ErrEKBoundToOtherSerial }
-
-// SerialBoundError says which EK the serial is already bound to.
-type SerialBoundError struct {
-	Serial      string
-	EKPubSHA256 string // the EK presented now
-	BoundEK     string // the EK on record
-}
-
-func (e *SerialBoundError) Error() string {
-	return fmt.Sprintf("board %s: serial is bound to EK %s, this TPM has EK %s: possible swapped TPM; run a rework if it was replaced on purpose",
-		e.Serial, short(e.BoundEK), short(e.EKPubSHA256))
-}
-
-func (e *SerialBoundError) Unwrap() error { return ErrSerialBoundToOtherEK }
-
-// InProgressError names the station and slot holding a board.
-type InProgressError struct {
-	Serial  string
-	Station string
-	Slot    int
-}
-
-func (e *InProgressError) Error() string {
-	return fmt.Sprintf("board %s is in progress at station %s slot %d: finish or fail it there first",
-		e.Serial, e.Station, e.Slot)
-}
-
-func (e *InProgressError) Unwrap() error { return ErrBoardInProgressElsewhere }
-
-// ChainError names the first broken link of the audit chain.
-type ChainError struct {
-	Seq     int64  // the sequence number where the chain breaks
-	Problem string // "edited row", "missing seq", "wrong prev_hash", "head mismatch"
-	Detail  string
-}
-
-func (e *ChainError) Error() string {
-	return fmt.Sprintf("audit chain broken at seq %d: %s (%s)", e.Seq, e.Problem, e.Detail)
-}
-
-func (e *ChainError) Unwrap() error { return ErrChainBroken }
+// Typed refusals: see package records.
+type (
+	EKBoundError     = records.EKBoundError
+	SerialBoundError = records.SerialBoundError
+	InProgressError  = records.InProgressError
+	ChainError       = records.ChainError
+)
 
 // Chain problems reported in ChainError.Problem.
 const (
-	ProblemEdited      = "edited row"
-	ProblemMissing     = "missing seq"
-	ProblemWrongPrev   = "wrong prev_hash"
-	ProblemHeadChanged = "head mismatch"
+	ProblemEdited      = records.ProblemEdited
+	ProblemMissing     = records.ProblemMissing
+	ProblemWrongPrev   = records.ProblemWrongPrev
+	ProblemHeadChanged = records.ProblemHeadChanged
 )
-
-// errRetry asks the transaction helper to run the transaction again: an optimistic update lost a race.
-var errRetry = errors.New("concurrent update, retry")
-
-// mapDBError is the one place where driver errors become this package's sentinels: unique violations
-// become ErrDuplicate, and conflicts that a fresh transaction resolves (PostgreSQL serialization
-// failures and deadlocks, SQLite busy) become errRetry.
-func mapDBError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		switch pqErr.Code {
-		case "23505": // unique_violation, PostgreSQL Appendix A
-			return fmt.Errorf("%w: %s", ErrDuplicate, pqErr.Constraint)
-		case "40001", "40P01": // serialization_failure, deadlock_detected
-			return fmt.Errorf("%w: %s", errRetry, pqErr.Message)
-		}
-		return err
-	}
-	var liteErr *sqlite.Error
-	if errors.As(err, &liteErr) {
-		switch liteErr.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("%w: %s", ErrDuplicate, liteErr.Error())
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_SNAPSHOT, sqlite3.SQLITE_LOCKED:
-			return fmt.Errorf("%w: %s", errRetry, liteErr.Error())
-		}
-	}
-	return err
-}
 
 // short abbreviates a hex digest for messages a person reads.
 func short(hexDigest string) string {

@@ -9,30 +9,32 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+
+	"github.com/tpmline/tpmline/records"
 )
 
-// Event kinds the store writes itself. Callers may append their own kinds with AppendEvent.
+// Event kinds: see package records.
 const (
-	EventBatchOpened      = "batch.opened"
-	EventBatchClosed      = "batch.closed"
-	EventBoardClaimed     = "board.claimed"
-	EventBoardResumed     = "board.resumed"
-	EventBoardRetried     = "board.retried"
-	EventBoardReworked    = "board.reworked"
-	EventClaimRefused     = "board.claim_refused"
-	EventBoardRefused     = "board.refused" // the station turned a board away before the inventory check
-	EventBoardTPMInfo     = "board.tpm_info"
-	EventBoardEK          = "board.ek"
-	EventStepStarted      = "step.started"
-	EventStepDone         = "step.done"
-	EventStepFailed       = "step.failed"
-	EventKeySaved         = "key.saved"
-	EventCertSaved        = "cert.saved"
-	EventBoardProvisioned = "board.provisioned"
-	EventBoardFailed      = "board.failed"
-	EventBoardStopped     = "board.stopped"
-	EventEKListExported   = "ek_list.exported"
-	EventEKListPushed     = "ek_list.pushed"
+	EventBatchOpened      = records.EventBatchOpened
+	EventBatchClosed      = records.EventBatchClosed
+	EventBoardClaimed     = records.EventBoardClaimed
+	EventBoardResumed     = records.EventBoardResumed
+	EventBoardRetried     = records.EventBoardRetried
+	EventBoardReworked    = records.EventBoardReworked
+	EventClaimRefused     = records.EventClaimRefused
+	EventBoardRefused     = records.EventBoardRefused
+	EventBoardTPMInfo     = records.EventBoardTPMInfo
+	EventBoardEK          = records.EventBoardEK
+	EventStepStarted      = records.EventStepStarted
+	EventStepDone         = records.EventStepDone
+	EventStepFailed       = records.EventStepFailed
+	EventKeySaved         = records.EventKeySaved
+	EventCertSaved        = records.EventCertSaved
+	EventBoardProvisioned = records.EventBoardProvisioned
+	EventBoardFailed      = records.EventBoardFailed
+	EventBoardStopped     = records.EventBoardStopped
+	EventEKListExported   = records.EventEKListExported
+	EventEKListPushed     = records.EventEKListPushed
 )
 
 // GenesisHash is the prev_hash of the first event.
@@ -176,18 +178,8 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter, fn func(*Event) e
 	return nil
 }
 
-// ChainStatus is the result of a successful VerifyChain.
-type ChainStatus struct {
-	// Head is the hash of the last event in scope (the batch's last event, or the chain head), GenesisHash
-	// when there is none; Count is the number of events in scope.
-	Head  string
-	Count int64
-	// LastSeq is the seq of the last event in scope.
-	LastSeq int64
-	// ChainSeq and ChainHead are the whole chain's last seq and hash.
-	ChainSeq  int64
-	ChainHead string
-}
+// ChainStatus is records.ChainStatus.
+type ChainStatus = records.ChainStatus
 
 // VerifyChain walks the whole audit chain in seq order and checks, for every event: that its seq follows
 // the one before (a deleted event leaves a gap), that its prev_hash equals the hash of the event before

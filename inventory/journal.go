@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tpmline/tpmline/records"
 )
 
 // boardEvent is the audit event of a change to board b.
@@ -36,17 +38,72 @@ func (s *Store) onActiveBoard(ctx context.Context, serial, what string, fn func(
 	return nil
 }
 
-// Op is one write about a board in progress: a journal entry, a key, a certificate, an end state. Journal
-// applies several in one transaction, so a station pays one durable commit where it has several facts to
-// record at the same point of the flow (the end of one step and the start of the next, say).
-type Op struct {
+// op is how the store applies one records.Op: its argument checks and its writes inside the transaction.
+type op struct {
 	what  string
 	check func() error // argument checks, before the transaction
 	apply func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error
 }
 
 // Journal applies ops, in order, to the in-progress board serial in one transaction: all or none.
-func (s *Store) Journal(ctx context.Context, serial string, ops ...Op) error {
+func (s *Store) Journal(ctx context.Context, serial string, rops ...records.Op) error {
+	ops := make([]op, len(rops))
+	for i, r := range rops {
+		o, err := compileOp(r)
+		if err != nil {
+			return err
+		}
+		ops[i] = o
+	}
+	return s.journal(ctx, serial, ops...)
+}
+
+// Op is records.Op, and the constructors below are records', kept so callers that still say
+// inventory.OpKey compile while they move to records.
+type Op = records.Op
+
+var (
+	OpStepStarted  = records.OpStepStarted
+	OpStepFinished = records.OpStepFinished
+	OpStepFailed   = records.OpStepFailed
+	OpStepRan      = records.OpStepRan
+	OpTPMInfo      = records.OpTPMInfo
+	OpEK           = records.OpEK
+	OpKey          = records.OpKey
+	OpCertificate  = records.OpCertificate
+	OpProvisioned  = records.OpProvisioned
+	OpFailed       = records.OpFailed
+)
+
+// compileOp is the one place a records.Op becomes the store's writes.
+func compileOp(r records.Op) (op, error) {
+	switch r.Kind {
+	case records.OpKindStepStarted:
+		return opStepStarted(r.Step), nil
+	case records.OpKindStepFinished:
+		return opStepFinished(r.Step, r.Outcome), nil
+	case records.OpKindStepFailed:
+		return opStepFailed(r.Step, r.Outcome), nil
+	case records.OpKindStepRan:
+		return opStepRan(r.Step, r.Outcome, r.Failed), nil
+	case records.OpKindTPMInfo:
+		return opTPMInfo(r.TPMInfo), nil
+	case records.OpKindEK:
+		return opEK(r.EKCert, r.EKPub), nil
+	case records.OpKindKey:
+		return opKey(r.Key), nil
+	case records.OpKindCertificate:
+		return opCertificate(r.CertKind, r.CertDER), nil
+	case records.OpKindProvisioned:
+		return opProvisioned(), nil
+	case records.OpKindFailed:
+		return opFailed(r.Code, r.Text), nil
+	}
+	return op{}, fmt.Errorf("%w: journal op of unknown kind %d", ErrInvalid, r.Kind)
+}
+
+// journal applies ops, in order, to the in-progress board serial in one transaction: all or none.
+func (s *Store) journal(ctx context.Context, serial string, ops ...op) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -75,15 +132,15 @@ func (s *Store) Journal(ctx context.Context, serial string, ops ...Op) error {
 // board's current step. It returns the journal entry id.
 func (s *Store) StepStarted(ctx context.Context, serial, step string) (int64, error) {
 	var id int64
-	err := s.Journal(ctx, serial, stepStarted(step, &id))
+	err := s.journal(ctx, serial, stepStarted(step, &id))
 	return id, err
 }
 
-// OpStepStarted is StepStarted as an Op.
-func OpStepStarted(step string) Op { return stepStarted(step, nil) }
+// opStepStarted is StepStarted as an Op.
+func opStepStarted(step string) op { return stepStarted(step, nil) }
 
-func stepStarted(step string, id *int64) Op {
-	return Op{what: "journaling step " + step, check: func() error { return checkText("step", step, true) },
+func stepStarted(step string, id *int64) op {
+	return op{what: "journaling step " + step, check: func() error { return checkText("step", step, true) },
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
 			var jid int64
 			if err := tx.GetContext(ctx, &jid, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at)
@@ -103,22 +160,22 @@ func stepStarted(step string, id *int64) Op {
 
 // StepFinished journals that step completed on board serial.
 func (s *Store) StepFinished(ctx context.Context, serial, step string, o StepOutcome) error {
-	return s.Journal(ctx, serial, OpStepFinished(step, o))
+	return s.journal(ctx, serial, opStepFinished(step, o))
 }
 
 // StepFailed journals that step failed on board serial. The board stays in progress: the station decides
 // whether to retry the step or MarkFailed.
 func (s *Store) StepFailed(ctx context.Context, serial, step string, o StepOutcome) error {
-	return s.Journal(ctx, serial, OpStepFailed(step, o))
+	return s.journal(ctx, serial, opStepFailed(step, o))
 }
 
-// OpStepFinished is StepFinished as an Op.
-func OpStepFinished(step string, o StepOutcome) Op {
+// opStepFinished is StepFinished as an Op.
+func opStepFinished(step string, o StepOutcome) op {
 	return finishStep(step, PhaseDone, EventStepDone, o)
 }
 
-// OpStepFailed is StepFailed as an Op.
-func OpStepFailed(step string, o StepOutcome) Op {
+// opStepFailed is StepFailed as an Op.
+func opStepFailed(step string, o StepOutcome) op {
 	return finishStep(step, PhaseFailed, EventStepFailed, o)
 }
 
@@ -126,16 +183,16 @@ func OpStepFailed(step string, o StepOutcome) Op {
 // station's steps that change nothing durable (reads, transient keys) are journaled once they ran. The
 // rows and events are those of OpStepStarted then OpStepFinished (or OpStepFailed), written with one insert
 // and one board update instead of two each.
-func OpStepRan(step string, o StepOutcome, failed bool) Op {
+func opStepRan(step string, o StepOutcome, failed bool) op {
 	phase, kind := PhaseDone, EventStepDone
 	if failed {
 		phase, kind = PhaseFailed, EventStepFailed
 	}
 	done := finishStep(step, phase, kind, o)
-	return Op{what: "journaling step " + step,
+	return op{what: "journaling step " + step,
 		check: func() error { return errors.Join(checkText("step", step, true), done.check()) },
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
-			started, finished := o.span(tx)
+			started, finished := span(o, tx)
 			d := o.Duration
 			var jid int64
 			if err := tx.GetContext(ctx, &jid, s.q(`INSERT INTO steps (board_id, attempt, step, phase, started_at, finished_at,
@@ -155,8 +212,8 @@ func OpStepRan(step string, o StepOutcome, failed bool) Op {
 		}}
 }
 
-func finishStep(step, phase, kind string, o StepOutcome) Op {
-	return Op{what: "journaling step " + step,
+func finishStep(step, phase, kind string, o StepOutcome) op {
+	return op{what: "journaling step " + step,
 		check: func() error {
 			if err := checkFreeText("step detail", o.Detail); err != nil {
 				return err
@@ -187,7 +244,7 @@ func finishStep(step, phase, kind string, o StepOutcome) Op {
 			// time it really began.
 			started, finished := open.StartedAt, now
 			if !o.Started.IsZero() {
-				started, finished = o.span(tx)
+				started, finished = span(o, tx)
 				started = max(started, open.StartedAt)
 			}
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE steps SET phase = ?, started_at = ?, finished_at = ?, duration_ns = ?,
@@ -219,12 +276,12 @@ func (s *Store) ListSteps(ctx context.Context, serial string) ([]Step, error) {
 
 // SetBoardTPMInfo records what the board's TPM reports about itself.
 func (s *Store) SetBoardTPMInfo(ctx context.Context, serial string, info TPMInfo) error {
-	return s.Journal(ctx, serial, OpTPMInfo(info))
+	return s.journal(ctx, serial, opTPMInfo(info))
 }
 
-// OpTPMInfo is SetBoardTPMInfo as an Op.
-func OpTPMInfo(info TPMInfo) Op {
-	return Op{what: "recording TPM info",
+// opTPMInfo is SetBoardTPMInfo as an Op.
+func opTPMInfo(info TPMInfo) op {
+	return op{what: "recording TPM info",
 		check: func() error {
 			for _, f := range []struct{ name, v string }{{"TPM manufacturer", info.Manufacturer}, {"TPM vendor", info.Vendor},
 				{"TPM firmware", info.Firmware}} {
@@ -247,12 +304,12 @@ func OpTPMInfo(info TPMInfo) Op {
 // SetBoardEK records the board's EK certificate (may be empty when the TPM has none) and EK public key.
 // The public key must hash (EKPubHash) to the EK the board was claimed with.
 func (s *Store) SetBoardEK(ctx context.Context, serial string, ekCert, ekPublic []byte) error {
-	return s.Journal(ctx, serial, OpEK(ekCert, ekPublic))
+	return s.journal(ctx, serial, opEK(ekCert, ekPublic))
 }
 
-// OpEK is SetBoardEK as an Op.
-func OpEK(ekCert, ekPublic []byte) Op {
-	return Op{what: "recording the EK",
+// opEK is SetBoardEK as an Op.
+func opEK(ekCert, ekPublic []byte) op {
+	return op{what: "recording the EK",
 		check: func() error {
 			if len(ekPublic) == 0 {
 				return fmt.Errorf("%w: EK public key is empty", ErrInvalid)
@@ -260,7 +317,11 @@ func OpEK(ekCert, ekPublic []byte) Op {
 			return nil
 		},
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
-			if got := EKPubHash(ekPublic); got != b.EKPubSHA256.String {
+			got, err := EKPubHash(ekPublic)
+			if err != nil {
+				return fmt.Errorf("%w: EK public key: %v", ErrInvalid, err)
+			}
+			if got != b.EKPubSHA256.String {
 				return fmt.Errorf("%w: EK public key hashes to %s but the board was claimed with EK %s", ErrInvalid,
 					short(got), short(b.EKPubSHA256.String))
 			}
@@ -288,12 +349,12 @@ func nilIfEmpty(b []byte) []byte {
 // SaveKey records a key created in the board's TPM for the current attempt (again for the same kind
 // replaces it: a step re-run after a restart).
 func (s *Store) SaveKey(ctx context.Context, serial string, k Key) error {
-	return s.Journal(ctx, serial, OpKey(k))
+	return s.journal(ctx, serial, opKey(k))
 }
 
-// OpKey is SaveKey as an Op.
-func OpKey(k Key) Op {
-	return Op{what: "saving the " + string(k.Kind) + " key",
+// opKey is SaveKey as an Op.
+func opKey(k Key) op {
+	return op{what: "saving the " + string(k.Kind) + " key",
 		check: func() error {
 			if err := checkKind(k.Kind); err != nil {
 				return err
@@ -310,10 +371,10 @@ func OpKey(k Key) Op {
 				b.ID, b.Attempt, string(k.Kind), k.Public, int64(k.Handle), k.Name, now); err != nil {
 				return err
 			}
-			pub := sha256.Sum256(k.Public)
+			tpmtPub := sha256.Sum256(k.Public) // of the TPMT_PUBLIC bytes, not a key identity (EKPubHash is one)
 			return s.appendEventTx(ctx, tx, boardEvent(b, EventKeySaved, map[string]any{"kind": string(k.Kind),
 				"handle": fmt.Sprintf("%#x", k.Handle), "name": hex.EncodeToString(k.Name),
-				"public_sha256": hex.EncodeToString(pub[:])}))
+				"tpmt_public_sha256": hex.EncodeToString(tpmtPub[:])}))
 		}}
 }
 
@@ -321,18 +382,18 @@ func OpKey(k Key) Op {
 // der must parse as an X.509 certificate; its serial number and notAfter are recorded alongside.
 func (s *Store) SaveCertificate(ctx context.Context, serial string, kind KeyKind, der []byte) (*Certificate, error) {
 	var c Certificate
-	if err := s.Journal(ctx, serial, certificateOp(kind, der, &c)); err != nil {
+	if err := s.journal(ctx, serial, certificateOp(kind, der, &c)); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// OpCertificate is SaveCertificate as an Op.
-func OpCertificate(kind KeyKind, der []byte) Op { return certificateOp(kind, der, nil) }
+// opCertificate is SaveCertificate as an Op.
+func opCertificate(kind KeyKind, der []byte) op { return certificateOp(kind, der, nil) }
 
-func certificateOp(kind KeyKind, der []byte, out *Certificate) Op {
+func certificateOp(kind KeyKind, der []byte, out *Certificate) op {
 	var cert *x509.Certificate
-	return Op{what: "saving the " + string(kind) + " certificate",
+	return op{what: "saving the " + string(kind) + " certificate",
 		check: func() (err error) {
 			if err := checkKind(kind); err != nil {
 				return err
@@ -394,17 +455,17 @@ func (s *Store) ListCertificates(ctx context.Context, serial string) ([]Certific
 // attempt has both keys and both certificates recorded and the EK public key is on record.
 func (s *Store) MarkProvisioned(ctx context.Context, serial string) (*Board, error) {
 	var out *Board
-	if err := s.Journal(ctx, serial, provisionedOp(&out)); err != nil {
+	if err := s.journal(ctx, serial, provisionedOp(&out)); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// OpProvisioned is MarkProvisioned as an Op.
-func OpProvisioned() Op { return provisionedOp(nil) }
+// opProvisioned is MarkProvisioned as an Op.
+func opProvisioned() op { return provisionedOp(nil) }
 
-func provisionedOp(out **Board) Op {
-	return Op{what: "marking provisioned",
+func provisionedOp(out **Board) op {
+	return op{what: "marking provisioned",
 		apply: func(ctx context.Context, s *Store, tx *txn, b *boardRow, now int64) error {
 			var missing []string
 			if len(b.EKPublic) == 0 {
@@ -418,7 +479,7 @@ func provisionedOp(out **Board) Op {
 				}
 				for _, k := range []KeyKind{KindIAK, KindIDevID} {
 					if !contains(kinds, string(k)) {
-						missing = append(missing, k.display()+" "+t.what)
+						missing = append(missing, k.Display()+" "+t.what)
 					}
 				}
 			}
@@ -449,12 +510,12 @@ func contains(list []string, v string) bool {
 // MarkFailed ends the board's attempt as failed with a reason code (machine-readable) and text (for the
 // operator). A later ClaimBoard retries it.
 func (s *Store) MarkFailed(ctx context.Context, serial, code, text string) error {
-	return s.Journal(ctx, serial, OpFailed(code, text))
+	return s.journal(ctx, serial, opFailed(code, text))
 }
 
-// OpFailed is MarkFailed as an Op.
-func OpFailed(code, text string) Op {
-	return Op{what: "marking failed",
+// opFailed is MarkFailed as an Op.
+func opFailed(code, text string) op {
+	return op{what: "marking failed",
 		check: func() error {
 			if err := checkText("reason code", code, true); err != nil {
 				return err

@@ -24,7 +24,7 @@ func TestJournalOps(t *testing.T) {
 		// Read-only steps journaled after the fact, with the TPM facts, in one commit.
 		if err := s.Journal(ctx, "J1", OpStepRan("tpm-info", StepOutcome{Duration: time.Millisecond}, false),
 			OpTPMInfo(TPMInfo{Manufacturer: "IBM", Vendor: "SW", Firmware: "1.2"}),
-			OpEK(nil, []byte("ek-public-1")), OpStepStarted("iak")); err != nil {
+			OpEK(nil, ekPublic(1)), OpStepStarted("iak")); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := s.GetBoardBySerial(ctx, "J1")

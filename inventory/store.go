@@ -10,24 +10,23 @@ package inventory
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // PostgreSQL driver "postgres"
+
 	"github.com/tpmline/tpmline/internal/clock"
-	_ "modernc.org/sqlite" // SQLite driver "sqlite", pure Go
+	"github.com/tpmline/tpmline/internal/sqldb"
 )
 
 // Store is an open inventory. It is safe for concurrent use by the slots of one station; several stations
 // may open the same PostgreSQL inventory (or the same SQLite file on one machine) at once.
 type Store struct {
+	db    *sqldb.DB
 	d     dialect
 	w     *sqlx.DB // writes, and reads that belong to a write transaction
 	r     *sqlx.DB // plain reads; the same pool as w on PostgreSQL
@@ -35,7 +34,7 @@ type Store struct {
 	now   func() time.Time
 	// retries counts transactions run again after losing a race (tests and diagnostics).
 	retries atomic.Int64
-	stmts   *stmtCache // SQLite writer only; nil on PostgreSQL
+	stmts   *sqldb.StmtCache // SQLite writer only; nil on PostgreSQL
 }
 
 // Option adjusts a Store at Open.
@@ -46,6 +45,9 @@ func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
 
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
 // Open connects to the inventory at rawURL and brings its schema up to date.
 //
 //	sqlite://inventory.db, sqlite:///var/lib/tpmline/inventory.db   embedded SQLite (WAL, synchronous=FULL)
@@ -55,17 +57,16 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	var err error
-	switch {
-	case strings.HasPrefix(rawURL, "sqlite://"):
-		err = s.openSQLite(ctx, strings.TrimPrefix(rawURL, "sqlite://"))
-	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		err = s.openPostgres(ctx, rawURL)
-	default:
-		return nil, fmt.Errorf("inventory URL %q: want sqlite://PATH or postgres://user@host/db", redact(rawURL))
-	}
+	// SQLite: one writer connection, so the slots of this station queue in Go rather than spinning on
+	// SQLITE_BUSY, and four readers. PostgreSQL: one pool of eight for both.
+	db, err := sqldb.Open(ctx, rawURL, sqldb.Options{What: "inventory", SQLiteReaders: 4, PostgresConns: 8})
 	if err != nil {
 		return nil, err
+	}
+	s.db, s.w, s.r, s.where = db, db.W, db.R, db.Where
+	s.d = dialect{name: db.Name, forUpdate: db.ForUpdate}
+	if db.Name == sqldb.SQLite.Name {
+		s.stmts = sqldb.NewStmtCache(db.W)
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -74,72 +75,10 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) openSQLite(ctx context.Context, path string) error {
-	s.d = sqliteDialect
-	s.where = "sqlite://" + path
-	if path == "" || strings.ContainsAny(path, "?#") || path == ":memory:" {
-		return fmt.Errorf("inventory URL %q: want sqlite://PATH to a database file, without query parameters", s.where)
-	}
-	if dir := filepath.Dir(path); dir != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return fmt.Errorf("inventory at %s: directory %s does not exist: create it first", s.where, dir)
-		}
-	}
-	// busy_timeout comes first so the other pragmas wait for a second station process instead of failing;
-	// _txlock=immediate takes the write lock at BEGIN, so a transaction never has to upgrade a read lock
-	// (which SQLite may refuse with SQLITE_BUSY instead of waiting).
-	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	w, err := sqlx.Open(s.d.driver, path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
-	if err != nil {
-		return fmt.Errorf("opening inventory at %s: %w", s.where, err)
-	}
-	// One writer connection: SQLite allows one writer anyway, and this way the slots of this station queue
-	// in Go rather than spinning on SQLITE_BUSY.
-	w.SetMaxOpenConns(1)
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
-		return fmt.Errorf("cannot open inventory at %s: %v", s.where, err)
-	}
-	r, err := sqlx.Open(s.d.driver, path+"?"+common+"&_pragma=query_only(1)")
-	if err != nil {
-		w.Close()
-		return fmt.Errorf("opening inventory at %s: %w", s.where, err)
-	}
-	r.SetMaxOpenConns(4)
-	s.w, s.r = w, r
-	s.stmts = newStmtCache(w)
-	return nil
-}
-
-func (s *Store) openPostgres(ctx context.Context, rawURL string) error {
-	s.d = postgresDialect
-	s.where = redact(rawURL)
-	db, err := sqlx.Open(s.d.driver, withBinaryParameters(rawURL))
-	if err != nil {
-		return fmt.Errorf("inventory URL %s: %v", s.where, err)
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return fmt.Errorf("database unreachable at %s: is PostgreSQL running and the database created? (%v)", s.where, err)
-	}
-	s.w, s.r = db, db
-	return nil
-}
-
 // Close releases the database connections.
 func (s *Store) Close() error {
-	var err error
-	s.stmts.close()
-	if s.r != nil && s.r != s.w {
-		err = s.r.Close()
-	}
-	if s.w != nil {
-		err = errors.Join(err, s.w.Close())
-	}
-	return err
+	s.stmts.Close()
+	return s.db.Close()
 }
 
 // Engine is "sqlite" or "postgres".
@@ -149,13 +88,7 @@ func (s *Store) Engine() string { return s.d.name }
 func (s *Store) Where() string { return s.where }
 
 // redact removes the password from a database URL.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
-}
+func redact(rawURL string) string { return sqldb.Redact(rawURL) }
 
 // q rebinds a ? query to the engine's placeholders.
 func (s *Store) q(query string) string { return s.w.Rebind(query) }
@@ -172,7 +105,7 @@ type txn struct {
 	headMoved bool
 	// events are the audit events appended by this transaction, written together before commit.
 	events []*Event
-	stmts  *stmtCache
+	stmts  *sqldb.StmtCache
 	missed []string // queries run unprepared, prepared once the transaction ends
 }
 
@@ -227,73 +160,58 @@ type keepError struct{ err error }
 func (k *keepError) Error() string { return k.err.Error() }
 func (k *keepError) Unwrap() error { return k.err }
 
-// inTx runs fn in one write transaction and commits it. A transaction that lost a race (a unique
-// violation on a row another station inserted meanwhile, a lost optimistic update, a deadlock) runs
-// again from the start, where its own checks now see the winner and return the precise error.
-func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
-	const attempts = 10
-	var err error
-	for i := range attempts {
-		err = s.runTx(ctx, fn)
-		if !errors.Is(err, errRetry) && !errors.Is(err, ErrDuplicate) {
-			return err
-		}
-		s.retries.Add(1)
-		// A little backoff so two stations that collided do not collide again in lockstep.
-		t := time.NewTimer(time.Duration(i+1) * time.Duration(1+time.Now().UnixNano()%3) * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+// errRetry asks the transaction helper to run the transaction again: an optimistic update lost a race.
+var errRetry = sqldb.ErrRetry
+
+// mapDBError turns driver errors into this package's sentinels: unique violations become ErrDuplicate,
+// and conflicts that a fresh transaction resolves (PostgreSQL serialization failures and deadlocks, SQLite
+// busy) become errRetry. sqldb.Classify is where the drivers' codes are read.
+func mapDBError(err error) error {
+	switch detail, sentinel := sqldb.Classify(err); sentinel {
+	case sqldb.ErrDuplicate:
+		return fmt.Errorf("%w: %s", ErrDuplicate, detail)
+	case sqldb.ErrRetry:
+		return fmt.Errorf("%w: %s", errRetry, detail)
+	}
+	if errors.Is(err, sqldb.ErrDuplicate) && !errors.Is(err, ErrDuplicate) {
+		// Mapped by sqldb already (a refusal at commit).
+		return fmt.Errorf("%w: %w", ErrDuplicate, err)
 	}
 	return err
 }
 
-func (s *Store) runTx(ctx context.Context, fn func(tx *txn) error) error {
-	tx, err := s.w.BeginTxx(ctx, nil)
-	if err != nil {
-		return mapDBError(fmt.Errorf("starting transaction on %s: %w", s.where, err))
-	}
-	t := &txn{Tx: tx, now: s.nowNano(), mono: clock.Now(), stmts: s.stmts}
-	defer func() {
-		if len(t.missed) > 0 {
-			s.stmts.prepare(ctx, t.missed)
+// inTx runs fn in one write transaction and commits it. A transaction that lost a race (a unique
+// violation on a row another station inserted meanwhile, a lost optimistic update, a deadlock) runs
+// again from the start, where its own checks now see the winner and return the precise error.
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
+	var missed []string
+	err := s.db.InTx(ctx, sqldb.TxOptions{
+		RetryIf: func(err error) bool { return errors.Is(err, ErrDuplicate) },
+		OnRetry: func() { s.retries.Add(1) },
+	}, func(tx *sqlx.Tx) error {
+		t := &txn{Tx: tx, now: s.nowNano(), mono: clock.Now(), stmts: s.stmts}
+		defer func() { missed = append(missed, t.missed...) }()
+		ferr := fn(t)
+		var keep *keepError
+		if ferr != nil && !errors.As(ferr, &keep) {
+			return mapDBError(ferr)
 		}
-	}()
-	ferr := fn(t)
-	var keep *keepError
-	if ferr != nil && !errors.As(ferr, &keep) {
-		tx.Rollback()
-		return mapDBError(ferr)
+		if err := s.flushHead(ctx, t); err != nil {
+			return mapDBError(err)
+		}
+		if keep != nil {
+			return sqldb.Keep(keep.err)
+		}
+		return nil
+	})
+	// Prepared outside the transaction: on SQLite it owned the writer's only connection.
+	if len(missed) > 0 {
+		s.stmts.Prepare(ctx, missed)
 	}
-	if err := s.flushHead(ctx, t); err != nil {
-		tx.Rollback()
-		return mapDBError(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return mapDBError(fmt.Errorf("committing to %s: %w", s.where, err))
-	}
-	if keep != nil {
-		return keep.err
-	}
-	return nil
+	return mapDBError(err)
 }
 
 // nowNano is the store clock in unix nanoseconds, UTC.
 func (s *Store) nowNano() int64 { return s.now().UTC().UnixNano() }
 
 func fromNano(n int64) time.Time { return time.Unix(0, n).UTC() }
-
-// withBinaryParameters asks lib/pq to send each statement in one round trip (Parse, Bind and Execute
-// together; []byte parameters in binary) unless the URL sets binary_parameters itself.
-func withBinaryParameters(rawURL string) string {
-	if strings.Contains(rawURL, "binary_parameters=") {
-		return rawURL
-	}
-	if strings.Contains(rawURL, "?") {
-		return rawURL + "&binary_parameters=yes"
-	}
-	return rawURL + "?binary_parameters=yes"
-}

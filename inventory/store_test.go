@@ -100,8 +100,6 @@ func forEachEngine(t *testing.T, fn func(t *testing.T, e engine, s *Store, dbURL
 	}
 }
 
-func ekHash(i int) string { return EKPubHash([]byte(fmt.Sprintf("ek-public-%d", i))) }
-
 func mustOpenBatch(t testing.TB, s *Store, id, station string, qty int) *Batch {
 	t.Helper()
 	b, err := s.OpenBatch(context.Background(), NewBatch{ID: id, Product: "gw-100", WorkOrder: "WO-" + id,
@@ -152,7 +150,7 @@ func seedBoards(t testing.TB, s *Store, batch, station string, n int) {
 				sb.WriteString(",")
 			}
 			sb.WriteString("(?, ?, ?, 'provisioned', 'SIM', ?, ?, 0, 1, 0, ?, ?)")
-			pub := []byte(fmt.Sprintf("ek-public-%d", i))
+			pub := ekPublic(i)
 			args = append(args, fmt.Sprintf("SN%07d", i), ekHash(i), batch, pub, station, now+int64(i), now+int64(i))
 		}
 		if _, err := tx.ExecContext(ctx, s.q(sb.String()), args...); err != nil {

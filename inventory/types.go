@@ -1,215 +1,60 @@
 package inventory
 
 import (
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/tpmwire"
+	"github.com/tpmline/tpmline/records"
 )
 
-// BoardState is where a board stands.
-type BoardState string
+// The records this package stores are package records'; these names keep callers that still say
+// inventory.Board compiling while they move to records.
+type (
+	BoardState   = records.BoardState
+	KeyKind      = records.KeyKind
+	NewBatch     = records.NewBatch
+	Batch        = records.Batch
+	BatchSummary = records.BatchSummary
+	ClaimRequest = records.ClaimRequest
+	Board        = records.Board
+	TPMInfo      = records.TPMInfo
+	StepOutcome  = records.StepOutcome
+	Step         = records.Step
+	Key          = records.Key
+	Certificate  = records.Certificate
+	Event        = records.Event
+	EKListExport = records.EKListExport
+)
 
-// Board states.
+// Board states, key kinds and journal phases: see package records.
 const (
-	StateInProgress  BoardState = "in_progress"
-	StateProvisioned BoardState = "provisioned"
-	StateFailed      BoardState = "failed"
-	StateStopped     BoardState = "stopped"
+	StateInProgress  = records.StateInProgress
+	StateProvisioned = records.StateProvisioned
+	StateFailed      = records.StateFailed
+	StateStopped     = records.StateStopped
+	KindIAK          = records.KindIAK
+	KindIDevID       = records.KindIDevID
+	PhaseStarted     = records.PhaseStarted
+	PhaseDone        = records.PhaseDone
+	PhaseFailed      = records.PhaseFailed
 )
 
-// KeyKind names the two device identity keys (TCG "TPM 2.0 Keys for Device Identity and Attestation").
-type KeyKind string
-
-// Key kinds.
-const (
-	KindIAK    KeyKind = "iak"
-	KindIDevID KeyKind = "idevid"
-)
-
-// display is the kind as people write it.
-func (k KeyKind) display() string {
-	switch k {
-	case KindIAK:
-		return "IAK"
-	case KindIDevID:
-		return "IDevID"
-	}
-	return string(k)
-}
-
-// Step phases in the journal.
-const (
-	PhaseStarted = "started"
-	PhaseDone    = "done"
-	PhaseFailed  = "failed"
-)
-
-// EKPubHash is the inventory's EK identity: the lowercase hex SHA-256 of the EK public bytes exactly as
-// passed to SetBoardEK.
-func EKPubHash(ekPublic []byte) string {
-	sum := sha256.Sum256(ekPublic)
-	return hex.EncodeToString(sum[:])
-}
-
-// NewBatch is what OpenBatch needs.
-type NewBatch struct {
-	ID        string
-	Product   string
-	WorkOrder string
-	Quantity  int
-	Operator  string
-	Station   string
-}
-
-// Batch is a production batch.
-type Batch struct {
-	ID        string
-	Product   string
-	WorkOrder string
-	Quantity  int
-	Operator  string
-	Station   string
-	State     string // "open" or "closed"
-	OpenedAt  time.Time
-	ClosedAt  time.Time // zero while open
-}
-
-// BatchSummary is a batch with its board counts. Done counts every board that reached an end state.
-type BatchSummary struct {
-	Batch
-	Done       int
-	Passed     int
-	Failed     int
-	Stopped    int
-	InProgress int
-	// Refused counts boards turned away before they had a record: a claim refused by the one-EK-one-serial
-	// rule (a clone or a swapped part; payloads are compact JSON with sorted keys, so the reason is
-	// matched as text in both engines), or a board the station refused before its inventory check
-	// (EventBoardRefused). They are no boards of the batch, but QA counts them.
-	Refused int
-}
-
-// ClaimRequest asks to provision (or rework) the board Serial whose TPM has the EK EKPubSHA256.
-type ClaimRequest struct {
-	Serial      string
-	EKPubSHA256 string // lowercase hex, see EKPubHash
-	Batch       string
-	Station     string
-	Slot        int
-	// Rework lets a known serial take a new EK (its TPM was replaced) and lets a provisioned or stopped
-	// board be provisioned again. It never lets an EK move to another serial.
-	Rework bool
-}
-
-// Board is one board's record.
-type Board struct {
-	ID              int64
-	Serial          string
-	EKPubSHA256     string // empty until known
-	Batch           string
-	State           BoardState
-	CurrentStep     string
-	ReasonCode      string
-	ReasonText      string
-	TPMManufacturer string
-	TPMVendor       string
-	TPMFirmware     string
-	EKCert          []byte
-	EKPublic        []byte
-	Station         string
-	Slot            int
-	Attempt         int // 1 on the first claim, +1 on every retry, resume or rework
-	ReworkCount     int
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-}
-
-// TPMInfo is what the TPM says about itself.
-type TPMInfo struct {
-	Manufacturer string
-	Vendor       string
-	Firmware     string
-}
-
-// StepOutcome closes a journal entry. Duration is measured by the caller (monotonic clock); when zero the
-// store uses the wall-clock time between StepStarted and now.
-type StepOutcome struct {
-	Duration time.Duration
-	TPMTime  time.Duration // time spent inside TPM commands
-	Detail   string
-	// Started is when the step began, by the product clock (clock.Now, with its monotonic reading). The
-	// store places the step at its own time of the commit minus what has elapsed since, so a step journaled
-	// later than it ran keeps its place in time. Zero: the step ended at the commit.
-	Started time.Time
-}
+// EKPubHash is the inventory's EK identity (column ek_pub_sha256), the one tpmline shows and exchanges
+// everywhere: tpmwire.EKIdentity, the lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of the key in
+// ekPublic, a marshalled TPMT_PUBLIC as passed to SetBoardEK. It is what `openssl pkey -pubin -outform DER
+// | sha256sum` prints for the EK, and what EK lists and reports carry. Until migration 0002 the column
+// held SHA-256 of the TPMT_PUBLIC bytes instead (see ekidentity.go).
+func EKPubHash(ekPublic []byte) (string, error) { return tpmwire.EKIdentity(ekPublic) }
 
 // span is where a step journaled by tx sits in time: [start, end] in unix nanoseconds of the store's clock.
-func (o StepOutcome) span(tx *txn) (start, end int64) {
+func span(o StepOutcome, tx *txn) (start, end int64) {
 	if o.Started.IsZero() {
 		return tx.now - int64(o.Duration), tx.now
 	}
 	start = tx.now - int64(tx.mono.Sub(o.Started))
 	return start, min(start+int64(o.Duration), tx.now)
-}
-
-// Step is one journal entry.
-type Step struct {
-	ID         int64
-	Attempt    int
-	Step       string
-	Phase      string
-	StartedAt  time.Time
-	FinishedAt time.Time // zero while started
-	Duration   time.Duration
-	TPMTime    time.Duration
-	Detail     string
-}
-
-// Key is a device key created in the board's TPM.
-type Key struct {
-	Kind      KeyKind
-	Public    []byte // TPM2B_PUBLIC contents as the TPM returned them
-	Handle    uint32 // persistent handle
-	Name      []byte // TPM Name of the key
-	Attempt   int
-	CreatedAt time.Time
-}
-
-// Certificate is a certificate the CA issued for one of the board's keys.
-type Certificate struct {
-	Kind      KeyKind
-	DER       []byte
-	SerialHex string
-	NotAfter  time.Time
-	Attempt   int
-	CreatedAt time.Time
-}
-
-// Event is one audit record. AppendEvent fills Seq, PrevHash and Hash (and Time when zero).
-type Event struct {
-	Seq      int64
-	Time     time.Time
-	Station  string
-	Batch    string
-	Serial   string
-	Kind     string
-	Payload  json.RawMessage // compact JSON; nil is stored as {}
-	PrevHash string          // hex
-	Hash     string          // hex
-}
-
-// EKListExport records an EK list file written (and perhaps pushed to the CA) for a batch.
-type EKListExport struct {
-	ID         int64
-	Batch      string
-	Format     string
-	FileSHA256 string
-	Boards     int
-	Station    string
-	CreatedAt  time.Time
-	PushedAt   time.Time // zero until pushed
 }
 
 // Row types: what the columns hold (times as unix nanoseconds), scanned by sqlx and turned into the types

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -145,10 +144,29 @@ func LoadClientTLS(certFile, keyFile, trustFile string) (*tls.Config, error) {
 	}, nil
 }
 
-// IsCAError reports whether err is a protocol refusal from the CA (as opposed to a transport failure),
-// and returns it.
-func IsCAError(err error) (*Error, bool) {
-	var e *Error
-	ok := errors.As(err, &e)
-	return e, ok
+// CA is the upstream CA as the device side sees it: the two rounds of the enrollment protocol. *Client
+// implements it over HTTPS; the station takes one in its Config.
+type CA interface {
+	Enroll(ctx context.Context, req *EnrollRequest) (*Challenge, error)
+	Activate(ctx context.Context, req *ActivateRequest) (*Certificates, error)
 }
+
+// Step names of the per-board flow (station/flow.go runs the steps and journals them under these names).
+const (
+	StepFlush     = "flush"
+	StepTPMInfo   = "tpm-info"
+	StepEKCerts   = "ek-certs"
+	StepEK        = "ek"
+	StepEKCheck   = "ek-check"
+	StepClear     = "clear"
+	StepIAK       = "iak"
+	StepIDevID    = "idevid"
+	StepEnroll    = "enroll"
+	StepActivate  = "activate-credential"
+	StepCertify   = "certify"
+	StepIssue     = "issue"
+	StepPersist   = "persist"
+	StepNVWrite   = "nv-write"
+	StepReadBack  = "read-back"
+	StepFlushDone = "flush-done"
+)

@@ -3,17 +3,13 @@ package provisioning_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,64 +17,22 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testpki"
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
-// testPKI is a CA that issues the server's and the station's certificates for mutual TLS.
-type testPKI struct {
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test TLS CA"},
-		NotBefore: clock.Now().Add(-time.Hour), NotAfter: clock.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	return &testPKI{ca: ca, caKey: key}
-}
-
-func (p *testPKI) leaf(t *testing.T, cn string, usage x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(clock.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: clock.Now().Add(-time.Hour), NotAfter: clock.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, key.Public(), p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-func (p *testPKI) pool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.ca)
-	return pool
-}
-
-// startCA serves handler over HTTPS requiring a client certificate from pki.
-func startCA(t *testing.T, pki *testPKI, handler http.Handler) *httptest.Server {
+// serveHandler serves handler over HTTPS with the test PKI's CA server certificate, requiring a client
+// certificate from its station access CA: a stand-in server for the client's own behaviour (error bodies,
+// proxies, oversized answers) that the real CA never produces on purpose.
+func serveHandler(t *testing.T, pki *testpki.PKI, handler http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(handler)
 	srv.TLS = &tls.Config{Time: clock.Now,
-		Certificates: []tls.Certificate{pki.leaf(t, "ca", x509.ExtKeyUsageServerAuth)},
+		Certificates: []tls.Certificate{pki.Server.TLS()},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pki.pool(),
+		ClientCAs:    testpki.Pool(pki.Access.Cert),
 	}
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake refusals are expected here
 	srv.StartTLS()
@@ -87,9 +41,9 @@ func startCA(t *testing.T, pki *testPKI, handler http.Handler) *httptest.Server 
 }
 
 func TestClient(t *testing.T) {
-	pki := newTestPKI(t)
-	station := pki.leaf(t, "station-1", x509.ExtKeyUsageClientAuth)
-	tlsConf := &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: pki.pool(), MinVersion: tls.VersionTLS12}
+	pki := testpki.New(t)
+	station := testpki.MustIssue(t, testpki.Spec{CommonName: "station-1", Usage: x509.ExtKeyUsageClientAuth}, pki.Access).TLS()
+	tlsConf := &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: testpki.Pool(pki.Root.Cert), MinVersion: tls.VersionTLS12}
 
 	var gotEnroll provisioning.EnrollRequest
 	mux := http.NewServeMux()
@@ -124,7 +78,7 @@ func TestClient(t *testing.T) {
 			json.NewEncoder(w).Encode(provisioning.Certificates{IAKCert: []byte{0x30}, IDevIDCert: []byte{0x31}})
 		}
 	})
-	srv := startCA(t, pki, mux)
+	srv := serveHandler(t, pki, mux)
 	c := provisioning.NewClient(srv.URL+"/", tlsConf)
 	ctx := context.Background()
 
@@ -153,13 +107,13 @@ func TestClient(t *testing.T) {
 	}
 
 	// A station without a client certificate is turned away at the TLS layer.
-	anon := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: pki.pool()})
+	anon := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: testpki.Pool(pki.Root.Cert)})
 	if _, err := anon.Enroll(ctx, &provisioning.EnrollRequest{}); err == nil || !strings.Contains(err.Error(), "CA unreachable at") {
 		t.Errorf("anonymous station: %v", err)
 	}
 	// A server the station does not trust is refused.
-	other := newTestPKI(t)
-	distrust := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: other.pool()})
+	other := testpki.MustIssue(t, testpki.Spec{CommonName: "other root", CA: true}, nil)
+	distrust := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: testpki.Pool(other.Cert)})
 	if _, err := distrust.Enroll(ctx, &provisioning.EnrollRequest{}); err == nil {
 		t.Error("untrusted CA accepted")
 	}
@@ -180,8 +134,8 @@ func TestClient(t *testing.T) {
 }
 
 func TestLoadClientTLS(t *testing.T) {
-	pki := newTestPKI(t)
-	station := pki.leaf(t, "station-1", x509.ExtKeyUsageClientAuth)
+	pki := testpki.New(t)
+	station := testpki.MustIssue(t, testpki.Spec{CommonName: "station-1", Usage: x509.ExtKeyUsageClientAuth}, pki.Access).TLS()
 	dir := t.TempDir()
 	keyDER, _ := x509.MarshalECPrivateKey(station.PrivateKey.(*ecdsa.PrivateKey))
 	write := func(name, typ string, der []byte) string {
@@ -193,13 +147,13 @@ func TestLoadClientTLS(t *testing.T) {
 	}
 	certFile := write("station.pem", "CERTIFICATE", station.Certificate[0])
 	keyFile := write("station.key", "EC PRIVATE KEY", keyDER)
-	trustFile := write("ca.pem", "CERTIFICATE", pki.ca.Raw)
+	trustFile := write("ca.pem", "CERTIFICATE", pki.Root.Cert.Raw)
 
 	conf, err := provisioning.LoadClientTLS(certFile, keyFile, trustFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startCA(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveHandler(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(provisioning.Challenge{SessionID: r.TLS.PeerCertificates[0].Subject.CommonName})
 	}))
 	ch, err := provisioning.NewClient(srv.URL, conf).Enroll(context.Background(), &provisioning.EnrollRequest{})

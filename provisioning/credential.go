@@ -112,14 +112,11 @@ type CertifyInfo struct {
 	Certify *tpm2.TPMSCertifyInfo
 }
 
-// ParseCertifyInfo parses a marshalled TPMS_ATTEST and checks what go-tpm v0.9.8 does not: the
-// TPM_GENERATED magic (0xff544347, TPM 2.0 Part 2 section 6.2) and the type TPM_ST_ATTEST_CERTIFY. It also
-// refuses trailing bytes.
+// ParseCertifyInfo strictly decodes a marshalled TPMS_ATTEST (DecodeAttest: bounded, canonical, no
+// trailing bytes) and checks what go-tpm v0.9.8 does not: the TPM_GENERATED magic (0xff544347, TPM 2.0
+// Part 2 section 6.2) and the type TPM_ST_ATTEST_CERTIFY.
 func ParseCertifyInfo(attest []byte) (*CertifyInfo, error) {
-	if len(attest) == 0 || len(attest) > MaxAttestBytes {
-		return nil, fmt.Errorf("attestation is %d bytes (want 1..%d)", len(attest), MaxAttestBytes)
-	}
-	a, err := tpm2.Unmarshal[tpm2.TPMSAttest](attest)
+	a, err := DecodeAttest(attest)
 	if err != nil {
 		return nil, fmt.Errorf("parsing attestation: %w", err)
 	}
@@ -128,13 +125,6 @@ func ParseCertifyInfo(attest []byte) (*CertifyInfo, error) {
 	}
 	if a.Type != tpm2.TPMSTAttestCertify {
 		return nil, fmt.Errorf("attestation type is %#x, not ATTEST_CERTIFY", uint16(a.Type))
-	}
-	again, err := safeMarshal(*a)
-	if err != nil {
-		return nil, fmt.Errorf("parsing attestation: %w", err)
-	}
-	if string(again) != string(attest) {
-		return nil, errors.New("parsing attestation: trailing or non-canonical bytes")
 	}
 	c, err := a.Attested.Certify()
 	if err != nil {

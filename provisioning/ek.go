@@ -1,12 +1,11 @@
 package provisioning
 
 import (
-	"crypto"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -295,7 +294,7 @@ func ekTemplateFromNV(tpm transport.TPM, alg EKAlg) (tpm2.TPMTPublic, error) {
 	case err != nil:
 		return t, fmt.Errorf("reading EK template at NV %#x: %w", tmplIdx, err)
 	default:
-		custom, err := tpm2.Unmarshal[tpm2.TPMTPublic](raw)
+		custom, err := DecodePublic(raw)
 		if err != nil {
 			return t, fmt.Errorf("parsing EK template at NV %#x: %w", tmplIdx, err)
 		}
@@ -350,54 +349,63 @@ func CreateEK(tpm transport.TPM, alg EKAlg) (*Key, error) {
 // CheckEKMatchesCert checks that the certificate read from NV certifies the TPM's EK: RSA modulus and
 // exponent, or ECC curve and point, must be equal (ekcert.MatchPublic; a difference matches
 // ekcert.ErrMismatch). The station runs it early so a swapped or mis-programmed TPM stops at the line, not
-// at the CA, which checks again and owns the verdict on the certificate itself. So the certificate is parsed
-// with ekcert.Parse, and when that refuses it (a quirk the CA may or may not tolerate), only its
-// SubjectPublicKeyInfo is decoded, after skipping a TCG NV header and ignoring trailing padding.
+// at the CA, which checks again and owns the verdict on the certificate itself. The key is read with
+// ekcert.PublicKey: the CA's normaliser (NV header, padding, OCTET STRING wrapper, and nothing else), so the
+// station refuses exactly the encodings the CA refuses, while leaving x509 quirks of the certificate body
+// to the CA.
 func CheckEKMatchesCert(cert []byte, ek *tpm2.TPMTPublic) error {
 	if ek == nil {
 		return errors.New("checking EK against its certificate: no EK public area")
 	}
-	var x *x509.Certificate
-	if c, err := ekcert.Parse(cert); err == nil {
-		x = c.X509
-	} else {
-		key, lerr := certPublicKey(cert)
-		if lerr != nil {
-			return fmt.Errorf("EK certificate: %w", err)
-		}
-		x = &x509.Certificate{PublicKey: key}
+	key, _, err := ekcert.PublicKey(cert)
+	if err != nil {
+		return fmt.Errorf("EK certificate: %w", err)
 	}
-	if err := ekcert.MatchPublic(x, ek); err != nil {
+	if err := ekcert.MatchPublic(&x509.Certificate{PublicKey: key}, ek); err != nil {
 		return fmt.Errorf("the TPM's EK is not the key in its EK certificate: %w", err)
 	}
 	return nil
 }
 
-// certPublicKey extracts the public key from a DER certificate as stored in NV.
-func certPublicKey(raw []byte) (crypto.PublicKey, error) {
-	// TCG PC Client Platform TPM Profile: some vendors prefix the certificate with the header
-	// 0x10 0x01 0x00 and a 16-bit length.
-	if len(raw) > 5 && raw[0] == 0x10 && raw[1] == 0x01 && raw[2] == 0x00 {
-		raw = raw[5:]
+// ErrNoEKCert matches the error of ChooseEKCert and ReadChosenEKCert when the TPM carries no certificate
+// the station can enroll with (as opposed to a TPM that failed to answer).
+var ErrNoEKCert = errors.New("no usable EK certificate")
+
+type noEKCert string
+
+func (e noEKCert) Error() string        { return string(e) }
+func (e noEKCert) Is(target error) bool { return target == ErrNoEKCert }
+
+// ChooseEKCert picks the EK certificate to enroll with: the one at index if index is not 0, else the first
+// certificate whose EK template has the name algorithm nameAlg, ECC before RSA, low range before high.
+func ChooseEKCert(certs []NVCert, nameAlg tpm2.TPMAlgID, index uint32) (NVCert, EKAlg, error) {
+	type cand struct {
+		c    NVCert
+		alg  EKAlg
+		rank int
 	}
-	var c struct {
-		TBS struct {
-			Version   asn1.RawValue `asn1:"optional,explicit,tag:0"`
-			Serial    asn1.RawValue
-			SigAlg    asn1.RawValue
-			Issuer    asn1.RawValue
-			Validity  asn1.RawValue
-			Subject   asn1.RawValue
-			PublicKey asn1.RawValue
-			// Unique IDs and extensions follow; encoding/asn1 ignores elements past the last field.
+	var cands []cand
+	for _, c := range certs {
+		alg, ok := EKAlgForIndex(c.Index)
+		if !ok || (index != 0 && c.Index != index) {
+			continue
 		}
+		t, err := EKTemplate(alg)
+		if err != nil || t.NameAlg != nameAlg {
+			continue
+		}
+		rank := 0
+		if t.Type == tpm2.TPMAlgRSA {
+			rank = 1
+		}
+		cands = append(cands, cand{c, alg, rank})
 	}
-	if _, err := asn1.Unmarshal(raw, &c); err != nil { // trailing padding is returned as "rest" and ignored
-		return nil, fmt.Errorf("not a DER certificate: %w", err)
+	if len(cands) == 0 {
+		if index != 0 {
+			return NVCert{}, "", noEKCert(fmt.Sprintf("no usable EK certificate at NV %#x with name algorithm %v", index, nameAlg))
+		}
+		return NVCert{}, "", noEKCert(fmt.Sprintf("no EK certificate whose EK has name algorithm %v (found %d certificates); the IAK needs the EK's name algorithm", nameAlg, len(certs)))
 	}
-	key, err := x509.ParsePKIXPublicKey(c.TBS.PublicKey.FullBytes)
-	if err != nil {
-		return nil, fmt.Errorf("parsing subject public key: %w", err)
-	}
-	return key, nil
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].rank < cands[j].rank })
+	return cands[0].c, cands[0].alg, nil
 }

@@ -1,28 +1,22 @@
 package provisioning_test
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"hash"
 	"math/big"
 	"testing"
-	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/fixtures"
-	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -127,147 +121,6 @@ func addEKCert(t *testing.T, tpm transport.TPM, alg provisioning.EKAlg, idx uint
 	}
 	writePlatformNV(t, tpm, idx, cert.Raw)
 	return cert
-}
-
-// testCA is a CA made for these tests with the checks DESIGN.md lists that the device side can get wrong:
-// the EK matches its certificate, MakeCredential over the Name it computes itself, the secret, the certify
-// attestation (magic, type, nonce, Name, signature). The real CA lives in provisioning/ca; this one lets
-// the device side be tested without it.
-type testCA struct {
-	root     *x509.Certificate
-	rootKey  *ecdsa.PrivateKey
-	sessions map[string]*caSession
-	n        int
-	// tamper, when set, changes the challenge before it is returned.
-	tamper func(*provisioning.Challenge)
-}
-
-type caSession struct {
-	secret, nonce []byte
-	iakPub, idPub *tpm2.TPMTPublic
-	idevidName    []byte
-	used          bool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tpmline test CA"},
-		NotBefore:             clock.Now().Add(-time.Hour),
-		NotAfter:              clock.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(der)
-	return &testCA{root: root, rootKey: key, sessions: map[string]*caSession{}}
-}
-
-func (ca *testCA) Enroll(_ context.Context, req *provisioning.EnrollRequest) (*provisioning.Challenge, error) {
-	ekPub, err := tpm2.Unmarshal[tpm2.TPMTPublic](req.EKPublic)
-	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "ek public: %v", err)
-	}
-	if err := provisioning.CheckEKMatchesCert(req.EKCert, ekPub); err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeEKMismatch, "%v", err)
-	}
-	iakName, err := provisioning.PublicName(req.IAKPublic)
-	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "iak public: %v", err)
-	}
-	iakPub, _ := tpm2.Unmarshal[tpm2.TPMTPublic](req.IAKPublic)
-	if iakPub.NameAlg != ekPub.NameAlg {
-		return nil, provisioning.Errorf(provisioning.CodeIAKAlgorithm, "IAK name alg %v, EK %v", iakPub.NameAlg, ekPub.NameAlg)
-	}
-	a := iakPub.ObjectAttributes
-	if !a.Restricted || !a.SignEncrypt || !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin || a.Decrypt {
-		return nil, provisioning.Errorf(provisioning.CodeIAKAttributes, "IAK attributes %+v", a)
-	}
-	idName, err := provisioning.PublicName(req.IDevIDPublic)
-	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "idevid public: %v", err)
-	}
-	idPub, _ := tpm2.Unmarshal[tpm2.TPMTPublic](req.IDevIDPublic)
-	enc, err := tpm2.ImportEncapsulationKey(ekPub)
-	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "ek: %v", err)
-	}
-	s := &caSession{secret: make([]byte, 32), nonce: make([]byte, 32), iakPub: iakPub, idPub: idPub, idevidName: idName.Buffer}
-	rand.Read(s.secret)
-	rand.Read(s.nonce)
-	blob, encSecret, err := tpm2.CreateCredential(rand.Reader, enc, iakName.Buffer, s.secret)
-	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeInternal, "%v", err)
-	}
-	ca.n++
-	id := fmt.Sprintf("s%d", ca.n)
-	ca.sessions[id] = s
-	ch := &provisioning.Challenge{SessionID: id, CredentialBlob: blob, EncryptedSecret: encSecret, Nonce: s.nonce, ExpiresAt: clock.Now().Add(time.Minute)}
-	if ca.tamper != nil {
-		ca.tamper(ch)
-	}
-	return ch, nil
-}
-
-func (ca *testCA) Activate(_ context.Context, req *provisioning.ActivateRequest) (*provisioning.Certificates, error) {
-	s := ca.sessions[req.SessionID]
-	if s == nil {
-		return nil, provisioning.Errorf(provisioning.CodeChallengeUnknown, "no session %q", req.SessionID)
-	}
-	if s.used {
-		return nil, provisioning.Errorf(provisioning.CodeChallengeUsed, "used")
-	}
-	s.used = true
-	if string(req.Secret) != string(s.secret) {
-		return nil, provisioning.Errorf(provisioning.CodeActivationFailed, "wrong secret")
-	}
-	info, err := provisioning.ParseCertifyInfo(req.CertifyInfo)
-	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "%v", err)
-	}
-	if string(info.Attest.ExtraData.Buffer) != string(s.nonce) {
-		return nil, provisioning.Errorf(provisioning.CodeAttestNonce, "nonce")
-	}
-	if string(info.Certify.Name.Buffer) != string(s.idevidName) {
-		return nil, provisioning.Errorf(provisioning.CodeAttestName, "name")
-	}
-	if err := verifyTPMSignature(s.iakPub, req.CertifyInfo, req.CertifySignature); err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeAttestSignature, "%v", err)
-	}
-	iakCert, err := ca.issue(s.iakPub, "IAK")
-	if err != nil {
-		return nil, err
-	}
-	idCert, err := ca.issue(s.idPub, "IDevID")
-	if err != nil {
-		return nil, err
-	}
-	return &provisioning.Certificates{IAKCert: iakCert, IDevIDCert: idCert, Chain: [][]byte{ca.root.Raw}}, nil
-}
-
-func (ca *testCA) issue(pub *tpm2.TPMTPublic, cn string) ([]byte, error) {
-	k, err := tpm2.Pub(*pub)
-	if err != nil {
-		return nil, err
-	}
-	ca.n++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(int64(ca.n + 100)),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    clock.Now().Add(-time.Hour),
-		NotAfter:     clock.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, ca.root, k, ca.rootKey)
 }
 
 // verifyTPMSignature verifies a marshalled TPMT_SIGNATURE over data with the key pub, the way a verifier

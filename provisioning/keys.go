@@ -2,7 +2,6 @@ package provisioning
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -276,23 +275,12 @@ func PublicName(pub []byte) (tpm2.TPM2BName, error) {
 	return name, err
 }
 
-// decodePublic parses pub, which must be exactly one canonical TPMT_PUBLIC (it marshals back to the same
-// bytes), and hashes those bytes into its Name: one go-tpm decode and one encode, which is what a key costs
-// the station per TPM answer (go-tpm's reflection runs ~50 µs a pass).
+// decodePublic parses pub, which must be exactly one canonical TPMT_PUBLIC (DecodePublic), and hashes
+// those bytes into its Name.
 func decodePublic(pub []byte) (*tpm2.TPMTPublic, tpm2.TPM2BName, error) {
-	if len(pub) == 0 || len(pub) > MaxPublicBytes {
-		return nil, tpm2.TPM2BName{}, fmt.Errorf("public area is %d bytes (want 1..%d)", len(pub), MaxPublicBytes)
-	}
-	p, err := tpm2.Unmarshal[tpm2.TPMTPublic](pub)
+	p, err := DecodePublic(pub)
 	if err != nil {
 		return nil, tpm2.TPM2BName{}, fmt.Errorf("parsing public area: %w", err)
-	}
-	again, err := safeMarshal(*p)
-	if err != nil {
-		return nil, tpm2.TPM2BName{}, fmt.Errorf("parsing public area: %w", err)
-	}
-	if string(again) != string(pub) {
-		return nil, tpm2.TPM2BName{}, errors.New("public area is not one canonical TPMT_PUBLIC (trailing or non-canonical bytes)")
 	}
 	h, err := p.NameAlg.Hash()
 	if err != nil || !h.Available() {

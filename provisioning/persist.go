@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -178,6 +179,23 @@ func Clear(tpm transport.TPM, l Layout) error {
 		if err := undefineNV(tpm, idx); err != nil {
 			return fmt.Errorf("clearing board: %w", err)
 		}
+	}
+	return nil
+}
+
+// Matches checks a read-back board state against what was written.
+func (s *BoardState) Matches(iakPub, idevidPub []byte, certs *Certificates, writeLocked bool) error {
+	switch {
+	case s.IAK == nil || !bytes.Equal(s.IAK.PublicBytes, iakPub):
+		return errors.New("read-back: the key at the IAK handle is not the enrolled IAK")
+	case s.IDevID == nil || !bytes.Equal(s.IDevID.PublicBytes, idevidPub):
+		return errors.New("read-back: the key at the IDevID handle is not the enrolled IDevID")
+	case s.IAKCert == nil || !bytes.Equal(s.IAKCert.Data, certs.IAKCert):
+		return errors.New("read-back: the IAK certificate in NV differs from the issued one")
+	case s.IDevIDCert == nil || !bytes.Equal(s.IDevIDCert.Data, certs.IDevIDCert):
+		return errors.New("read-back: the IDevID certificate in NV differs from the issued one")
+	case writeLocked && (!s.IAKCert.Attributes.WriteLocked || !s.IDevIDCert.Attributes.WriteLocked):
+		return errors.New("read-back: a certificate index is not write-locked")
 	}
 	return nil
 }

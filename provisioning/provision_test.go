@@ -14,7 +14,9 @@ import (
 	"github.com/tpmline/tpmline/provisioning"
 )
 
-func TestProvision(t *testing.T) {
+// TestSteps provisions a board through every step against the real CA, then checks that write-locked
+// indices refuse other certificates and that rework clears the board and keeps the keys.
+func TestSteps(t *testing.T) {
 	for _, tc := range []struct {
 		alg    provisioning.KeyAlg
 		wantEK uint32
@@ -28,19 +30,15 @@ func TestProvision(t *testing.T) {
 			if tc.alg == provisioning.KeyP384 {
 				addEKCert(t, tpm, provisioning.EKP384H, provisioning.NVEKCertP384H)
 			}
-			ca := newTestCA(t)
+			ca := startCA(t).Client()
 			var events []string
 			layout := provisioning.DefaultLayout()
 			layout.WriteLock = true
-			opts := provisioning.Options{
+			opts := stepOptions{
 				Serial: "SN-0001", Product: "widget", KeyAlg: tc.alg, Layout: layout,
-				Step: func(name string, start bool) {
-					if start {
-						events = append(events, name)
-					}
-				},
+				Step: func(name string) { events = append(events, name) },
 			}
-			res, err := provisioning.Provision(context.Background(), tpm, ca, opts)
+			res, err := runSteps(context.Background(), tpm, ca, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,15 +61,14 @@ func TestProvision(t *testing.T) {
 			}
 			t.Logf("%s: %s total=%s", tc.alg, line.String(), total.Round(10*time.Microsecond))
 
-			// Same board again without rework: the keys are the same primaries, but the CA issued new
-			// certificates and the locked indices refuse them.
-			_, err = provisioning.Provision(context.Background(), tpm, ca, opts)
-			if !errors.Is(err, provisioning.ErrNVLocked) {
-				t.Errorf("second run without rework: %v, want ErrNVLocked", err)
+			// A certificate other than the one in a write-locked index is refused there.
+			other := append([]byte(nil), res.Certificates.IDevIDCert...)
+			if err := provisioning.WriteCertNV(tpm, layout.IAKCertIndex, other, true); !errors.Is(err, provisioning.ErrNVLocked) {
+				t.Errorf("writing another certificate to the locked IAK index: %v, want ErrNVLocked", err)
 			}
-			// Rework clears the board first and succeeds, with the same keys.
+			// Rework clears the board first and succeeds, with the same keys and new certificates.
 			opts.Rework = true
-			res2, err := provisioning.Provision(context.Background(), tpm, ca, opts)
+			res2, err := runSteps(context.Background(), tpm, ca, opts)
 			if err != nil {
 				t.Fatalf("rework: %v", err)
 			}
@@ -85,13 +82,13 @@ func TestProvision(t *testing.T) {
 	}
 }
 
-func TestProvisionFailures(t *testing.T) {
+func TestStepsFailures(t *testing.T) {
 	ctx := context.Background()
-	base := provisioning.Options{Serial: "SN-0002", Product: "widget"}
+	base := stepOptions{Serial: "SN-0002", Product: "widget"}
 
 	t.Run("no EK certificate", func(t *testing.T) {
 		tpm := openTPM(t, fixtures.WithManufactureOptions(fixtures.ManufactureOptions{NoCerts: true}))
-		_, err := provisioning.Provision(ctx, tpm, newTestCA(t), base)
+		_, err := runSteps(ctx, tpm, startCA(t).Client(), base)
 		if err == nil || !strings.Contains(err.Error(), "step ek:") || !strings.Contains(err.Error(), "SN-0002") {
 			t.Fatalf("got %v", err)
 		}
@@ -100,7 +97,7 @@ func TestProvisionFailures(t *testing.T) {
 		tpm := openTPM(t)
 		opts := base
 		opts.KeyAlg = provisioning.KeyP384
-		if _, err := provisioning.Provision(ctx, tpm, newTestCA(t), opts); err == nil || !strings.Contains(err.Error(), "name algorithm") {
+		if _, err := runSteps(ctx, tpm, startCA(t).Client(), opts); err == nil || !strings.Contains(err.Error(), "name algorithm") {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -112,16 +109,15 @@ func TestProvisionFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		writePlatformNV(t, tpm, provisioning.NVEKCertP256, certs[0].Data)
-		_, err = provisioning.Provision(ctx, tpm, newTestCA(t), base)
+		_, err = runSteps(ctx, tpm, startCA(t).Client(), base)
 		if err == nil || !strings.Contains(err.Error(), "step ek-check:") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("credential for another key", func(t *testing.T) {
 		tpm := openTPM(t)
-		ca := newTestCA(t)
-		ca.tamper = func(ch *provisioning.Challenge) { ch.CredentialBlob[len(ch.CredentialBlob)-1] ^= 1 }
-		_, err := provisioning.Provision(ctx, tpm, ca, base)
+		ca := tamperingCA{startCA(t).Client(), func(ch *provisioning.Challenge) { ch.CredentialBlob[len(ch.CredentialBlob)-1] ^= 1 }}
+		_, err := runSteps(ctx, tpm, ca, base)
 		if err == nil || !strings.Contains(err.Error(), "step activate-credential:") {
 			t.Fatalf("got %v", err)
 		}
@@ -131,8 +127,18 @@ func TestProvisionFailures(t *testing.T) {
 		}
 	})
 	t.Run("CA refuses", func(t *testing.T) {
+		// The EK is already enrolled under another serial: the real CA answers ek_serial_conflict.
 		tpm := openTPM(t)
-		_, err := provisioning.Provision(ctx, tpm, refusingCA{}, base)
+		ca := startCA(t).Client()
+		first := base
+		first.Serial = "SN-9999"
+		if _, err := runSteps(ctx, tpm, ca, first); err != nil {
+			t.Fatal(err)
+		}
+		if err := provisioning.Clear(tpm, provisioning.DefaultLayout()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := runSteps(ctx, tpm, ca, base)
 		var pe *provisioning.Error
 		if !errors.As(err, &pe) || pe.Code != provisioning.CodeEKSerialConflict {
 			t.Fatalf("got %v, want the CA's ek_serial_conflict", err)
@@ -140,8 +146,7 @@ func TestProvisionFailures(t *testing.T) {
 	})
 	t.Run("CA issues for another key", func(t *testing.T) {
 		tpm := openTPM(t)
-		ca := newTestCA(t)
-		_, err := provisioning.Provision(ctx, tpm, swappingCA{ca}, base)
+		_, err := runSteps(ctx, tpm, swappingCA{startCA(t).Client()}, base)
 		if err == nil || !strings.Contains(err.Error(), "for another key") {
 			t.Fatalf("got %v", err)
 		}
@@ -150,36 +155,55 @@ func TestProvisionFailures(t *testing.T) {
 			t.Error("a wrongly certified board was persisted")
 		}
 	})
-	t.Run("bad options", func(t *testing.T) {
-		for _, o := range []provisioning.Options{
-			{Serial: ""},
-			{Serial: strings.Repeat("x", 65)},
-			{Serial: "a", KeyAlg: "ed25519"},
-			{Serial: "a", Layout: provisioning.Layout{IAKHandle: 0x81000001, IDevIDHandle: 0x81000001, IAKCertIndex: 0x01C90100, IDevIDCertIndex: 0x01C90200}},
-			{Serial: "a", Layout: provisioning.Layout{IAKHandle: 0x80000001, IDevIDHandle: 0x81000001, IAKCertIndex: 0x01C90100, IDevIDCertIndex: 0x01C90200}},
+	t.Run("bad serial", func(t *testing.T) {
+		tpm := openTPM(t)
+		ca := startCA(t).Client()
+		for _, serial := range []string{"", strings.Repeat("x", provisioning.MaxSerialLen+1)} {
+			opts := base
+			opts.Serial = serial
+			if _, err := runSteps(ctx, tpm, ca, opts); err == nil || !strings.Contains(err.Error(), "step enroll:") {
+				t.Errorf("serial %q: %v, want a refused enrollment", serial, err)
+			}
+		}
+	})
+	t.Run("bad key algorithm and layouts", func(t *testing.T) {
+		if _, err := provisioning.ParseKeyAlg("ed25519"); err == nil {
+			t.Error("key algorithm ed25519 accepted")
+		}
+		tpm := openTPM(t)
+		for _, l := range []provisioning.Layout{
+			{IAKHandle: 0x81000001, IDevIDHandle: 0x81000001, IAKCertIndex: 0x01C90100, IDevIDCertIndex: 0x01C90200},
+			{IAKHandle: 0x80000001, IDevIDHandle: 0x81000001, IAKCertIndex: 0x01C90100, IDevIDCertIndex: 0x01C90200},
 		} {
-			if _, err := provisioning.Provision(ctx, nil, newTestCA(t), o); err == nil {
-				t.Errorf("options %+v accepted", o)
+			if _, err := provisioning.Inspect(tpm, l); err == nil {
+				t.Errorf("layout %+v accepted by Inspect", l)
+			}
+			if err := provisioning.Clear(tpm, l); err == nil {
+				t.Errorf("layout %+v accepted by Clear", l)
 			}
 		}
 	})
 }
 
-type refusingCA struct{}
-
-func (refusingCA) Enroll(context.Context, *provisioning.EnrollRequest) (*provisioning.Challenge, error) {
-	return nil, provisioning.Errorf(provisioning.CodeEKSerialConflict, "EK enrolled under SN-9999")
+// tamperingCA changes the real CA's challenge before the board sees it.
+type tamperingCA struct {
+	provisioning.CA
+	tamper func(*provisioning.Challenge)
 }
 
-func (refusingCA) Activate(context.Context, *provisioning.ActivateRequest) (*provisioning.Certificates, error) {
-	return nil, errors.New("not reached")
+func (c tamperingCA) Enroll(ctx context.Context, req *provisioning.EnrollRequest) (*provisioning.Challenge, error) {
+	ch, err := c.CA.Enroll(ctx, req)
+	if err == nil {
+		c.tamper(ch)
+	}
+	return ch, err
 }
 
-// swappingCA returns the IDevID certificate as the IAK's and vice versa.
-type swappingCA struct{ *testCA }
+// swappingCA returns the real CA's IDevID certificate as the IAK's and vice versa.
+type swappingCA struct{ provisioning.CA }
 
 func (s swappingCA) Activate(ctx context.Context, req *provisioning.ActivateRequest) (*provisioning.Certificates, error) {
-	c, err := s.testCA.Activate(ctx, req)
+	c, err := s.CA.Activate(ctx, req)
 	if err != nil {
 		return nil, err
 	}

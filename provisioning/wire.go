@@ -2,11 +2,23 @@
 // go-tpm's transport.TPM, the wire messages defined here, the HTTPS client the station uses, and (in the ca
 // subpackage) the verifier and issuer that the upstream CA runs. docs/protocol.md is the prose version of
 // this file; keep them in step.
+//
+// Each protocol rule has one implementation, which the station, the CA and the reports share:
+//   - strict, bounded, panic-safe decoding of TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE: DecodePublic,
+//     DecodeAttest, DecodeSignature (decode.go, with the direct decoders of decode_fast.go);
+//   - a public area to a checked Go key, and the EK identity (SHA-256 of the DER SubjectPublicKeyInfo):
+//     internal/tpmwire (PublicKey, KeyIdentity, EKIdentity), free of go-tpm so the inventory can use it;
+//   - an EK certificate's encodings (NV headers, padding, OCTET STRING wrapper) and its public key:
+//     ekcert.Normalise and ekcert.PublicKey;
+//   - the board serial syntax: records.CheckSerial.
 package provisioning
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/tpmwire"
+	"github.com/tpmline/tpmline/records"
 )
 
 // ProtocolVersion is carried in every request; the CA refuses versions it does not speak.
@@ -33,10 +45,10 @@ const MaxEKListRequestBytes = 32 << 20
 const (
 	MaxCertBytes     = 4096 // one DER certificate as read from NV, padding included
 	MaxChainCerts    = 8
-	MaxPublicBytes   = 1024 // a marshalled TPMT_PUBLIC (RSA-4096 is ~600 bytes)
-	MaxAttestBytes   = 1024 // a marshalled TPMS_ATTEST
-	MaxSigBytes      = 1024 // a marshalled TPMT_SIGNATURE
-	MaxSerialLen     = 64
+	MaxPublicBytes   = tpmwire.MaxPublicBytes // a marshalled TPMT_PUBLIC (RSA-4096 is ~600 bytes)
+	MaxAttestBytes   = 1024                   // a marshalled TPMS_ATTEST
+	MaxSigBytes      = 1024                   // a marshalled TPMT_SIGNATURE
+	MaxSerialLen     = records.MaxSerialLen
 	MaxProductLen    = 64
 	MaxTPMStringLen  = 64
 	MaxSecretBytes   = 64

@@ -1,8 +1,8 @@
-// Package reports owns the files tpmline hands to people and to other systems: the batch audit report
-// (PDF for people, CSV and JSON for machines), the per-batch EK list export (CSV and JSON), and the
-// detached signature (.sig) that the station's key puts on each of them.
+// Package reports owns the batch audit report tpmline hands to people and to other systems: PDF for people,
+// CSV and JSON for machines. The files the CA reads too (the EK list export and the detached signatures
+// on both) are in the subpackage reports/signed, which does not link gofpdf.
 //
-// It depends on the standard library and gofpdf only. It defines its own input types (BatchInfo,
-// BoardRow, AuditInfo, EKListHeader, EKListEntry); the station maps its inventory onto them. File
-// formats are documented in docs/reports.md and docs/ek-list.md.
+// It depends on the standard library, gofpdf and reports/signed only. It defines its own input types
+// (BatchInfo, BoardRow, AuditInfo); the station maps its inventory onto them. File formats are documented
+// in docs/reports.md and docs/ek-list.md.
 package reports

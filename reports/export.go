@@ -12,6 +12,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/tpmline/tpmline/reports/signed"
 )
 
 var reportHeaderColumns = []string{"format", "batch", "product", "work_order", "generated_at", "audit_event_count", "audit_chain_head"}
@@ -32,7 +34,7 @@ func WriteCSV(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, op
 	rec := make([]string, len(reportColumns))
 	write := func(cells ...string) error {
 		for i, c := range cells {
-			rec[i] = neutralise(c)
+			rec[i] = signed.Neutralise(c)
 		}
 		return cw.Write(rec[:len(cells)])
 	}
@@ -242,7 +244,7 @@ func ReadReportJSON(r io.Reader, maxBoards int) (*Report, error) {
 		maxBoards = 100_000
 	}
 	h := sha256.New()
-	lr := &limitReader{r: r, left: 64<<10 + int64(maxBoards)*8<<10}
+	lr := signed.BoundedReader(r, 64<<10+int64(maxBoards)*8<<10)
 	tee := io.TeeReader(lr, h)
 	dec := json.NewDecoder(tee)
 	dec.DisallowUnknownFields()
@@ -255,7 +257,7 @@ func ReadReportJSON(r io.Reader, maxBoards int) (*Report, error) {
 	}
 	// The tee hashed dec.Buffered() already; the copy drains the rest of the input through the tee.
 	if f.Format != ReportFormat {
-		return nil, fmt.Errorf("report JSON: format is %q, want %q", clip(f.Format), ReportFormat)
+		return nil, fmt.Errorf("report JSON: format is %q, want %q", signed.Clip(f.Format), ReportFormat)
 	}
 	if len(f.Boards) > maxBoards {
 		return nil, fmt.Errorf("report JSON: %d boards, over the reader's bound of %d", len(f.Boards), maxBoards)
@@ -318,7 +320,13 @@ func parseTimeField(name, s, layout string, required bool) (time.Time, error) {
 	}
 	t, err := time.Parse(layout, s)
 	if err != nil || t.Format(layout) != s {
-		return time.Time{}, fmt.Errorf("report JSON: %s %q is not a UTC time in the form %s", name, clip(s), layout)
+		return time.Time{}, fmt.Errorf("report JSON: %s %q is not a UTC time in the form %s", name, signed.Clip(s), layout)
 	}
 	return t.UTC(), nil
+}
+
+// jsonString is s as a JSON string literal.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s) // a string always marshals
+	return string(b)
 }

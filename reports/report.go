@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/tpmline/tpmline/reports/signed"
 )
 
 // ReportFormat is the format version of the report's JSON and CSV forms (docs/reports.md).
@@ -146,7 +148,7 @@ func newSummer() *summer {
 // add normalises r in place (see normaliseRow) and counts it.
 func (m *summer) add(r *BoardRow) error {
 	if err := normaliseRow(r); err != nil {
-		return fmt.Errorf("board %d (serial %q): %w", m.rowIndex, clip(r.Serial), err)
+		return fmt.Errorf("board %d (serial %q): %w", m.rowIndex, signed.Clip(r.Serial), err)
 	}
 	m.rowIndex++
 	m.scratch = appendBoardJSON(m.scratch[:0], r)
@@ -480,7 +482,7 @@ func checkAudit(a *AuditInfo) error {
 	if a.EventCount < 0 {
 		return errors.New("report: audit event count is negative")
 	}
-	if len(a.ChainHead) > 128 || !isLowerHex(a.ChainHead) {
+	if len(a.ChainHead) > 128 || !signed.IsLowerHex(a.ChainHead) {
 		return errors.New("report: audit chain head is not lowercase hex of at most 128 digits")
 	}
 	return nil

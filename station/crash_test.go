@@ -20,6 +20,7 @@ import (
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
 
@@ -139,7 +140,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 				mustPass(t, outs[0])
 			}
 			b, err := inv.GetBoardBySerial(ctx, job.Serial)
-			if err != nil || b.State != inventory.StateProvisioned {
+			if err != nil || b.State != records.StateProvisioned {
 				t.Fatalf("board after restart: %+v %v", b, err)
 			}
 			again := st.Provision(ctx, job)
@@ -203,7 +204,7 @@ func TestReconcileWithoutTheBoard(t *testing.T) {
 		t.Fatalf("reconcile: %v %v", outs, err)
 	}
 	b, err := inv.GetBoardBySerial(ctx, "GONE-1")
-	if err != nil || b.State != inventory.StateFailed || b.ReasonCode != station.ReasonInterrupted || b.CurrentStep != provisioning.StepPersist {
+	if err != nil || b.State != records.StateFailed || b.ReasonCode != station.ReasonInterrupted || b.CurrentStep != provisioning.StepPersist {
 		t.Fatalf("board left in progress: %+v %v", b, err)
 	}
 	mustPass(t, st.Provision(ctx, job))

@@ -4,94 +4,36 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"database/sql"
-	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 	_ "github.com/lib/pq"
 
 	"github.com/tpmline/tpmline/fixtures"
-	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/fixtures/fixturestest"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
-	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/station"
 )
 
-// testCA is a real upstream CA served over HTTPS with mutual TLS on loopback.
+// testCA is the real upstream CA of fixturestest.StartCA, copied into a value a test may alter (a
+// station pointed at a dead URL) without touching the running CA.
 type testCA struct {
 	URL       string
 	ClientTLS *tls.Config
 	Store     *ca.Store
 	Root      *x509.Certificate
 	Issuing   *x509.Certificate
-	stop      func()
 }
 
-// startCA serves the CA trusting vendorRoots as TPM vendor roots, its state in dbURL.
+// startCA serves the CA trusting vendorRoot (and vendorIntermediates) for EK certificates, its state in dbURL.
 func startCA(t testing.TB, dbURL string, vendorRoot *x509.Certificate, vendorIntermediates ...*x509.Certificate) *testCA {
 	t.Helper()
-	now := clock.Now()
-	far := now.Add(24 * time.Hour)
-	root, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "test CA root"}, NotAfter: far, IsCA: true, MaxPathLen: 1}, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuing, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "test issuing CA"}, NotAfter: far, IsCA: true}, root, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "ca server"}, NotAfter: far,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, root, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ca.NewCertificate(ca.CertSpec{Subject: pkix.Name{CommonName: "station-test"}, NotAfter: far,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, root, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := ca.OpenStore(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &ca.Verifier{
-		Store:      store,
-		Issuer:     &ca.Issuer{CA: issuing.Cert, Key: issuing.Key, Root: root.Cert, Organization: "tpmline test"},
-		EKVerifier: &ekcert.Verifier{Roots: []*x509.Certificate{vendorRoot}, Intermediates: vendorIntermediates},
-	}
-	srv := &ca.Server{Verifier: v}
-	pool := x509.NewCertPool()
-	pool.AddCert(root.Cert)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ctx, ln, ca.ServerTLSConfig(tls.Certificate{Certificate: [][]byte{server.Cert.Raw}, PrivateKey: server.Key}, pool))
-	}()
-	c := &testCA{
-		URL: "https://" + ln.Addr().String(),
-		ClientTLS: &tls.Config{Time: clock.Now, MinVersion: tls.VersionTLS12, RootCAs: pool,
-			Certificates: []tls.Certificate{{Certificate: [][]byte{client.Cert.Raw}, PrivateKey: client.Key}}},
-		Store:   store,
-		Root:    root.Cert,
-		Issuing: issuing.Cert,
-	}
-	c.stop = func() { cancel(); <-done; store.Close() }
-	t.Cleanup(c.stop)
-	return c
+	c := fixturestest.StartCA(t, fixturestest.CAOptions{DBURL: dbURL,
+		VendorRoots: []*x509.Certificate{vendorRoot}, VendorIntermediates: vendorIntermediates})
+	return &testCA{URL: c.URL, ClientTLS: c.ClientTLS, Store: c.Store, Root: c.PKI.Root.Cert, Issuing: c.PKI.Issuing.Cert}
 }
 
 func (c *testCA) client() *provisioning.Client { return provisioning.NewClient(c.URL, c.ClientTLS) }
@@ -100,36 +42,14 @@ func (c *testCA) client() *provisioning.Client { return provisioning.NewClient(c
 func dbURLs(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
 		"sqlite": func(t *testing.T) string {
-			return "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
+			return testdb.SQLiteURL(t, "inventory.db")
 		},
 		"postgres": func(t *testing.T) string { return pgSchemaURL(t) },
 	}
 }
 
-// pgSchemaURL makes a fresh PostgreSQL schema for one test and returns a URL whose search_path is it. The
-// test fails, never skips, when no server answers: CI starts one.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	schema := fmt.Sprintf("st_%d_%d", clock.Now().UnixNano(), os.Getpid())
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		admin.Close()
-		t.Fatalf("PostgreSQL at %s: %v (make test starts one; or set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
-}
+// pgSchemaURL is a PostgreSQL URL with a fresh schema of its own for one test.
+func pgSchemaURL(t *testing.T) string { return testdb.PostgresURL(t, "st") }
 
 // newStation wires a station on a real inventory and the test CA.
 func newStation(t *testing.T, dbURL string, c *testCA, opts ...func(*station.Config)) (*station.Station, *inventory.Store) {

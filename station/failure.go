@@ -6,58 +6,34 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
-// Failure is why a board did not pass: a stable reason code for scripts and reports, a one-line
-// explanation, and what the operator does next.
-type Failure struct {
-	Code string `json:"code"`
-	Text string `json:"text"`
-	Next string `json:"next"`
-	// Stop means the board is set aside (possible clone, swapped part, refused TPM): only a rework takes
-	// it again. Otherwise the board failed and may simply be retried.
-	Stop bool `json:"stop"`
-	// Infra is true when the station, not the board, is at fault (CA or database unreachable); the
-	// board keeps its state and is retried when the service is back.
-	Infra bool  `json:"infra"`
-	Err   error `json:"-"`
-}
-
-func (f *Failure) Error() string { return f.Line() }
-func (f *Failure) Unwrap() error { return f.Err }
-
-// Line is the one line an operator reads.
-func (f *Failure) Line() string {
-	if f.Next == "" {
-		return fmt.Sprintf("%s: %s", f.Code, f.Text)
-	}
-	return fmt.Sprintf("%s: %s: %s", f.Code, f.Text, f.Next)
-}
-
-// Reason codes. docs/station.md lists them.
+// Reason codes: see station/progress.
 const (
-	ReasonBadSerial          = "bad_serial"
-	ReasonBatch              = "batch_unusable"
-	ReasonSlotBusy           = "slot_busy"
-	ReasonTPMUnreachable     = "tpm_unreachable"
-	ReasonTPMError           = "tpm_error"
-	ReasonTPMRefused         = "tpm_not_accepted"
-	ReasonNoEKCert           = "no_ek_cert"
-	ReasonEKMismatch         = "ek_mismatch"
-	ReasonClone              = "ek_bound_to_other_serial"
-	ReasonSwap               = "serial_bound_to_other_ek"
-	ReasonHeldElsewhere      = "in_progress_elsewhere"
-	ReasonAlreadyDone        = "already_provisioned"
-	ReasonStopped            = "board_stopped"
-	ReasonTPMOccupied        = "tpm_already_provisioned"
-	ReasonCAUnreachable      = "ca_unreachable"
-	ReasonInventory          = "inventory_unavailable"
-	ReasonReadBack           = "read_back_mismatch"
-	ReasonAborted            = "aborted"
-	ReasonCAPrefix           = "ca_"
-	ReasonCertificateForeign = "certificate_mismatch"
+	ReasonBadSerial          = progress.ReasonBadSerial
+	ReasonBatch              = progress.ReasonBatch
+	ReasonSlotBusy           = progress.ReasonSlotBusy
+	ReasonTPMUnreachable     = progress.ReasonTPMUnreachable
+	ReasonTPMError           = progress.ReasonTPMError
+	ReasonTPMNotStarted      = progress.ReasonTPMNotStarted
+	ReasonTPMRefused         = progress.ReasonTPMRefused
+	ReasonNoEKCert           = progress.ReasonNoEKCert
+	ReasonEKMismatch         = progress.ReasonEKMismatch
+	ReasonClone              = progress.ReasonClone
+	ReasonSwap               = progress.ReasonSwap
+	ReasonHeldElsewhere      = progress.ReasonHeldElsewhere
+	ReasonAlreadyDone        = progress.ReasonAlreadyDone
+	ReasonStopped            = progress.ReasonStopped
+	ReasonTPMOccupied        = progress.ReasonTPMOccupied
+	ReasonCAUnreachable      = progress.ReasonCAUnreachable
+	ReasonInventory          = progress.ReasonInventory
+	ReasonReadBack           = progress.ReasonReadBack
+	ReasonAborted            = progress.ReasonAborted
+	ReasonCAPrefix           = progress.ReasonCAPrefix
+	ReasonCertificateForeign = progress.ReasonCertificateForeign
 )
 
 func fail(code, next string, err error, format string, args ...any) *Failure {
@@ -86,9 +62,9 @@ func oneLine(s string) string {
 
 // classifyClaim turns an inventory refusal into a board failure.
 func classifyClaim(serial string, err error) *Failure {
-	var ekb *inventory.EKBoundError
-	var sb *inventory.SerialBoundError
-	var ip *inventory.InProgressError
+	var ekb *records.EKBoundError
+	var sb *records.SerialBoundError
+	var ip *records.InProgressError
 	switch {
 	case errors.As(err, &ekb):
 		f := fail(ReasonClone, "set the board aside for QA (possible cloned TPM or mislabelled board)", err,
@@ -102,15 +78,15 @@ func classifyClaim(serial string, err error) *Failure {
 		return f
 	case errors.As(err, &ip):
 		return fail(ReasonHeldElsewhere, "finish or abort it there first", err, "board %s is in progress at station %s slot %d", serial, ip.Station, ip.Slot)
-	case errors.Is(err, inventory.ErrAlreadyProvisioned):
+	case errors.Is(err, records.ErrAlreadyProvisioned):
 		return fail(ReasonAlreadyDone, "nothing to do; run a rework (supervisor) to provision it again", err, "")
-	case errors.Is(err, inventory.ErrBoardStopped):
+	case errors.Is(err, records.ErrBoardStopped):
 		f := fail(ReasonStopped, "hand it to QA; only a rework takes it again", err, "")
 		f.Stop = true
 		return f
-	case errors.Is(err, inventory.ErrBatchClosed), errors.Is(err, inventory.ErrBatchNotFound):
+	case errors.Is(err, records.ErrBatchClosed), errors.Is(err, records.ErrBatchNotFound):
 		return fail(ReasonBatch, "open a batch (station batch open) and scan again", err, "")
-	case errors.Is(err, inventory.ErrInvalid):
+	case errors.Is(err, records.ErrInvalid):
 		return fail(ReasonBadSerial, "check the label and scan again", err, "")
 	}
 	f := fail(ReasonInventory, "check the database connection, then retry the board", err, "inventory: %v", err)

@@ -14,8 +14,9 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/internal/clock"
-	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
 )
 
 // run is one board's flow: its TPM, its journal, its timings.
@@ -37,7 +38,7 @@ type run struct {
 	// pending are journal writes made since the last commit (a step's end, a key, a certificate). They are
 	// committed together with the next step's start, before that step's side effect, or with the board's
 	// end state: one durable commit per step instead of one per fact.
-	pending []inventory.Op
+	pending []records.Op
 	// ahead is a journal commit running while the TPM works; it opens a durable step that comes next.
 	ahead *aheadCommit
 	// the publics of the keys created in this run, for the read-back.
@@ -57,7 +58,7 @@ type run struct {
 func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 	r := &run{s: s, ctx: ctx, job: job, start: s.cfg.Now(), out: &Outcome{Serial: job.Serial, Batch: job.Batch}}
 	if err := s.acquire(job.Slot, job.Serial); err != nil {
-		r.out.State = inventory.StateFailed
+		r.out.State = records.StateFailed
 		r.out.Failure = fail(ReasonSlotBusy, "wait for the slot to finish or use another slot", err, "")
 		return r.out
 	}
@@ -68,7 +69,7 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 		// The flow stopped before the step a commit ahead opened: that step never ran.
 		step := r.ahead.step
 		if err := r.awaitAhead(); err == nil && f != nil {
-			r.pending = append(r.pending, inventory.OpStepFailed(step, inventory.StepOutcome{Detail: "not run: " + f.Line()}))
+			r.pending = append(r.pending, records.OpStepFailed(step, records.StepOutcome{Detail: "not run: " + f.Line()}))
 		}
 	}
 	if f != nil && ctx.Err() != nil && !f.Stop {
@@ -81,14 +82,14 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 		r.out.TPMTime = r.timed.TPMTime()
 	}
 	if f == nil {
-		r.out.State = inventory.StateProvisioned
+		r.out.State = records.StateProvisioned
 		s.emit(Event{Kind: EvPassed, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Elapsed: r.out.Duration})
 		return r.out
 	}
 	r.out.Failure = f
-	r.out.State = inventory.StateFailed
+	r.out.State = records.StateFailed
 	if f.Stop {
-		r.out.State = inventory.StateStopped
+		r.out.State = records.StateStopped
 	}
 	if r.claimed && !f.Infra {
 		// A record that cannot be written is the database's failure; the board stays in progress and the
@@ -100,14 +101,14 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 				err = s.cfg.Inventory.MarkStopped(r.ctx, job.Serial, f.Code, f.Text)
 			}
 		} else {
-			err = r.journal(inventory.OpFailed(f.Code, f.Text))
+			err = r.journal(records.OpFailed(f.Code, f.Text))
 		}
 		if err != nil {
 			f.Text += fmt.Sprintf(" (and recording the failure failed: %v)", err)
-			r.out.State = inventory.StateInProgress
+			r.out.State = records.StateInProgress
 		}
 	} else if r.claimed {
-		r.out.State = inventory.StateInProgress
+		r.out.State = records.StateInProgress
 		if f.Code != ReasonInventory {
 			// The CA, not the database, is away: the board stays in progress for a retry, and what ran up to
 			// here (the step that met the outage included) is journaled.
@@ -118,7 +119,7 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 		}
 	} else if f.Stop && !r.claimTried {
 		// Set aside before the inventory check (a refused claim is recorded by the inventory itself).
-		r.note(inventory.Event{Kind: inventory.EventBoardRefused, Payload: payload(map[string]any{"code": f.Code, "text": f.Text, "slot": job.Slot})})
+		r.note(records.Event{Kind: records.EventBoardRefused, Payload: payload(map[string]any{"code": f.Code, "text": f.Text, "slot": job.Slot})})
 	}
 	s.emit(Event{Kind: EvFailed, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Failure: f, Elapsed: r.out.Duration})
 	return r.out
@@ -139,7 +140,7 @@ func (r *run) flushAll() {
 
 // note appends an audit event that belongs to no inventory row (a refused board); failures are ignored
 // because the refusal itself is already reported to the operator.
-func (r *run) note(e inventory.Event) {
+func (r *run) note(e records.Event) {
 	e.Station, e.Batch, e.Serial = r.s.cfg.StationID, r.job.Batch, r.job.Serial
 	_, _ = r.s.cfg.Inventory.AppendEvent(context.WithoutCancel(r.ctx), e)
 }
@@ -156,7 +157,7 @@ var durable = map[string]bool{
 }
 
 // journal commits the pending journal writes and ops in one transaction.
-func (r *run) journal(ops ...inventory.Op) error {
+func (r *run) journal(ops ...records.Op) error {
 	t0 := time.Now()
 	err := r.s.cfg.Inventory.Journal(r.ctx, r.job.Serial, append(r.pending, ops...)...)
 	r.out.JournalTime += time.Since(t0)
@@ -171,13 +172,13 @@ func (r *run) journal(ops ...inventory.Op) error {
 // and the start of the durable step that comes next, and must be on disk before that step's side effect.
 type aheadCommit struct {
 	step string
-	ops  []inventory.Op
+	ops  []records.Op
 	done chan error
 }
 
 // commitAhead starts committing the pending journal writes and the start of step in the background.
 func (r *run) commitAhead(step string) {
-	ops := append(r.pending, inventory.OpStepStarted(step))
+	ops := append(r.pending, records.OpStepStarted(step))
 	r.pending = nil
 	c := &aheadCommit{step: step, ops: ops, done: make(chan error, 1)}
 	ctx, inv, serial := r.ctx, r.s.cfg.Inventory, r.job.Serial
@@ -211,7 +212,7 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 		if r.ahead != nil && r.ahead.step == name {
 			err = r.awaitAhead()
 		} else {
-			err = r.journal(inventory.OpStepStarted(name))
+			err = r.journal(records.OpStepStarted(name))
 		}
 		if err != nil {
 			return classifyClaim(r.job.Serial, err)
@@ -242,17 +243,17 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 		}
 	}
 	if r.claimed {
-		o := inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime, Started: t0}
+		o := records.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime, Started: t0}
 		if f != nil {
 			o.Detail = f.Line()
 		}
 		switch {
 		case !durable[name]:
-			r.pending = append(r.pending, inventory.OpStepRan(name, o, f != nil))
+			r.pending = append(r.pending, records.OpStepRan(name, o, f != nil))
 		case f != nil:
-			r.pending = append(r.pending, inventory.OpStepFailed(name, o))
+			r.pending = append(r.pending, records.OpStepFailed(name, o))
 		default:
-			r.pending = append(r.pending, inventory.OpStepFinished(name, o))
+			r.pending = append(r.pending, records.OpStepFinished(name, o))
 		}
 	}
 	if f == nil {
@@ -263,6 +264,11 @@ func (r *run) step(name string, classify func(error) *Failure, fn func() error) 
 }
 
 func tpmFailure(err error) *Failure {
+	// A transport that knows what is wrong with the fixture (fixtures.NotStartedError) says what to do.
+	var fixture interface{ NextAction() string }
+	if errors.As(err, &fixture) {
+		return fail(ReasonTPMNotStarted, fixture.NextAction(), err, "%v", err)
+	}
 	if errors.Is(err, errTPMUnreachable) {
 		return fail(ReasonTPMUnreachable, "check the fixture cable or board power, then retry", err, "%v", err)
 	}
@@ -363,7 +369,10 @@ func (r *run) provision() *Failure {
 	}); f != nil {
 		return f
 	}
-	ekHash := inventory.EKPubHash(r.ek.PublicBytes)
+	ekHash, err := tpmwire.EKIdentity(r.ek.PublicBytes)
+	if err != nil {
+		return fail(ReasonEKMismatch, "set the board aside for QA: its TPM's EK public key is unusable", err, "EK public key: %v", err)
+	}
 	r.out.EKPubSHA256 = ekHash
 
 	// Inventory check: the one-EK-one-serial rule, enforced by the store's unique constraints. It runs while
@@ -371,23 +380,23 @@ func (r *run) provision() *Failure {
 	// answer is awaited before anything leaves the station or changes the TPM for good. A rework waits for
 	// it first: its clear needs the object slots the new keys would hold.
 	type claimResult struct {
-		board *inventory.Board
+		board *records.Board
 		err   error
 	}
 	claimed := make(chan claimResult, 1)
 	r.claimTried = true
 	go func() {
-		b, err := s.cfg.Inventory.ClaimBoard(r.ctx, inventory.ClaimRequest{Serial: job.Serial, EKPubSHA256: ekHash,
+		b, err := s.cfg.Inventory.ClaimBoard(r.ctx, records.ClaimRequest{Serial: job.Serial, EKPubSHA256: ekHash,
 			Batch: job.Batch, Station: s.cfg.StationID, Slot: job.Slot, Rework: job.Rework})
 		claimed <- claimResult{b, err}
 	}()
-	var board *inventory.Board
+	var board *records.Board
 	// settle waits for the claim; done means the flow ends here with f (nil: already provisioned, TPM matches).
 	settle := func() (f *Failure, done bool) {
 		if f := r.step(StepClaim, func(err error) *Failure { return classifyClaim(job.Serial, err) }, func() (err error) {
 			res := <-claimed
 			board, err = res.board, res.err
-			if errors.Is(err, inventory.ErrAlreadyProvisioned) {
+			if errors.Is(err, records.ErrAlreadyProvisioned) {
 				// Reading the persisted keys takes object slots the new transient keys hold (3 in all).
 				_ = errors.Join(r.idevid.Flush(tpm), r.iak.Flush(tpm))
 				r.iak, r.idevid = nil, nil
@@ -405,16 +414,16 @@ func (r *run) provision() *Failure {
 		}
 		r.claimed = true
 		if job.Rework {
-			r.note(inventory.Event{Kind: "board.rework_authorised", Payload: payload(map[string]any{"supervisor": job.Supervisor,
+			r.note(records.Event{Kind: "board.rework_authorised", Payload: payload(map[string]any{"supervisor": job.Supervisor,
 				"slot": job.Slot, "attempt": board.Attempt})})
 		}
 		// The steps that ran before the board had a row, and what they found, are journaled with the next
 		// commit.
 		for _, st := range r.pre {
-			r.pending = append(r.pending, inventory.OpStepRan(st.Step, inventory.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime, Started: st.Start}, false))
+			r.pending = append(r.pending, records.OpStepRan(st.Step, records.StepOutcome{Duration: st.Duration, TPMTime: st.TPMTime, Started: st.Start}, false))
 		}
-		r.pending = append(r.pending, inventory.OpTPMInfo(inventory.TPMInfo{Manufacturer: props.Info.Manufacturer,
-			Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), inventory.OpEK(ekCert.Data, r.ek.PublicBytes))
+		r.pending = append(r.pending, records.OpTPMInfo(records.TPMInfo{Manufacturer: props.Info.Manufacturer,
+			Vendor: props.Info.VendorString, Firmware: props.Info.Firmware}), records.OpEK(ekCert.Data, r.ek.PublicBytes))
 		return nil, false
 	}
 	layout := r.prof.Layout()
@@ -430,14 +439,14 @@ func (r *run) provision() *Failure {
 		if r.iak, err = provisioning.CreateIAK(tpm, alg); err != nil {
 			return err
 		}
-		return r.saveKey(inventory.KindIAK, r.iak, layout.IAKHandle)
+		return r.saveKey(records.KindIAK, r.iak, layout.IAKHandle)
 	})
 	if fKeys == nil {
 		fKeys = r.step(provisioning.StepIDevID, tpmFailure, func() (err error) {
 			if r.idevid, err = provisioning.CreateIDevIDFor(tpm, r.prof.KeyAlg(), r.prof.IDevIDSchemeChoice()); err != nil {
 				return err
 			}
-			return r.saveKey(inventory.KindIDevID, r.idevid, layout.IDevIDHandle)
+			return r.saveKey(records.KindIDevID, r.idevid, layout.IDevIDHandle)
 		})
 	}
 	if !job.Rework {
@@ -506,7 +515,7 @@ func (r *run) provision() *Failure {
 	// started/finished pair (the board.provisioned event is its record).
 	s.emit(Event{Kind: EvStep, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch, Step: StepRecord, Elapsed: s.cfg.Now().Sub(r.start)})
 	r.fault(StepRecord, "before")
-	if err := r.journal(inventory.OpProvisioned()); err != nil {
+	if err := r.journal(records.OpProvisioned()); err != nil {
 		return classifyClaim(job.Serial, err)
 	}
 	r.out.IAKCertSerial, r.out.IDevIDCertSerial = certSerial(issued.IAKCert), certSerial(issued.IDevIDCert)
@@ -540,9 +549,9 @@ func occupied(what string, h tpm2.TPMHandle, err error) error {
 }
 
 // saveKey records a key created in this run (committed with the next journal write).
-func (r *run) saveKey(kind inventory.KeyKind, k *provisioning.Key, h tpm2.TPMHandle) error {
-	r.pending = append(r.pending, inventory.OpKey(inventory.Key{Kind: kind, Public: k.PublicBytes, Handle: uint32(h), Name: k.Name.Buffer}))
-	if kind == inventory.KindIAK {
+func (r *run) saveKey(kind records.KeyKind, k *provisioning.Key, h tpm2.TPMHandle) error {
+	r.pending = append(r.pending, records.OpKey(records.Key{Kind: kind, Public: k.PublicBytes, Handle: uint32(h), Name: k.Name.Buffer}))
+	if kind == records.KindIAK {
 		r.iakPub = k.PublicBytes
 	} else {
 		r.idevidPub = k.PublicBytes
@@ -551,7 +560,7 @@ func (r *run) saveKey(kind inventory.KeyKind, k *provisioning.Key, h tpm2.TPMHan
 }
 
 // issuedFor returns certificates recorded in this attempt whose keys are the ones just created, or nil.
-func (r *run) issuedFor(board *inventory.Board) *provisioning.Certificates {
+func (r *run) issuedFor(board *records.Board) *provisioning.Certificates {
 	certs, err := r.s.cfg.Inventory.ListCertificates(r.ctx, r.job.Serial)
 	if err != nil || board == nil {
 		return nil
@@ -562,11 +571,11 @@ func (r *run) issuedFor(board *inventory.Board) *provisioning.Certificates {
 			continue
 		}
 		switch c.Kind {
-		case inventory.KindIAK:
+		case records.KindIAK:
 			if certForKey(c.DER, r.iak) {
 				out.IAKCert = c.DER
 			}
-		case inventory.KindIDevID:
+		case records.KindIDevID:
 			if certForKey(c.DER, r.idevid) {
 				out.IDevIDCert = c.DER
 			}
@@ -575,7 +584,7 @@ func (r *run) issuedFor(board *inventory.Board) *provisioning.Certificates {
 	if out.IAKCert == nil || out.IDevIDCert == nil {
 		return nil
 	}
-	r.note(inventory.Event{Kind: "board.resume_issued", Payload: payload(map[string]any{"attempt": board.Attempt})})
+	r.note(records.Event{Kind: "board.resume_issued", Payload: payload(map[string]any{"attempt": board.Attempt})})
 	return out
 }
 
@@ -587,7 +596,7 @@ func certForKey(der []byte, k *provisioning.Key) bool {
 	if err != nil {
 		return false
 	}
-	want, err := tpm2.Pub(k.Public)
+	want, err := tpmwire.PublicKey(k.PublicBytes)
 	if err != nil {
 		return false
 	}
@@ -647,8 +656,8 @@ func (r *run) enroll(props *provisioning.Properties, ekCert provisioning.NVCert,
 		// that dies before that commit resumes the enrollment, and the CA answers it with these very
 		// certificates (same EK, serial and keys), so it never has a certificate out that the inventory
 		// will not know.
-		r.pending = append(r.pending, inventory.OpCertificate(inventory.KindIAK, issued.IAKCert),
-			inventory.OpCertificate(inventory.KindIDevID, issued.IDevIDCert))
+		r.pending = append(r.pending, records.OpCertificate(records.KindIAK, issued.IAKCert),
+			records.OpCertificate(records.KindIDevID, issued.IDevIDCert))
 		return nil
 	}); f != nil {
 		return nil, f
@@ -672,9 +681,9 @@ func (r *run) alreadyProvisioned() bool {
 		if c.Attempt != b.Attempt {
 			continue
 		}
-		if c.Kind == inventory.KindIAK {
+		if c.Kind == records.KindIAK {
 			want.IAKCert = c.DER
-		} else if c.Kind == inventory.KindIDevID {
+		} else if c.Kind == records.KindIDevID {
 			want.IDevIDCert = c.DER
 		}
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
-	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
 
@@ -100,12 +100,12 @@ func TestDatabaseDownMidBoard(t *testing.T) {
 	})
 	openBatch(t, inv, "B1")
 	out := st.Provision(ctx, station.Job{Batch: "B1", Serial: "DB-1", TPM: "sim:21"})
-	mustFail(t, out, station.ReasonInventory, inventory.StateInProgress)
+	mustFail(t, out, station.ReasonInventory, records.StateInProgress)
 	if !out.Failure.Infra {
 		t.Fatal("a database outage is not marked as the station's fault")
 	}
 	// Another board while the database is down: refused cleanly, not hung.
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "DB-2", TPM: "sim:22", Slot: 1}), station.ReasonInventory, inventory.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "DB-2", TPM: "sim:22", Slot: 1}), station.ReasonInventory, records.StateFailed)
 
 	proxy.restore()
 	cutAt = ""
@@ -140,9 +140,9 @@ func TestTPMDisconnectMidBoard(t *testing.T) {
 		}
 	})
 	openBatch(t, inv, "B1")
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "TPM-1", TPM: board.Addr()}), station.ReasonTPMUnreachable, inventory.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "TPM-1", TPM: board.Addr()}), station.ReasonTPMUnreachable, records.StateFailed)
 	b, err := inv.GetBoardBySerial(ctx, "TPM-1")
-	if err != nil || b.State != inventory.StateFailed || b.ReasonCode != station.ReasonTPMUnreachable {
+	if err != nil || b.State != records.StateFailed || b.ReasonCode != station.ReasonTPMUnreachable {
 		t.Fatalf("board after TPM loss: %+v %v", b, err)
 	}
 	if err := board.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
 )
 
 // Profile is a product profile: everything about how one product is provisioned that is not a property of
@@ -78,9 +79,6 @@ func (h *HexU32) UnmarshalJSON(b []byte) error {
 	*h = HexU32(v)
 	return nil
 }
-
-// maxSerialLen bounds every serial whatever the profile says (the CA's bound).
-const maxSerialLen = provisioning.MaxSerialLen
 
 // DefaultProfile is the built-in profile "default": DESIGN.md's handles and indices, ECC P-256, any TPM
 // vendor, EK certificate required.
@@ -206,18 +204,11 @@ func (p *Profile) Layout() provisioning.Layout {
 // EKCertRequired reports whether a board without an EK certificate is refused.
 func (p *Profile) EKCertRequired() bool { return p.RequireEKCert == nil || *p.RequireEKCert }
 
-// CheckSerial validates a scanned serial: printable, bounded, and matching the product's pattern.
+// CheckSerial validates a scanned serial: the one serial rule the CA enforces too (records.CheckSerial),
+// then the product's pattern.
 func (p *Profile) CheckSerial(serial string) error {
-	if serial == "" {
-		return fmt.Errorf("empty serial")
-	}
-	if len(serial) > maxSerialLen {
-		return fmt.Errorf("serial is %d characters long, at most %d allowed", len(serial), maxSerialLen)
-	}
-	for _, r := range serial {
-		if r < 0x20 || r == 0x7f || r > 0x7e {
-			return fmt.Errorf("serial %q holds a control or non-ASCII character", serial)
-		}
+	if err := records.CheckSerial(serial); err != nil {
+		return fmt.Errorf("serial %q: %w", serial, err)
 	}
 	re := p.serialRE
 	if re == nil {

@@ -1,7 +1,11 @@
 // Package station owns the use case: batches, the per-board step machine of DESIGN.md ("The per-board
 // flow"), slots running in parallel, resume after a crash, and the audit events every step leaves. It
-// consumes small interfaces (the inventory, the CA, a way to open a board's TPM) that cmd wires to the real
-// implementations; it never imports tview, sqlx or gofpdf.
+// consumes small interfaces (the inventory, the CA, a way to open a board's TPM), written in package records'
+// types, that cmd wires to the real implementations; it never imports inventory, tview, sqlx or gofpdf.
+//
+// Its subpackages: station/progress, what the operator terminal shares with the station without linking
+// the TPM stack (jobs, step names, events, outcomes, failures); station/qa, the QA use cases (batch
+// reports, EK lists), which link the report renderers.
 package station
 
 import (
@@ -14,24 +18,24 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/internal/clock"
-	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
-// Inventory is what the station needs of the inventory store (*inventory.Store implements it).
+// Inventory is what the station needs of the inventory store (*inventory.Store implements it; cmd/station
+// checks that where it wires the two).
 type Inventory interface {
-	GetBatch(ctx context.Context, id string) (*inventory.Batch, error)
-	ClaimBoard(ctx context.Context, req inventory.ClaimRequest) (*inventory.Board, error)
-	GetBoardBySerial(ctx context.Context, serial string) (*inventory.Board, error)
-	ListCertificates(ctx context.Context, serial string) ([]inventory.Certificate, error)
+	GetBatch(ctx context.Context, id string) (*records.Batch, error)
+	ClaimBoard(ctx context.Context, req records.ClaimRequest) (*records.Board, error)
+	GetBoardBySerial(ctx context.Context, serial string) (*records.Board, error)
+	ListCertificates(ctx context.Context, serial string) ([]records.Certificate, error)
 	MarkFailed(ctx context.Context, serial, code, text string) error
 	MarkStopped(ctx context.Context, serial, code, text string) error
-	AppendEvent(ctx context.Context, e inventory.Event) (*inventory.Event, error)
+	AppendEvent(ctx context.Context, e records.Event) (*records.Event, error)
 	// Journal applies several journal writes in one transaction.
-	Journal(ctx context.Context, serial string, ops ...inventory.Op) error
+	Journal(ctx context.Context, serial string, ops ...records.Op) error
 }
-
-var _ Inventory = (*inventory.Store)(nil)
 
 // Opener reaches a board's TPM from a --tpm address (fixtures.Open in production).
 type Opener func(addr string) (transport.TPMCloser, error)
@@ -101,69 +105,46 @@ func (s *Station) Profile(product string) *Profile {
 	return s.cfg.Default
 }
 
-// Job is one board to provision.
-type Job struct {
-	Batch  string
-	Serial string
-	Slot   int
-	TPM    string // --tpm address
-	Rework bool
-	// Supervisor is who authorised a rework (badge ID); it goes into the audit trail.
-	Supervisor string
+// CheckSerial validates a scanned serial against product's profile (the terminal asks before it starts a
+// board, so a bad label is refused at the scanner).
+func (s *Station) CheckSerial(product, serial string) error {
+	return s.Profile(product).CheckSerial(serial)
 }
 
+// The vocabulary the station shares with its terminal lives in station/progress, which links no TPM
+// stack; these names are the station's API for it.
+type (
+	Job       = progress.Job
+	EventKind = progress.EventKind
+	Event     = progress.Event
+	Outcome   = progress.Outcome
+	StepTime  = progress.StepTime
+	Failure   = progress.Failure
+)
+
 // Steps is the per-board flow in order; the UI draws its progress bar over it.
-var Steps = []string{
-	StepConnect, provisioning.StepFlush, provisioning.StepTPMInfo, provisioning.StepEKCerts, provisioning.StepEK,
-	provisioning.StepEKCheck, provisioning.StepIAK, provisioning.StepIDevID, StepClaim, provisioning.StepClear,
-	provisioning.StepEnroll, provisioning.StepActivate, provisioning.StepCertify, provisioning.StepIssue,
-	provisioning.StepPersist, provisioning.StepNVWrite, provisioning.StepReadBack, StepRecord,
-}
+var Steps = progress.Steps
 
 // Station-only steps.
 const (
-	StepConnect = "connect"
-	StepClaim   = "inventory-check"
-	StepRecord  = "record"
+	StepConnect = progress.StepConnect
+	StepClaim   = progress.StepClaim
+	StepRecord  = progress.StepRecord
 )
 
 // StepIndex is the position of step in Steps, or -1.
-func StepIndex(step string) int {
-	for i, s := range Steps {
-		if s == step {
-			return i
-		}
-	}
-	return -1
-}
-
-// EventKind says what happened in an Event.
-type EventKind string
+func StepIndex(step string) int { return progress.StepIndex(step) }
 
 // Event kinds.
 const (
-	EvStarted    EventKind = "started"
-	EvStep       EventKind = "step"
-	EvStepDone   EventKind = "step-done"
-	EvPassed     EventKind = "passed"
-	EvFailed     EventKind = "failed"
-	EvSlotIdle   EventKind = "slot-idle"
-	EvBatchEvent EventKind = "batch"
+	EvStarted    = progress.EvStarted
+	EvStep       = progress.EvStep
+	EvStepDone   = progress.EvStepDone
+	EvPassed     = progress.EvPassed
+	EvFailed     = progress.EvFailed
+	EvSlotIdle   = progress.EvSlotIdle
+	EvBatchEvent = progress.EvBatchEvent
 )
-
-// Event is one state change for the UI.
-type Event struct {
-	Time    time.Time
-	Kind    EventKind
-	Slot    int
-	Serial  string
-	Batch   string
-	Step    string
-	Elapsed time.Duration
-	// Failure is set on EvFailed.
-	Failure *Failure
-	Message string
-}
 
 func (s *Station) emit(e Event) {
 	if s.cfg.OnEvent == nil {
@@ -173,32 +154,6 @@ func (s *Station) emit(e Event) {
 		e.Time = s.cfg.Now()
 	}
 	s.cfg.OnEvent(e)
-}
-
-// Outcome is how a board ended.
-type Outcome struct {
-	Serial   string
-	Batch    string
-	State    inventory.BoardState
-	Failure  *Failure // nil when provisioned
-	Duration time.Duration
-	TPMTime  time.Duration
-	// JournalTime is the time spent committing the board's journal (the inventory's durable writes).
-	JournalTime time.Duration
-	Steps       []StepTime
-	// IAKCertSerial and IDevIDCertSerial are the issued certificates' serial numbers (hex).
-	IAKCertSerial    string
-	IDevIDCertSerial string
-	EKPubSHA256      string
-	Already          bool // the board was already provisioned and the TPM still matches
-}
-
-// StepTime is one step's wall time and TPM time.
-type StepTime struct {
-	Step     string        `json:"step"`
-	Duration time.Duration `json:"duration_ns"`
-	TPMTime  time.Duration `json:"tpm_time_ns"`
-	Start    time.Time     `json:"-"` // for the journal, which may record the step later than it ran
 }
 
 // acquire marks a slot busy.
@@ -221,15 +176,13 @@ func (s *Station) release(slot int) {
 // Batches is what the station needs of the inventory for batch handling (the operator terminal and QA
 // views go through the station, never the store).
 type Batches interface {
-	OpenBatch(ctx context.Context, nb inventory.NewBatch) (*inventory.Batch, error)
-	CloseBatch(ctx context.Context, id string) (*inventory.Batch, error)
-	ListBatches(ctx context.Context, state string) ([]inventory.BatchSummary, error)
+	OpenBatch(ctx context.Context, nb records.NewBatch) (*records.Batch, error)
+	CloseBatch(ctx context.Context, id string) (*records.Batch, error)
+	ListBatches(ctx context.Context, state string) ([]records.BatchSummary, error)
 }
 
-var _ Batches = (*inventory.Store)(nil)
-
 // OpenBatch opens a batch at this station; the product must have a profile (or be "default").
-func (s *Station) OpenBatch(ctx context.Context, nb inventory.NewBatch) (*inventory.Batch, error) {
+func (s *Station) OpenBatch(ctx context.Context, nb records.NewBatch) (*records.Batch, error) {
 	if _, ok := s.cfg.Profiles[nb.Product]; !ok && nb.Product != s.cfg.Default.Name {
 		return nil, fmt.Errorf("no profile for product %q: add its profile to the station config", nb.Product)
 	}
@@ -245,7 +198,7 @@ func (s *Station) OpenBatch(ctx context.Context, nb inventory.NewBatch) (*invent
 }
 
 // CloseBatch closes a batch.
-func (s *Station) CloseBatch(ctx context.Context, id string) (*inventory.Batch, error) {
+func (s *Station) CloseBatch(ctx context.Context, id string) (*records.Batch, error) {
 	b, ok := s.cfg.Inventory.(Batches)
 	if !ok {
 		return nil, errors.New("station: the inventory cannot close batches")
@@ -254,7 +207,7 @@ func (s *Station) CloseBatch(ctx context.Context, id string) (*inventory.Batch, 
 }
 
 // ListBatches lists batches with their counts ("open", "closed" or "" for all).
-func (s *Station) ListBatches(ctx context.Context, state string) ([]inventory.BatchSummary, error) {
+func (s *Station) ListBatches(ctx context.Context, state string) ([]records.BatchSummary, error) {
 	b, ok := s.cfg.Inventory.(Batches)
 	if !ok {
 		return nil, errors.New("station: the inventory cannot list batches")
@@ -263,25 +216,22 @@ func (s *Station) ListBatches(ctx context.Context, state string) ([]inventory.Ba
 }
 
 // GetBatch returns one batch.
-func (s *Station) GetBatch(ctx context.Context, id string) (*inventory.Batch, error) {
+func (s *Station) GetBatch(ctx context.Context, id string) (*records.Batch, error) {
 	return s.cfg.Inventory.GetBatch(ctx, id)
 }
 
 // Board returns a board's record.
-func (s *Station) Board(ctx context.Context, serial string) (*inventory.Board, error) {
+func (s *Station) Board(ctx context.Context, serial string) (*records.Board, error) {
 	return s.cfg.Inventory.GetBoardBySerial(ctx, serial)
 }
 
-// InProgress is what reconciling needs of the inventory.
+// InProgress is what reconciling needs of the records.
 type InProgress interface {
-	ListInProgress(ctx context.Context, station string) ([]*inventory.Board, error)
+	ListInProgress(ctx context.Context, station string) ([]*records.Board, error)
 }
 
-var _ InProgress = (*inventory.Store)(nil)
-
-// ReasonInterrupted is a board the station stopped working on (crash, power loss) whose slot no longer
-// holds a TPM the station can reach; scanning it again resumes it.
-const ReasonInterrupted = "interrupted"
+// ReasonInterrupted: see progress.ReasonInterrupted.
+const ReasonInterrupted = progress.ReasonInterrupted
 
 // Reconcile runs at start-up over every board this station left in progress. A board whose slot still has
 // a TPM address is resumed there (same slot, same attempt: see Provision for why every step is safe to

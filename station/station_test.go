@@ -18,6 +18,7 @@ import (
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
 
@@ -42,19 +43,19 @@ func simOpener(m *fixtures.Manufacturer) func(*station.Config) {
 
 func openBatch(t *testing.T, inv *inventory.Store, id string) {
 	t.Helper()
-	if _, err := inv.OpenBatch(context.Background(), inventory.NewBatch{ID: id, Product: "default", WorkOrder: "WO-" + id, Quantity: 10, Operator: "op1", Station: "station-test"}); err != nil {
+	if _, err := inv.OpenBatch(context.Background(), records.NewBatch{ID: id, Product: "default", WorkOrder: "WO-" + id, Quantity: 10, Operator: "op1", Station: "station-test"}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func mustPass(t *testing.T, out *station.Outcome) {
 	t.Helper()
-	if out.Failure != nil || out.State != inventory.StateProvisioned {
+	if out.Failure != nil || out.State != records.StateProvisioned {
 		t.Fatalf("board %s: %s %v", out.Serial, out.State, out.Failure)
 	}
 }
 
-func mustFail(t *testing.T, out *station.Outcome, code string, state inventory.BoardState) {
+func mustFail(t *testing.T, out *station.Outcome, code string, state records.BoardState) {
 	t.Helper()
 	if out.Failure == nil || out.Failure.Code != code || out.State != state {
 		t.Fatalf("board %s: got %s %+v, want %s %s", out.Serial, out.State, out.Failure, state, code)
@@ -88,7 +89,7 @@ func TestSimulatorBatch(t *testing.T) {
 				t.Fatalf("outcome %+v", out)
 			}
 			b, err := inv.GetBoardBySerial(ctx, "SN-0001")
-			if err != nil || b.State != inventory.StateProvisioned || b.TPMManufacturer == "" || len(b.EKCert) == 0 {
+			if err != nil || b.State != records.StateProvisioned || b.TPMManufacturer == "" || len(b.EKCert) == 0 {
 				t.Fatalf("board %+v, %v", b, err)
 			}
 			certs, _ := inv.ListCertificates(ctx, "SN-0001")
@@ -110,16 +111,16 @@ func TestSimulatorBatch(t *testing.T) {
 
 			// Cloned part: the TPM of SN-0001 shows up under a new serial.
 			clone := st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-0003", TPM: "sim:1"})
-			mustFail(t, clone, station.ReasonClone, inventory.StateStopped)
+			mustFail(t, clone, station.ReasonClone, records.StateStopped)
 			if !strings.Contains(clone.Failure.Text, "SN-0001") {
 				t.Fatalf("clone reason %q does not name the first serial", clone.Failure.Text)
 			}
 			// Swapped part: SN-0002's label on a board with another TPM.
-			mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-0002", TPM: "sim:3"}), station.ReasonSwap, inventory.StateStopped)
+			mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-0002", TPM: "sim:3"}), station.ReasonSwap, records.StateStopped)
 			// Neither refusal changed what was recorded.
 			for _, sn := range []string{"SN-0001", "SN-0002"} {
 				b, err := inv.GetBoardBySerial(ctx, sn)
-				if err != nil || b.State != inventory.StateProvisioned {
+				if err != nil || b.State != records.StateProvisioned {
 					t.Fatalf("board %s after refusals: %+v %v", sn, b, err)
 				}
 			}
@@ -144,13 +145,13 @@ func TestRefusals(t *testing.T) {
 	c := startCA(t, "sqlite://"+filepath.Join(t.TempDir(), "ca.db"), m.Root(), m.Intermediate())
 	st, inv := newStation(t, "sqlite://"+filepath.Join(t.TempDir(), "inv.db"), c, simOpener(m))
 	openBatch(t, inv, "B1")
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN\x1b[2J", TPM: "sim"}), station.ReasonBadSerial, inventory.StateFailed)
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "NOPE", Serial: "SN-1", TPM: "sim"}), station.ReasonBatch, inventory.StateFailed)
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-1", TPM: "swtpm://127.0.0.1:1"}), station.ReasonTPMUnreachable, inventory.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN\x1b[2J", TPM: "sim"}), station.ReasonBadSerial, records.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "NOPE", Serial: "SN-1", TPM: "sim"}), station.ReasonBatch, records.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-1", TPM: "swtpm://127.0.0.1:1"}), station.ReasonTPMUnreachable, records.StateFailed)
 	if _, err := inv.CloseBatch(ctx, "B1"); err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-1", TPM: "sim"}), station.ReasonBatch, inventory.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-1", TPM: "sim"}), station.ReasonBatch, records.StateFailed)
 	if _, err := inv.GetBoardBySerial(ctx, "SN-1"); err == nil {
 		t.Fatal("a refused board was recorded")
 	}
@@ -162,7 +163,7 @@ func TestRefusals(t *testing.T) {
 	}
 	st2, inv2 := newStation(t, "sqlite://"+filepath.Join(t.TempDir(), "inv2.db"), c, simOpener(other))
 	openBatch(t, inv2, "B2")
-	mustFail(t, st2.Provision(ctx, station.Job{Batch: "B2", Serial: "SN-2", TPM: "sim"}), "ca_ek_untrusted", inventory.StateStopped)
+	mustFail(t, st2.Provision(ctx, station.Job{Batch: "B2", Serial: "SN-2", TPM: "sim"}), "ca_ek_untrusted", records.StateStopped)
 }
 
 // TestCADownThenBack: the CA is unreachable mid-batch; the board keeps a clear state and passes on retry.
@@ -179,9 +180,9 @@ func TestCADownThenBack(t *testing.T) {
 	st, inv := newStation(t, dbURL, &down, simOpener(m))
 	openBatch(t, inv, "B1")
 	out := st.Provision(ctx, station.Job{Batch: "B1", Serial: "SN-CA", TPM: "sim:7"})
-	mustFail(t, out, station.ReasonCAUnreachable, inventory.StateInProgress)
+	mustFail(t, out, station.ReasonCAUnreachable, records.StateInProgress)
 	b, err := inv.GetBoardBySerial(ctx, "SN-CA")
-	if err != nil || b.State != inventory.StateInProgress || b.CurrentStep == "" {
+	if err != nil || b.State != records.StateInProgress || b.CurrentStep == "" {
 		t.Fatalf("board after CA outage: %+v %v", b, err)
 	}
 	st2, _ := newStation(t, dbURL, c, simOpener(m))
@@ -216,10 +217,10 @@ func TestSwtpmBoard(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, x := range []struct {
-		kind   inventory.KeyKind
+		kind   records.KeyKind
 		handle string
 		nv     string
-	}{{inventory.KindIAK, "0x81020001", "0x01C90100"}, {inventory.KindIDevID, "0x81020000", "0x01C90200"}} {
+	}{{records.KindIAK, "0x81020001", "0x01C90100"}, {records.KindIDevID, "0x81020000", "0x01C90200"}} {
 		pubPEM := filepath.Join(dir, string(x.kind)+".pem")
 		tools(t, tcti, "tpm2_readpublic", "-c", x.handle, "-f", "pem", "-o", pubPEM)
 		der := filepath.Join(dir, string(x.kind)+".der")
@@ -270,9 +271,9 @@ func TestSwtpmBoard(t *testing.T) {
 	if err := board.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SW-0001", TPM: board.Addr(), Rework: true}), station.ReasonTPMUnreachable, inventory.StateFailed)
+	mustFail(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "SW-0001", TPM: board.Addr(), Rework: true}), station.ReasonTPMUnreachable, records.StateFailed)
 	b, err := inv.GetBoardBySerial(ctx, "SW-0001")
-	if err != nil || b.State != inventory.StateProvisioned {
+	if err != nil || b.State != records.StateProvisioned {
 		t.Fatalf("board after TPM loss: %+v %v", b, err)
 	}
 }
@@ -339,7 +340,7 @@ func TestAbort(t *testing.T) {
 	})
 	openBatch(t, inv, "B1")
 	out := st.Provision(actx, station.Job{Batch: "B1", Serial: "AB-1", TPM: "sim:31"})
-	mustFail(t, out, station.ReasonAborted, inventory.StateFailed)
+	mustFail(t, out, station.ReasonAborted, records.StateFailed)
 	if b, err := inv.GetBoardBySerial(ctx, "AB-1"); err != nil || b.ReasonCode != station.ReasonAborted {
 		t.Fatalf("aborted board recorded as %+v %v", b, err)
 	}

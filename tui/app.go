@@ -13,8 +13,8 @@ import (
 	"github.com/rivo/tview"
 
 	"github.com/tpmline/tpmline/internal/clock"
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 // Page names.
@@ -52,7 +52,7 @@ type App struct {
 	newMsg   *tview.TextView
 	qa       *tview.Table
 	qaMsg    *tview.TextView
-	qaRows   []inventory.BatchSummary
+	qaRows   []records.BatchSummary
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -88,7 +88,7 @@ func New(cfg Config) *App {
 
 // Event feeds one station event to the terminal. Safe from any goroutine and never blocks, so it can be
 // the station's OnEvent.
-func (a *App) Event(e station.Event) {
+func (a *App) Event(e progress.Event) {
 	if e.Time.IsZero() {
 		e.Time = a.now()
 	}
@@ -96,7 +96,7 @@ func (a *App) Event(e station.Event) {
 		if line := a.m.apply(e); line != "" {
 			a.logLine(e.Time, line)
 		}
-		if e.Kind == station.EvPassed || e.Kind == station.EvFailed {
+		if e.Kind == progress.EvPassed || e.Kind == progress.EvFailed {
 			a.refreshBatch()
 		}
 	})
@@ -261,7 +261,7 @@ func (a *App) say(format string, args ...any) {
 	a.logLine(a.now(), a.notice)
 }
 
-// refreshBatch reloads the current batch's counts from the station.
+// refreshBatch reloads the current batch's counts from the progress.
 func (a *App) refreshBatch() {
 	if a.m.batch == nil {
 		return
@@ -289,8 +289,8 @@ func (a *App) refreshBatch() {
 }
 
 // setBatch makes b the line's batch.
-func (a *App) setBatch(b *inventory.Batch) {
-	a.m.batch = &inventory.BatchSummary{Batch: *b}
+func (a *App) setBatch(b *records.Batch) {
+	a.m.batch = &records.BatchSummary{Batch: *b}
 	a.refreshBatch()
 }
 
@@ -305,7 +305,7 @@ func (a *App) scanned(text string, focused bool) {
 		a.say("scan %s refused: no open batch; press F8 to open or choose one", serial)
 		return
 	}
-	if err := a.cfg.Station.Profile(a.m.batch.Product).CheckSerial(serial); err != nil {
+	if err := a.cfg.Station.CheckSerial(a.m.batch.Product, serial); err != nil {
 		a.say("scan refused: %v; check the label and scan again", err)
 		return
 	}
@@ -356,7 +356,7 @@ func (a *App) launch(s *slotState, serial, supervisor string, newPart bool) {
 				return
 			}
 		}
-		out := a.cfg.Station.Provision(ctx, station.Job{Batch: batch, Serial: serial, Slot: slot, TPM: a.cfg.Fixture.TPM(slot), Rework: rework, Supervisor: supervisor})
+		out := a.cfg.Station.Provision(ctx, progress.Job{Batch: batch, Serial: serial, Slot: slot, TPM: a.cfg.Fixture.TPM(slot), Rework: rework, Supervisor: supervisor})
 		a.post(func() {
 			if line := a.m.finish(slot, run, out, a.now()); line != "" {
 				a.logLine(a.now(), line)

@@ -12,45 +12,52 @@ import (
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/tpmline/tpmline/internal/clock"
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 // fakeStation plays the station for the screen tests (the real one runs in the tmux end-to-end test in
 // cmd/station). Serials starting "CLONE" fail as a cloned TPM; "HOLD" runs until aborted.
 type fakeStation struct {
 	mu      sync.Mutex
-	events  func(station.Event)
-	batches []inventory.BatchSummary
-	jobs    []station.Job
+	events  func(progress.Event)
+	batches []records.BatchSummary
+	jobs    []progress.Job
 	closed  []string
 }
 
-func (f *fakeStation) ID() string                      { return "st1" }
-func (f *fakeStation) Profile(string) *station.Profile { return station.DefaultProfile() }
+func (f *fakeStation) ID() string { return "st1" }
 
-func (f *fakeStation) Provision(ctx context.Context, job station.Job) *station.Outcome {
+// CheckSerial refuses only what every profile refuses; the product patterns are station's, tested there.
+func (f *fakeStation) CheckSerial(_, serial string) error {
+	if serial == "" {
+		return errors.New("empty serial")
+	}
+	return nil
+}
+
+func (f *fakeStation) Provision(ctx context.Context, job progress.Job) *progress.Outcome {
 	f.mu.Lock()
 	f.jobs = append(f.jobs, job)
 	f.mu.Unlock()
-	emit := func(e station.Event) {
+	emit := func(e progress.Event) {
 		e.Slot, e.Serial, e.Batch, e.Time = job.Slot, job.Serial, job.Batch, t0
 		f.events(e)
 	}
-	emit(station.Event{Kind: station.EvStarted})
-	for _, step := range station.Steps[:7] {
-		emit(station.Event{Kind: station.EvStep, Step: step})
-		emit(station.Event{Kind: station.EvStepDone, Step: step})
+	emit(progress.Event{Kind: progress.EvStarted})
+	for _, step := range progress.Steps[:7] {
+		emit(progress.Event{Kind: progress.EvStep, Step: step})
+		emit(progress.Event{Kind: progress.EvStepDone, Step: step})
 	}
-	var fail *station.Failure
+	var fail *progress.Failure
 	switch {
 	case strings.HasPrefix(job.Serial, "CLONE"):
-		fail = &station.Failure{Code: station.ReasonClone, Text: "EK already bound to serial SN-1",
+		fail = &progress.Failure{Code: progress.ReasonClone, Text: "EK already bound to serial SN-1",
 			Next: "set the board aside for QA", Stop: true}
 	case strings.HasPrefix(job.Serial, "HOLD"):
-		emit(station.Event{Kind: station.EvStep, Step: station.Steps[10]})
+		emit(progress.Event{Kind: progress.EvStep, Step: progress.Steps[10]})
 		<-ctx.Done()
-		fail = &station.Failure{Code: station.ReasonCAUnreachable, Text: "context canceled", Next: "check the CA link, then retry the board"}
+		fail = &progress.Failure{Code: progress.ReasonCAUnreachable, Text: "context canceled", Next: "check the CA link, then retry the board"}
 	}
 	f.mu.Lock()
 	for i := range f.batches {
@@ -67,28 +74,28 @@ func (f *fakeStation) Provision(ctx context.Context, job station.Job) *station.O
 	}
 	f.mu.Unlock()
 	if fail != nil {
-		emit(station.Event{Kind: station.EvFailed, Failure: fail, Elapsed: 1200 * time.Millisecond})
-		return &station.Outcome{Serial: job.Serial, Failure: fail}
+		emit(progress.Event{Kind: progress.EvFailed, Failure: fail, Elapsed: 1200 * time.Millisecond})
+		return &progress.Outcome{Serial: job.Serial, Failure: fail}
 	}
-	emit(station.Event{Kind: station.EvPassed, Elapsed: 4 * time.Second})
-	return &station.Outcome{Serial: job.Serial, State: inventory.StateProvisioned}
+	emit(progress.Event{Kind: progress.EvPassed, Elapsed: 4 * time.Second})
+	return &progress.Outcome{Serial: job.Serial, State: records.StateProvisioned}
 }
 
-func (f *fakeStation) OpenBatch(_ context.Context, nb inventory.NewBatch) (*inventory.Batch, error) {
+func (f *fakeStation) OpenBatch(_ context.Context, nb records.NewBatch) (*records.Batch, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, b := range f.batches {
 		if b.ID == nb.ID {
-			return nil, fmt.Errorf("%w: batch %s was opened before; pick another batch id", inventory.ErrBatchExists, nb.ID)
+			return nil, fmt.Errorf("%w: batch %s was opened before; pick another batch id", records.ErrBatchExists, nb.ID)
 		}
 	}
-	b := inventory.Batch{ID: nb.ID, Product: nb.Product, WorkOrder: nb.WorkOrder, Quantity: nb.Quantity, Operator: nb.Operator,
+	b := records.Batch{ID: nb.ID, Product: nb.Product, WorkOrder: nb.WorkOrder, Quantity: nb.Quantity, Operator: nb.Operator,
 		Station: "st1", State: "open", OpenedAt: t0}
-	f.batches = append(f.batches, inventory.BatchSummary{Batch: b})
+	f.batches = append(f.batches, records.BatchSummary{Batch: b})
 	return &b, nil
 }
 
-func (f *fakeStation) CloseBatch(_ context.Context, id string) (*inventory.Batch, error) {
+func (f *fakeStation) CloseBatch(_ context.Context, id string) (*records.Batch, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.batches {
@@ -99,13 +106,13 @@ func (f *fakeStation) CloseBatch(_ context.Context, id string) (*inventory.Batch
 			return &b, nil
 		}
 	}
-	return nil, inventory.ErrBatchNotFound
+	return nil, records.ErrBatchNotFound
 }
 
-func (f *fakeStation) ListBatches(_ context.Context, state string) ([]inventory.BatchSummary, error) {
+func (f *fakeStation) ListBatches(_ context.Context, state string) ([]records.BatchSummary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []inventory.BatchSummary
+	var out []records.BatchSummary
 	for _, b := range f.batches {
 		if state == "" || b.State == state {
 			out = append(out, b)
@@ -114,7 +121,7 @@ func (f *fakeStation) ListBatches(_ context.Context, state string) ([]inventory.
 	return out, nil
 }
 
-func (f *fakeStation) GetBatch(_ context.Context, id string) (*inventory.Batch, error) {
+func (f *fakeStation) GetBatch(_ context.Context, id string) (*records.Batch, error) {
 	return nil, errors.New("unused")
 }
 
@@ -153,7 +160,7 @@ type harness struct {
 	done   chan error
 }
 
-func start(t *testing.T, operator string, batches ...inventory.BatchSummary) *harness {
+func start(t *testing.T, operator string, batches ...records.BatchSummary) *harness {
 	t.Helper()
 	st := &fakeStation{batches: batches}
 	fx := &fakeFixture{}
@@ -235,8 +242,8 @@ func (h *harness) scan(serial string) {
 	h.key(tcell.KeyEnter)
 }
 
-func openBatch(id string, qty int) inventory.BatchSummary {
-	return inventory.BatchSummary{Batch: inventory.Batch{ID: id, Product: "default", WorkOrder: "WO-" + id, Quantity: qty,
+func openBatch(id string, qty int) records.BatchSummary {
+	return records.BatchSummary{Batch: records.Batch{ID: id, Product: "default", WorkOrder: "WO-" + id, Quantity: qty,
 		Station: "st1", State: "open", OpenedAt: t0}}
 }
 

@@ -1,7 +1,8 @@
 // Package tui owns the operator terminal: the tview screens a line operator runs all shift (sign-in, batch,
 // the line view with one panel per slot, QA, help), their keys, and the pure functions that turn the
 // station's events and batch counts into what is drawn. It talks to the station only through the Station
-// interface it declares and the events the station feeds it (App.Event); it never imports sqlx or go-tpm.
+// interface it declares and the events the station feeds it (App.Event); it never imports inventory, a SQL
+// driver or go-tpm: the records it shows are package records', a board's progress is station/progress.
 //
 // Layout: backend.go (what the terminal consumes), model.go (state derived from events, counters),
 // render.go (pure text rendering), app.go (widgets and the UI loop), keys.go (key handling), screens.go
@@ -12,23 +13,23 @@ import (
 	"context"
 	"time"
 
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
-// Station is what the terminal needs of the station (*station.Station implements it).
+// Station is what the terminal needs of the station (*station.Station implements it; cmd/station checks
+// that where it wires the two).
 type Station interface {
 	// Provision runs one board; it blocks, so the terminal calls it in a goroutine per slot.
-	Provision(ctx context.Context, job station.Job) *station.Outcome
-	OpenBatch(ctx context.Context, nb inventory.NewBatch) (*inventory.Batch, error)
-	CloseBatch(ctx context.Context, id string) (*inventory.Batch, error)
-	ListBatches(ctx context.Context, state string) ([]inventory.BatchSummary, error)
-	GetBatch(ctx context.Context, id string) (*inventory.Batch, error)
-	Profile(product string) *station.Profile
+	Provision(ctx context.Context, job progress.Job) *progress.Outcome
+	OpenBatch(ctx context.Context, nb records.NewBatch) (*records.Batch, error)
+	CloseBatch(ctx context.Context, id string) (*records.Batch, error)
+	ListBatches(ctx context.Context, state string) ([]records.BatchSummary, error)
+	GetBatch(ctx context.Context, id string) (*records.Batch, error)
+	// CheckSerial refuses a scanned serial the product's profile does not accept.
+	CheckSerial(product, serial string) error
 	ID() string
 }
-
-var _ Station = (*station.Station)(nil)
 
 // Fixture is the bench: the slots and how each one's board is reached.
 type Fixture interface {

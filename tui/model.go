@@ -5,8 +5,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 // slotStatus is where a slot stands, as the operator sees it.
@@ -31,7 +31,7 @@ type slotState struct {
 	Done     int // steps finished, for the progress bar
 	Started  time.Time
 	Elapsed  time.Duration // final time once the board ended
-	Failure  *station.Failure
+	Failure  *progress.Failure
 	Rework   bool
 	Note     string // about the board in the fixture ("clone of the part provisioned as SN-3")
 	Message  string // why the fixture has no board
@@ -61,7 +61,7 @@ type lineModel struct {
 	slots    []*slotState
 	focus    int // index into slots
 	operator string
-	batch    *inventory.BatchSummary // nil until a batch is chosen
+	batch    *records.BatchSummary // nil until a batch is chosen
 	// cycles are the passed boards' times in this session; first and last bound the session's work.
 	cycles      []time.Duration
 	first, last time.Time
@@ -153,14 +153,14 @@ func (m *lineModel) pickSlot() (*slotState, error) {
 }
 
 // apply folds one station event into the model and returns the event log line for it ("" for none).
-func (m *lineModel) apply(e station.Event) string {
+func (m *lineModel) apply(e progress.Event) string {
 	s := m.slot(e.Slot)
 	if s == nil || (e.Serial != "" && s.Serial != "" && e.Serial != s.Serial) {
 		// An event for a slot this terminal does not show (another terminal's, or a stale run).
 		return ""
 	}
 	switch e.Kind {
-	case station.EvStarted:
+	case progress.EvStarted:
 		if s.Status != slotAborting {
 			s.Status = slotRunning
 		}
@@ -175,17 +175,17 @@ func (m *lineModel) apply(e station.Event) string {
 			what = "started (rework)"
 		}
 		return fmt.Sprintf("slot %d  %s  %s", e.Slot, e.Serial, what)
-	case station.EvStep:
+	case progress.EvStep:
 		s.Step = e.Step
-		if i := station.StepIndex(e.Step); i >= 0 && i > s.Done {
+		if i := progress.StepIndex(e.Step); i >= 0 && i > s.Done {
 			s.Done = i
 		}
-	case station.EvStepDone:
-		if i := station.StepIndex(e.Step); i >= 0 && i+1 > s.Done {
+	case progress.EvStepDone:
+		if i := progress.StepIndex(e.Step); i >= 0 && i+1 > s.Done {
 			s.Done = i + 1
 		}
-	case station.EvPassed:
-		s.Status, s.Done, s.Elapsed, s.Ended, s.Failure = slotPassed, len(station.Steps), e.Elapsed, e.Time, nil
+	case progress.EvPassed:
+		s.Status, s.Done, s.Elapsed, s.Ended, s.Failure = slotPassed, len(progress.Steps), e.Elapsed, e.Time, nil
 		s.LastStep, s.Step = s.Step, ""
 		m.cycles = append(m.cycles, e.Elapsed)
 		m.passed++
@@ -193,7 +193,7 @@ func (m *lineModel) apply(e station.Event) string {
 			m.last = e.Time
 		}
 		return fmt.Sprintf("slot %d  %s  PASS  %s", e.Slot, e.Serial, fmtDuration(e.Elapsed))
-	case station.EvFailed:
+	case progress.EvFailed:
 		s.Status, s.Elapsed, s.Ended, s.Failure = slotFailed, e.Elapsed, e.Time, e.Failure
 		s.LastStep, s.Step = s.Step, ""
 		m.failed++
@@ -211,14 +211,14 @@ func (m *lineModel) apply(e station.Event) string {
 
 // finish applies a run's outcome once Provision returned: the authority on how the board ended, for the
 // runs that ended before any event (a slot the station found busy) and for aborted runs.
-func (m *lineModel) finish(slot, run int, out *station.Outcome, now time.Time) string {
+func (m *lineModel) finish(slot, run int, out *progress.Outcome, now time.Time) string {
 	s := m.slot(slot)
 	if s == nil || s.Run != run || (s.Status != slotRunning && s.Status != slotAborting) {
 		return ""
 	}
-	e := station.Event{Time: now, Kind: station.EvPassed, Slot: slot, Serial: s.Serial, Elapsed: out.Duration}
+	e := progress.Event{Time: now, Kind: progress.EvPassed, Slot: slot, Serial: s.Serial, Elapsed: out.Duration}
 	if out.Failure != nil {
-		e.Kind, e.Failure = station.EvFailed, out.Failure
+		e.Kind, e.Failure = progress.EvFailed, out.Failure
 	}
 	return m.apply(e)
 }

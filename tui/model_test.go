@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
@@ -56,8 +56,8 @@ func TestUnitsPerHourAndYield(t *testing.T) {
 	}
 }
 
-func ev(kind station.EventKind, slot int, serial, step string, at time.Duration) station.Event {
-	return station.Event{Time: t0.Add(at), Kind: kind, Slot: slot, Serial: serial, Step: step}
+func ev(kind progress.EventKind, slot int, serial, step string, at time.Duration) progress.Event {
+	return progress.Event{Time: t0.Add(at), Kind: kind, Slot: slot, Serial: serial, Step: step}
 }
 
 func TestApplyEvents(t *testing.T) {
@@ -65,42 +65,42 @@ func TestApplyEvents(t *testing.T) {
 	m.slots[0].Status, m.slots[0].Serial = slotRunning, "SN1"
 	m.slots[1].Status, m.slots[1].Serial = slotRunning, "SN2"
 
-	if line := m.apply(ev(station.EvStarted, 1, "SN1", "", 0)); !strings.Contains(line, "SN1") || !strings.Contains(line, "started") {
+	if line := m.apply(ev(progress.EvStarted, 1, "SN1", "", 0)); !strings.Contains(line, "SN1") || !strings.Contains(line, "started") {
 		t.Errorf("started line %q", line)
 	}
-	m.apply(ev(station.EvStep, 1, "SN1", station.StepClaim, time.Second))
+	m.apply(ev(progress.EvStep, 1, "SN1", progress.StepClaim, time.Second))
 	s := m.slot(1)
-	if s.Step != station.StepClaim || s.Done != station.StepIndex(station.StepClaim) {
+	if s.Step != progress.StepClaim || s.Done != progress.StepIndex(progress.StepClaim) {
 		t.Errorf("after step: step %q done %d", s.Step, s.Done)
 	}
-	m.apply(ev(station.EvStepDone, 1, "SN1", station.StepClaim, 2*time.Second))
-	if s.Done != station.StepIndex(station.StepClaim)+1 {
+	m.apply(ev(progress.EvStepDone, 1, "SN1", progress.StepClaim, 2*time.Second))
+	if s.Done != progress.StepIndex(progress.StepClaim)+1 {
 		t.Errorf("after step done: done %d", s.Done)
 	}
 	// An event naming another serial (a stale run) changes nothing.
-	m.apply(ev(station.EvPassed, 1, "OTHER", "", 3*time.Second))
+	m.apply(ev(progress.EvPassed, 1, "OTHER", "", 3*time.Second))
 	if s.Status != slotRunning {
 		t.Fatalf("stale event ended the slot: %v", s.Status)
 	}
-	pass := ev(station.EvPassed, 1, "SN1", "", 10*time.Second)
+	pass := ev(progress.EvPassed, 1, "SN1", "", 10*time.Second)
 	pass.Elapsed = 10 * time.Second
 	if line := m.apply(pass); !strings.Contains(line, "PASS") {
 		t.Errorf("pass line %q", line)
 	}
-	if s.Status != slotPassed || s.Done != len(station.Steps) || s.LastStep != station.StepClaim {
+	if s.Status != slotPassed || s.Done != len(progress.Steps) || s.LastStep != progress.StepClaim {
 		t.Errorf("after pass: %+v", s)
 	}
-	m.apply(ev(station.EvStarted, 2, "SN2", "", 1*time.Second))
-	fail := ev(station.EvFailed, 2, "SN2", "", 4*time.Second)
+	m.apply(ev(progress.EvStarted, 2, "SN2", "", 1*time.Second))
+	fail := ev(progress.EvFailed, 2, "SN2", "", 4*time.Second)
 	fail.Elapsed = 3 * time.Second
-	fail.Failure = &station.Failure{Code: station.ReasonClone, Text: "EK already bound to serial SN1", Next: "set the board aside for QA", Stop: true}
+	fail.Failure = &progress.Failure{Code: progress.ReasonClone, Text: "EK already bound to serial SN1", Next: "set the board aside for QA", Stop: true}
 	if line := m.apply(fail); !strings.Contains(line, "FAIL") || !strings.Contains(line, "EK already bound to serial SN1") {
 		t.Errorf("fail line %q", line)
 	}
-	if m.slot(2).Status != slotFailed || m.slot(2).Failure.Code != station.ReasonClone {
+	if m.slot(2).Status != slotFailed || m.slot(2).Failure.Code != progress.ReasonClone {
 		t.Errorf("slot 2 after fail: %+v", m.slot(2))
 	}
-	m.batch = &inventory.BatchSummary{Batch: inventory.Batch{ID: "B", Quantity: 10}, Done: 2, Passed: 1, Failed: 0, Stopped: 1}
+	m.batch = &records.BatchSummary{Batch: records.Batch{ID: "B", Quantity: 10}, Done: 2, Passed: 1, Failed: 0, Stopped: 1}
 	c := m.counters()
 	if c.Done != 2 || c.Passed != 1 || c.Stopped != 1 || !c.HasYield || c.Yield != 50 {
 		t.Errorf("counters %+v", c)
@@ -115,7 +115,7 @@ func TestFinishCoversRunsWithoutEvents(t *testing.T) {
 	m := newLineModel([]int{1})
 	s := m.slot(1)
 	s.Status, s.Serial, s.Run = slotRunning, "SN1", 3
-	out := &station.Outcome{Failure: &station.Failure{Code: station.ReasonSlotBusy, Text: "slot 1 is busy"}}
+	out := &progress.Outcome{Failure: &progress.Failure{Code: progress.ReasonSlotBusy, Text: "slot 1 is busy"}}
 	if line := m.finish(1, 2, out, t0); line != "" || s.Status != slotRunning {
 		t.Fatalf("an older run's outcome was applied: %q %v", line, s.Status)
 	}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/rivo/tview"
 
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 // Rendering: pure functions from state to lines of tview-tagged text, each fitting its width. Colour is
@@ -198,7 +198,7 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 		serial += " (rework)"
 	}
 	lines = append(lines, t.bold+esc(spread(serial, fmtDuration(elapsed), w))+t.reset)
-	lines = append(lines, esc(progressBar(s.Done, len(station.Steps), w)))
+	lines = append(lines, esc(progressBar(s.Done, len(progress.Steps), w)))
 
 	switch s.Status {
 	case slotRunning, slotAborting:
@@ -206,7 +206,7 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 		if step == "" {
 			step = "starting"
 		}
-		add("", fit(fmt.Sprintf("step %d/%d: %s", min(s.Done+1, len(station.Steps)), len(station.Steps), step), w))
+		add("", fit(fmt.Sprintf("step %d/%d: %s", min(s.Done+1, len(progress.Steps)), len(progress.Steps), step), w))
 		if s.Status == slotAborting {
 			add(t.warn, fit("aborting at the next safe point", w))
 		}
@@ -268,7 +268,7 @@ func clip(lines []string, h int) []string {
 }
 
 // renderHeader is the top line: the batch first (what the operator works on), then who, then where.
-func renderHeader(title, operator string, b *inventory.BatchSummary, w int, color bool) string {
+func renderHeader(title, operator string, b *records.BatchSummary, w int, color bool) string {
 	t := themeFor(color)
 	batch := "no batch: F8 to open one"
 	if b != nil {
@@ -378,7 +378,7 @@ func renderFooter(w int, clone bool, color bool) string {
 }
 
 // batchRow is one QA table row: the batch and its counts.
-func batchRow(b inventory.BatchSummary) []string {
+func batchRow(b records.BatchSummary) []string {
 	yield := "-"
 	if y, ok := Yield(b.Passed, b.Done); ok {
 		yield = fmt.Sprintf("%.1f%%", y)

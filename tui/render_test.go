@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -37,7 +37,7 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-var cloneFailure = &station.Failure{Code: station.ReasonClone, Text: "EK already bound to serial SN-0003",
+var cloneFailure = &progress.Failure{Code: progress.ReasonClone, Text: "EK already bound to serial SN-0003",
 	Next: "set the board aside for QA (possible cloned TPM or mislabelled board)", Stop: true}
 
 func sampleSlots() map[string]*slotState {
@@ -47,8 +47,8 @@ func sampleSlots() map[string]*slotState {
 		"loading": {ID: 1, Status: slotLoading},
 		"running": {ID: 1, Status: slotRunning, Serial: "SN-0001", Step: "enroll", Done: 10, Started: t0},
 		"abort":   {ID: 1, Status: slotAborting, Serial: "SN-0001", Step: "activate", Done: 11, Started: t0},
-		"passed":  {ID: 1, Status: slotPassed, Serial: "SN-0002", Done: len(station.Steps), Elapsed: 5200 * time.Millisecond},
-		"failed": {ID: 1, Status: slotFailed, Serial: "SN-0004", Done: 6, LastStep: station.StepClaim,
+		"passed":  {ID: 1, Status: slotPassed, Serial: "SN-0002", Done: len(progress.Steps), Elapsed: 5200 * time.Millisecond},
+		"failed": {ID: 1, Status: slotFailed, Serial: "SN-0004", Done: 6, LastStep: progress.StepClaim,
 			Elapsed: 1300 * time.Millisecond, Failure: cloneFailure},
 		"noboard": {ID: 1, Status: slotNoBoard, Message: "simulated board exited before it was ready: bad flag; F6 to try again"},
 	}
@@ -115,7 +115,7 @@ func TestRenderSlotFitsAndSays(t *testing.T) {
 	}
 	// At the 80x24 size a failure shows FAIL, its code, and the other serial; a pass shows PASS.
 	fail := plain(strings.Join(renderSlot(slots["failed"], 36, 6, t0, false), "\n"))
-	for _, want := range []string{"FAIL", station.ReasonClone, "EK already bound to serial SN-0003", "→ set the board aside"} {
+	for _, want := range []string{"FAIL", progress.ReasonClone, "EK already bound to serial SN-0003", "→ set the board aside"} {
 		if !strings.Contains(fail, want) {
 			t.Errorf("failed slot at 36x6 lacks %q:\n%s", want, fail)
 		}
@@ -139,7 +139,7 @@ func TestRenderCountersHeaderFooter(t *testing.T) {
 	if got := plain(renderCounters(Counters{}, 0, 80, true)); got != "done 0  passed 0  failed 0  yield -  0 u/h  median -  running 0" {
 		t.Errorf("empty counters %q", got)
 	}
-	b := &inventory.BatchSummary{Batch: inventory.Batch{ID: "B7", Product: "default", WorkOrder: "WO-1", State: "open"}}
+	b := &records.BatchSummary{Batch: records.Batch{ID: "B7", Product: "default", WorkOrder: "WO-1", State: "open"}}
 	if got := plain(renderHeader("demo station", "ana", b, 80, false)); got != "batch B7 · default · WO WO-1 │ operator ana │ demo station" {
 		t.Errorf("header %q", got)
 	}

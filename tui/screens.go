@@ -8,7 +8,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
-	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/records"
 )
 
 // Sign-in, batch, QA and help screens.
@@ -87,7 +87,7 @@ func (a *App) showBatches() {
 	})
 }
 
-func (a *App) fillBatches(list []inventory.BatchSummary, err error) {
+func (a *App) fillBatches(list []records.BatchSummary, err error) {
 	a.batches.Clear()
 	cur := "No batch chosen."
 	if b := a.m.batch; b != nil {
@@ -115,7 +115,7 @@ func (a *App) fillBatches(list []inventory.BatchSummary, err error) {
 		}
 		a.batches.AddItem(tview.Escape(label), "", r, func() {
 			bb := b.Batch
-			a.m.batch = &inventory.BatchSummary{Batch: bb}
+			a.m.batch = &records.BatchSummary{Batch: bb}
 			a.m.batch.Done, a.m.batch.Passed, a.m.batch.Failed, a.m.batch.Stopped, a.m.batch.InProgress = b.Done, b.Passed, b.Failed, b.Stopped, b.InProgress
 			a.logLine(a.now(), fmt.Sprintf("batch %s chosen by operator %s", b.ID, a.m.operator))
 			a.pages.SwitchToPage(pageLine)
@@ -153,7 +153,7 @@ func (a *App) field(f *tview.Form, label string) string {
 
 func (a *App) openBatch() {
 	f := a.newBatch
-	nb := inventory.NewBatch{ID: a.field(f, "Batch ID"), Product: a.field(f, "Product"), WorkOrder: a.field(f, "Work order"),
+	nb := records.NewBatch{ID: a.field(f, "Batch ID"), Product: a.field(f, "Product"), WorkOrder: a.field(f, "Work order"),
 		Operator: a.m.operator}
 	if nb.ID == "" || nb.Product == "" {
 		a.newMsg.SetText(a.warn("batch ID and product are required"))
@@ -252,7 +252,7 @@ func (a *App) showQA() {
 	})
 }
 
-func (a *App) fillQA(list []inventory.BatchSummary, err error) {
+func (a *App) fillQA(list []records.BatchSummary, err error) {
 	a.qa.Clear()
 	a.qaRows = list
 	for c, h := range batchColumns {

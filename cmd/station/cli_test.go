@@ -21,6 +21,7 @@ import (
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
 	"github.com/tpmline/tpmline/internal/clock"
 )
 
@@ -152,24 +153,7 @@ func vendorCAs(t *testing.T, v *fixtures.SwtpmVendor) string {
 	return path
 }
 
-func pgURL(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := fmt.Sprintf("cli_%d", clock.Now().UnixNano())
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		admin.Close()
-		t.Fatalf("PostgreSQL at %s: %v (make test starts one; or set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE"); admin.Close() })
-	return base + "&search_path=" + schema
-}
+func pgURL(t *testing.T) string { return testdb.PostgresURL(t, "cli") }
 
 func TestCLIProvisionSwtpmBatch(t *testing.T) {
 	vendor := fixturestest.NewSwtpmVendor(t)

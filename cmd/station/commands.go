@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
 
@@ -65,10 +66,10 @@ func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
 		if _, ok := profiles[*product]; !ok && *product != "default" {
 			return usagef("no profile for product %q: add it with --profile FILE or the config's profiles", *product)
 		}
-		b, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: *id, Product: *product, WorkOrder: *wo, Quantity: *qty,
+		b, err := inv.OpenBatch(ctx, records.NewBatch{ID: *id, Product: *product, WorkOrder: *wo, Quantity: *qty,
 			Operator: *op, Station: s.StationID})
 		if err != nil {
-			if errors.Is(err, inventory.ErrBatchExists) || errors.Is(err, inventory.ErrInvalid) {
+			if errors.Is(err, records.ErrBatchExists) || errors.Is(err, records.ErrInvalid) {
 				return usagef("%v", err)
 			}
 			return err
@@ -90,7 +91,7 @@ func cmdBatchClose(ctx context.Context, g *globals, args []string) error {
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
 		b, err := inv.CloseBatch(ctx, *id)
 		if err != nil {
-			if errors.Is(err, inventory.ErrBatchNotFound) || errors.Is(err, inventory.ErrBatchClosed) {
+			if errors.Is(err, records.ErrBatchNotFound) || errors.Is(err, records.ErrBatchClosed) {
 				return usagef("%v", err)
 			}
 			return err
@@ -137,7 +138,7 @@ func cmdBatchShow(ctx context.Context, g *globals, args []string) error {
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
 		b, err := inv.GetBatch(ctx, id)
 		if err != nil {
-			if errors.Is(err, inventory.ErrBatchNotFound) {
+			if errors.Is(err, records.ErrBatchNotFound) {
 				return usagef("%v", err)
 			}
 			return err
@@ -149,7 +150,7 @@ func cmdBatchShow(ctx context.Context, g *globals, args []string) error {
 		}
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SERIAL\tSTATE\tSTEP\tREASON\tEK SHA-256\tUPDATED")
-		err = inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
+		err = inv.ListBoards(ctx, id, func(bd *records.Board) error {
 			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", bd.Serial, bd.State, bd.CurrentStep, bd.ReasonCode,
 				shortHash(bd.EKPubSHA256), bd.UpdatedAt.Format(time.RFC3339))
 			return err
@@ -282,7 +283,7 @@ func cmdBoardShow(ctx context.Context, g *globals, args []string) error {
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
 		b, err := inv.GetBoardBySerial(ctx, serial)
 		if err != nil {
-			if errors.Is(err, inventory.ErrBoardNotFound) {
+			if errors.Is(err, records.ErrBoardNotFound) {
 				fmt.Fprintf(g.stderr, "board %s: not in the inventory at %s; check the serial\n", serial, inv.Where())
 				return errFailed
 			}
@@ -300,8 +301,8 @@ func cmdBoardShow(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		var events []*inventory.Event
-		if err := inv.ListEvents(ctx, inventory.EventFilter{Serial: serial}, func(e *inventory.Event) error {
+		var events []*records.Event
+		if err := inv.ListEvents(ctx, inventory.EventFilter{Serial: serial}, func(e *records.Event) error {
 			events = append(events, e)
 			return nil
 		}); err != nil {

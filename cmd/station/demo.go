@@ -19,6 +19,7 @@ import (
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
 
@@ -38,7 +39,7 @@ func setupDemo(ctx context.Context, dir string) (*demoEnv, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data folder: %w", err)
 	}
-	agent, err := boardAgentPath()
+	agent, err := fixtures.BoardAgentPath()
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +195,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 		return err
 	}
 	batchID := "DEMO-" + clock.Now().UTC().Format("20060102-150405")
-	if _, err := inv.OpenBatch(ctx, inventory.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: boards,
+	if _, err := inv.OpenBatch(ctx, records.NewBatch{ID: batchID, Product: "default", WorkOrder: "WO-DEMO", Quantity: boards,
 		Operator: "demo", Station: s.StationID}); err != nil {
 		return err
 	}
@@ -220,7 +221,7 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 			defer wg.Done()
 			for i := range next {
 				// A fresh simulated board per unit, as a new board is put into the fixture.
-				b, err := startSimBoard(ctx, env.agent, filepath.Join(data, "vendor"), newSeed())
+				b, err := fixtures.StartAgentBoard(ctx, env.agent, filepath.Join(data, "vendor"), fixtures.NewSimSeed())
 				if err != nil {
 					logf("slot %d: %v", slot, err)
 					mu.Lock()

@@ -4,111 +4,44 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/provisioning"
-	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports"
+	"github.com/tpmline/tpmline/reports/signed"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/qa"
 )
 
 // signer is the station's signing identity: its mutual-TLS client key and certificate.
-func signer(s *station.Settings) (reports.Signer, error) {
+func signer(s *station.Settings) (signed.Signer, error) {
 	if s.ClientCert == "" || s.ClientKey == "" {
-		return reports.Signer{}, usagef("signing needs the station's --client-cert and --client-key (or client_cert, client_key in --config)")
+		return signed.Signer{}, usagef("signing needs the station's --client-cert and --client-key (or client_cert, client_key in --config)")
 	}
 	kp, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
 	if err != nil {
-		return reports.Signer{}, usagef("loading the station's signing key: %v", err)
+		return signed.Signer{}, usagef("loading the station's signing key: %v", err)
 	}
 	key, ok := kp.PrivateKey.(crypto.Signer)
 	if !ok {
-		return reports.Signer{}, usagef("the station's key cannot sign")
+		return signed.Signer{}, usagef("the station's key cannot sign")
 	}
 	var chain []*x509.Certificate
 	for _, der := range kp.Certificate {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return reports.Signer{}, usagef("the station's certificate: %v", err)
+			return signed.Signer{}, usagef("the station's certificate: %v", err)
 		}
 		chain = append(chain, c)
 	}
-	return reports.Signer{Key: key, Chain: chain}, nil
-}
-
-// writeSigned writes content to path and its detached signature to path.sig, each atomically.
-func writeSigned(path string, content []byte, sg reports.Signer) error {
-	sig, err := sg.Sign(bytes.NewReader(content), clock.Now())
-	if err != nil {
-		return fmt.Errorf("signing %s: %w", path, err)
-	}
-	if err := writeAtomic(path, content); err != nil {
-		return err
-	}
-	return writeAtomic(path+".sig", sig)
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// ekListEntries collects a batch's provisioned boards as EK list entries.
-func ekListEntries(ctx context.Context, inv *inventory.Store, batch string) ([]reports.EKListEntry, error) {
-	var out []reports.EKListEntry
-	err := inv.ListBoards(ctx, batch, func(b *inventory.Board) error {
-		if b.State != inventory.StateProvisioned {
-			return nil
-		}
-		e, err := ekListEntry(b)
-		if err != nil {
-			return fmt.Errorf("board %s: %w", b.Serial, err)
-		}
-		out = append(out, *e)
-		return nil
-	})
-	return out, err
-}
-
-func ekListEntry(b *inventory.Board) (*reports.EKListEntry, error) {
-	cert, err := ekcert.Parse(b.EKCert)
-	if err != nil {
-		return nil, fmt.Errorf("recorded EK certificate: %w", err)
-	}
-	h, err := reports.EKPublicSHA256(cert.X509.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	return &reports.EKListEntry{Serial: b.Serial, EKCert: cert.DER, EKPublic: b.EKPublic, EKPublicSHA256: hex.EncodeToString(h[:]),
-		TPMManufacturer: b.TPMManufacturer, TPMModel: b.TPMVendor, TPMFirmware: b.TPMFirmware}, nil
+	return signed.Signer{Key: key, Chain: chain}, nil
 }
 
 func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
@@ -131,31 +64,11 @@ func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return usagef("%v", err)
 		}
-		entries, err := ekListEntries(ctx, inv, *batch)
+		n, err := qa.ExportEKList(ctx, inv, b, *format, s.StationID, *out, sg)
 		if err != nil {
 			return err
 		}
-		var buf bytes.Buffer
-		i := 0
-		if err := reports.WriteEKList(&buf, *format, reports.EKListHeader{Batch: b.ID, Product: b.Product, Station: s.StationID,
-			Created: clock.Now(), Entries: len(entries)}, func() (*reports.EKListEntry, error) {
-			if i == len(entries) {
-				return nil, io.EOF
-			}
-			i++
-			return &entries[i-1], nil
-		}); err != nil {
-			return err
-		}
-		if err := writeSigned(*out, buf.Bytes(), sg); err != nil {
-			return err
-		}
-		sum := sha256.Sum256(buf.Bytes())
-		if _, err := inv.RecordEKListExport(ctx, inventory.EKListExport{Batch: b.ID, Format: *format, FileSHA256: hex.EncodeToString(sum[:]),
-			Boards: len(entries), Station: s.StationID}); err != nil {
-			return err
-		}
-		fmt.Fprintf(g.stdout, "EK list of batch %s: %d boards to %s (signature %s.sig)\n", b.ID, len(entries), *out, *out)
+		fmt.Fprintf(g.stdout, "EK list of batch %s: %d boards to %s (signature %s.sig)\n", b.ID, n, *out, *out)
 		return nil
 	})
 }
@@ -177,110 +90,20 @@ func cmdEKListPush(ctx context.Context, g *globals, args []string) error {
 		if _, err := inv.GetBatch(ctx, *batch); err != nil {
 			return usagef("%v", err)
 		}
-		entries, err := ekListEntries(ctx, inv, *batch)
-		if err != nil {
-			return err
-		}
-		if len(entries) == 0 {
+		res, err := qa.PushEKList(ctx, inv, client, *batch, s.StationID)
+		var pe *qa.PushError
+		switch {
+		case errors.Is(err, qa.ErrNothingToList):
 			return usagef("batch %s has no provisioned boards to list", *batch)
-		}
-		up := &provisioning.EKListUpload{Batch: *batch}
-		for _, e := range entries {
-			up.Entries = append(up.Entries, provisioning.EKListEntry{Serial: e.Serial, EKCert: e.EKCert, EKPublic: e.EKPublic,
-				EKPublicSHA256: e.EKPublicSHA256, TPMManufacturer: e.TPMManufacturer, TPMModel: e.TPMModel, TPMFirmware: e.TPMFirmware})
-		}
-		res, err := client.PushEKList(ctx, up)
-		if err != nil {
-			fmt.Fprintf(g.stderr, "EK list of batch %s not pushed: %v; check the CA link and retry\n", *batch, err)
+		case errors.As(err, &pe):
+			fmt.Fprintf(g.stderr, "EK list of batch %s not pushed: %v; check the CA link and retry\n", *batch, pe.Err)
 			return errFailed
-		}
-		exp, err := inv.RecordEKListExport(ctx, inventory.EKListExport{Batch: *batch, Format: "push", Boards: len(entries), Station: s.StationID,
-			FileSHA256: strings.Repeat("0", 64)})
-		if err == nil {
-			_, err = inv.MarkEKListPushed(ctx, exp.ID)
-		}
-		if err != nil {
-			return fmt.Errorf("the CA took the list but recording the push failed: %w", err)
+		case err != nil:
+			return err
 		}
 		fmt.Fprintf(g.stdout, "EK list of batch %s pushed: %d entries, %d new at the CA\n", *batch, res.Received, res.Added)
 		return nil
 	})
-}
-
-// batchReport maps the inventory onto the report's input.
-func batchReport(ctx context.Context, inv *inventory.Store, id string) (reports.BatchInfo, reports.BoardSource, reports.AuditInfo, error) {
-	b, err := inv.GetBatch(ctx, id)
-	if err != nil {
-		return reports.BatchInfo{}, nil, reports.AuditInfo{}, err
-	}
-	info := reports.BatchInfo{ID: b.ID, Product: b.Product, WorkOrder: b.WorkOrder, Opened: b.OpenedAt, Closed: b.ClosedAt, Quantity: b.Quantity,
-		Stations: []string{b.Station}, Operators: []string{b.Operator}}
-	sums, err := inv.ListBatches(ctx, "")
-	if err != nil {
-		return info, nil, reports.AuditInfo{}, err
-	}
-	for _, sm := range sums {
-		if sm.ID == id {
-			info.Refused = sm.Refused
-		}
-	}
-	if err := inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
-		if bd.Station != "" && !slices.Contains(info.Stations, bd.Station) {
-			info.Stations = append(info.Stations, bd.Station)
-		}
-		return nil
-	}); err != nil {
-		return info, nil, reports.AuditInfo{}, err
-	}
-	slices.Sort(info.Stations)
-	chain, err := inv.VerifyChain(ctx, id)
-	audit := reports.AuditInfo{EventCount: chain.Count, ChainHead: chain.Head, ChainVerified: err == nil}
-	if err != nil && !errors.Is(err, inventory.ErrChainBroken) {
-		return info, nil, audit, err
-	}
-	rows := func(yield func(reports.BoardRow) error) error {
-		return inv.ListBoards(ctx, id, func(bd *inventory.Board) error {
-			row := reports.BoardRow{Serial: bd.Serial, TPMVendor: bd.TPMManufacturer, TPMFirmware: bd.TPMFirmware,
-				ReasonCode: bd.ReasonCode, ReasonText: bd.ReasonText, Started: bd.CreatedAt}
-			if len(bd.EKCert) > 0 {
-				if c, err := ekcert.Parse(bd.EKCert); err == nil {
-					if h, err := reports.EKPublicSHA256(c.X509.PublicKey); err == nil {
-						row.EKPublicSHA256 = hex.EncodeToString(h[:])
-					}
-				}
-			}
-			switch bd.State {
-			case inventory.StateProvisioned:
-				row.Result = reports.ResultProvisioned
-			case inventory.StateFailed:
-				row.Result = reports.ResultFailed
-			case inventory.StateStopped:
-				row.Result = reports.ResultStopped
-			default:
-				row.Result = reports.ResultInProgress
-			}
-			if row.Result != reports.ResultInProgress {
-				row.Finished = bd.UpdatedAt
-				row.CycleTime = bd.UpdatedAt.Sub(bd.CreatedAt)
-			}
-			certs, err := inv.ListCertificates(ctx, bd.Serial)
-			if err != nil {
-				return err
-			}
-			for _, c := range certs {
-				if c.Attempt != bd.Attempt {
-					continue
-				}
-				if c.Kind == inventory.KindIAK {
-					row.IAKCertSerial = c.SerialHex
-				} else if c.Kind == inventory.KindIDevID {
-					row.IDevIDCertSerial = c.SerialHex
-				}
-			}
-			return yield(row)
-		})
-	}
-	return info, rows, audit, nil
 }
 
 func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
@@ -300,9 +123,9 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		audit, err := writeBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
+		audit, err := qa.WriteBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
 		if err != nil {
-			if errors.Is(err, inventory.ErrBatchNotFound) {
+			if errors.Is(err, records.ErrBatchNotFound) {
 				return usagef("%v", err)
 			}
 			return err
@@ -317,30 +140,6 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 		}
 		return nil
 	})
-}
-
-// writeBatchReports renders a batch's report to each non-empty path (PDF, CSV, JSON), each signed.
-func writeBatchReports(ctx context.Context, inv *inventory.Store, id string, sg reports.Signer, pdf, csvOut, jsonOut string) (reports.AuditInfo, error) {
-	info, rows, audit, err := batchReport(ctx, inv, id)
-	if err != nil {
-		return audit, err
-	}
-	for _, o := range []struct {
-		path  string
-		write func(io.Writer, reports.BatchInfo, reports.BoardSource, reports.AuditInfo, reports.Options) error
-	}{{pdf, reports.WritePDF}, {csvOut, reports.WriteCSV}, {jsonOut, reports.WriteJSON}} {
-		if o.path == "" {
-			continue
-		}
-		var buf bytes.Buffer
-		if err := o.write(&buf, info, rows, audit, reports.Options{}); err != nil {
-			return audit, fmt.Errorf("%s: %w", o.path, err)
-		}
-		if err := writeSigned(o.path, buf.Bytes(), sg); err != nil {
-			return audit, err
-		}
-	}
-	return audit, nil
 }
 
 func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
@@ -376,7 +175,7 @@ func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
 			return usagef("%s holds no PEM certificate", *trust)
 		}
 	}
-	ver, err := reports.Verify(content, sig, roots)
+	ver, err := signed.Verify(content, sig, roots)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
 		return errFailed
@@ -404,19 +203,16 @@ func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
 		return errFailed
 	}
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
-		info, rows, audit, err := batchReport(ctx, inv, rep.Batch.ID)
+		m, err := qa.CompareReportJSON(ctx, inv, rep, content)
 		if err != nil {
 			return err
 		}
-		var want bytes.Buffer
-		if err := reports.WriteJSON(&want, info, rows, audit, reports.Options{GeneratedAt: rep.GeneratedAt}); err != nil {
-			return err
-		}
+		audit := m.Audit
 		if !audit.ChainVerified {
 			fmt.Fprintf(g.stderr, "%s: the inventory's audit chain is broken; run 'station audit verify --batch %s'\n", path, rep.Batch.ID)
 			return errFailed
 		}
-		if !bytes.Equal(want.Bytes(), content) {
+		if !m.Match {
 			fmt.Fprintf(g.stderr, "%s: does NOT match the inventory's audit trail for batch %s (report chain head %s, inventory %s)\n",
 				path, rep.Batch.ID, short(rep.Audit.ChainHead), short(audit.ChainHead))
 			return errFailed

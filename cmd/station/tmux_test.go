@@ -14,6 +14,7 @@ import (
 
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/records"
 )
 
 // The operator terminal end to end: the real station and board-agent binaries in an 80x24 tmux window
@@ -168,13 +169,13 @@ func TestTerminalEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("board %s: %v", s, err)
 		}
-		if b.State != inventory.StateProvisioned || b.EKPubSHA256 == "" {
+		if b.State != records.StateProvisioned || b.EKPubSHA256 == "" {
 			t.Errorf("board %s: state %s, EK %q", s, b.State, b.EKPubSHA256)
 		}
 	}
-	if b, err := inv.GetBoardBySerial(ctx, clone); err == nil && b.State == inventory.StateProvisioned {
+	if b, err := inv.GetBoardBySerial(ctx, clone); err == nil && b.State == records.StateProvisioned {
 		t.Errorf("the clone %s was provisioned", clone)
-	} else if err != nil && !errors.Is(err, inventory.ErrBoardNotFound) {
+	} else if err != nil && !errors.Is(err, records.ErrBoardNotFound) {
 		t.Fatal(err)
 	}
 	batches, err := inv.ListBatches(ctx, "")

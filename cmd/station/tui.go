@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/qa"
 	"github.com/tpmline/tpmline/tui"
 )
 
@@ -45,9 +47,15 @@ func cmdTUI(ctx context.Context, g *globals, args []string) error {
 
 // demoTerminal opens the operator terminal on the demo's simulated boards.
 func demoTerminal(ctx context.Context, env *demoEnv, s *station.Settings, inv *inventory.Store, ca provisioning.CA, slots int, operator string) error {
-	fx := newDemoFixture(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
+	fx := fixtures.NewDemoBench(ctx, env.agent, filepath.Join(env.dir, "vendor"), slots)
 	defer fx.Close()
-	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: fx.observe,
+	// The bench remembers every passed board, so the operator can put its clone into a slot.
+	passed := func(e station.Event) {
+		if e.Kind == station.EvPassed {
+			fx.Passed(e.Slot, e.Serial)
+		}
+	}
+	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: passed,
 		title: "demo station (simulated boards)", operator: operator, logDir: env.dir,
 		report: reportHook(s, inv, filepath.Join(env.dir, "reports"))})
 }
@@ -76,7 +84,7 @@ func reportHook(s *station.Settings, inv *inventory.Store, dir string) tui.Repor
 			return "", err
 		}
 		base := filepath.Join(dir, batchID)
-		if _, err := writeBatchReports(ctx, inv, batchID, sg, base+".pdf", base+".csv", base+".json"); err != nil {
+		if _, err := qa.WriteBatchReports(ctx, inv, batchID, sg, base+".pdf", base+".csv", base+".json"); err != nil {
 			return "", err
 		}
 		return base + ".pdf (and .csv, .json, each with .sig)", nil

@@ -14,6 +14,19 @@ import (
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/qa"
+	"github.com/tpmline/tpmline/tui"
+)
+
+// The station declares what it consumes, the terminal what it needs of the station; this is where the
+// real implementations meet them.
+var (
+	_ station.Inventory  = (*inventory.Store)(nil)
+	_ station.Batches    = (*inventory.Store)(nil)
+	_ station.InProgress = (*inventory.Store)(nil)
+	_ tui.Station        = (*station.Station)(nil)
+	_ qa.Store           = (*inventory.Store)(nil)
+	_ qa.EKListPusher    = (*provisioning.Client)(nil)
 )
 
 // globals are the flags every command takes, before or after its name.

@@ -21,7 +21,7 @@ func TestParseShift(t *testing.T) {
 
 // TestNowFollowsShift holds Now to the shift this test binary was linked with.
 func TestNowFollowsShift(t *testing.T) {
-	if d := Now().Sub(time.Now()) - offset; d > time.Second || d < -time.Second {
+	if d := time.Until(Now()) - offset; d > time.Second || d < -time.Second {
 		t.Fatalf("Now is %v away from time.Now plus the shift %v", d, offset)
 	}
 }

@@ -1,6 +1,8 @@
 // Package tpmwire reads the TPM 2.0 wire format (TPM 2.0 Part 1, 18; Part 2, 10.4): big-endian integers and
-// TPM2B sized buffers. It serves the hand-written decoders that parse TPM structures without go-tpm's
-// reflection: the CA's fast path for what boards submit, and the reports' reading of stored EK public areas.
+// TPM2B sized buffers. It is also the one home of the key rules that need no go-tpm: a marshalled
+// TPMT_PUBLIC to a checked Go public key (PublicKey) and the EK identity (KeyIdentity, EKIdentity), so that
+// the station, the CA, the reports and the inventory (which never imports go-tpm) compute them alike. The
+// strict decoders into go-tpm's types build on this Reader and live in provisioning (decode.go).
 package tpmwire
 
 import (

@@ -1,5 +1,5 @@
 -- tpmline inventory, schema 1. Portable SQL for SQLite and PostgreSQL; the only per-engine pieces are the
--- tokens {{ID}} (an auto-assigned 64-bit primary key) and {{BLOB}} (bytes), replaced in dialect.go.
+-- tokens {{ID}} (an auto-assigned 64-bit primary key) and {{BLOB}} (bytes), replaced by internal/sqldb.
 -- Times are unix nanoseconds (UTC) in BIGINT, except certificate not_after, which is unix seconds because
 -- the 802.1AR "no expiry" date 9999-12-31 does not fit in int64 nanoseconds.
 

@@ -26,7 +26,7 @@ type (
 
 // ImportEKList validates every entry and stores the list in one transaction (all or nothing). Per entry: a
 // valid serial (CheckSerial); an EK certificate that parses (ekcert.Parse) and/or an EK public that is exactly
-// one TPMT_PUBLIC; when both are given, the same key (ekcert.MatchPublic); ek_public_sha256 equal to the
+// one TPMT_PUBLIC; when both are given, the same key (ekcert.MatchPublicArea); ek_public_sha256 equal to the
 // hash the CA computes; TPM strings printable and bounded. An EK already listed under another serial fails
 // the list. Errors are *provisioning.Error with code ek_list_invalid (too_large for the entry count).
 func (v *Verifier) ImportEKList(ctx context.Context, station string, up *EKListUpload) (*EKListResult, error) {
@@ -116,11 +116,11 @@ func checkEKListEntry(e *EKListEntry) (*StoredEKListEntry, error) {
 		cert, row.EKCert = c, c.DER
 	}
 	if len(e.EKPublic) > 0 {
-		pub, err := parsePublic("ek_public", e.EKPublic)
+		_, err := parsePublic("ek_public", e.EKPublic)
 		if err != nil {
 			return nil, errors.New(err.(*provisioning.Error).Message)
 		}
-		key, err := publicKey(pub)
+		key, err := publicKey(e.EKPublic)
 		if err != nil {
 			return nil, fmt.Errorf("ek_public: %v", err)
 		}
@@ -129,7 +129,7 @@ func checkEKListEntry(e *EKListEntry) (*StoredEKListEntry, error) {
 			return nil, fmt.Errorf("ek_public: %v", err)
 		}
 		if cert != nil {
-			if err := ekcert.MatchPublic(cert.X509, pub); err != nil {
+			if err := ekcert.MatchPublicArea(cert.X509, e.EKPublic); err != nil {
 				return nil, errors.New("ek_public is not the key of ek_cert")
 			}
 		}

@@ -137,8 +137,8 @@ func FuzzParsePublic(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkIAK(p, p)
-		checkIDevID(p)
+		checkIAK(p, b, p)
+		checkIDevID(p, b)
 		checkEKPublic(p)
 		// The Name from the raw bytes is the Name go-tpm computes by marshalling again.
 		if n, err := objectName(p, b); err == nil {
@@ -147,6 +147,26 @@ func FuzzParsePublic(f *testing.F) {
 				t.Fatalf("Name %x, go-tpm %x (%v)", n, want.Buffer, err)
 			}
 		}
-		publicKey(p)
+		publicKey(b)
 	})
+}
+
+// decodeBody decodes a request body held in memory as the server does (the fuzz targets' entry).
+func decodeBody[T any](body []byte) (*T, error) {
+	if len(body) > provisioning.MaxRequestBytes {
+		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "request body is over the %d-byte bound", provisioning.MaxRequestBytes)
+	}
+	var req T
+	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+func decodeEnroll(body []byte) (*provisioning.EnrollRequest, error) {
+	return decodeBody[provisioning.EnrollRequest](body)
+}
+
+func decodeActivate(body []byte) (*provisioning.ActivateRequest, error) {
+	return decodeBody[provisioning.ActivateRequest](body)
 }

@@ -41,7 +41,7 @@ func TestEnrollHappyPath(t *testing.T) {
 				cert *x509.Certificate
 				key  *provisioning.Key
 			}{{iakCert, b.iak}, {idevidCert, b.idevid}} {
-				want, err := publicKey(&kc.key.Public)
+				want, err := publicKey(kc.key.PublicBytes)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -63,7 +63,7 @@ func TestEnrollHappyPath(t *testing.T) {
 
 func mustEKHash(t testing.TB, b *board) []byte {
 	t.Helper()
-	pub, err := publicKey(&b.ek.Public)
+	pub, err := publicKey(b.ek.PublicBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

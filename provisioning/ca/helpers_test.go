@@ -2,17 +2,13 @@ package ca
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +19,8 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
+	"github.com/tpmline/tpmline/fixtures/fixturestest/testpki"
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
@@ -36,11 +34,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	if vendor, err = fixtures.NewManufacturer("Test TPM Vendor"); err != nil {
-		fmt.Fprintln(os.Stderr, "making the test TPM vendor:", err)
+	pki, err := testpki.Shared()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "making the test PKI:", err)
 		os.Exit(1)
 	}
+	vendor = pki.Vendor
 	if simTPM, err = fixtures.Open("sim", fixtures.WithManufacturer(vendor)); err != nil {
 		fmt.Fprintln(os.Stderr, "opening the simulator:", err)
 		os.Exit(1)
@@ -50,31 +49,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testPKI is a CA's own certificates, made once per process (key generation is the slow part).
-var (
-	pkiOnce sync.Once
-	pkiRoot *KeyPair
-	pkiIss  *KeyPair
-	pkiAcc  *KeyPair
-	pkiErr  error
-)
-
+// testPKI is the shared test PKI's identity CA (root, issuing) and station access CA, as this package's
+// key pairs.
 func testPKI(t testing.TB) (root, issuing, access *KeyPair) {
 	t.Helper()
-	pkiOnce.Do(func() {
-		now := clock.Now()
-		if pkiRoot, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Root"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true, MaxPathLen: 1}, nil, now); pkiErr != nil {
-			return
-		}
-		if pkiIss, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Issuing CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, pkiRoot, now); pkiErr != nil {
-			return
-		}
-		pkiAcc, pkiErr = NewCertificate(CertSpec{Subject: pkix.Name{CommonName: "Test Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, nil, now)
-	})
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
-	}
-	return pkiRoot, pkiIss, pkiAcc
+	p := testpki.New(t)
+	kp := func(k *testpki.KeyPair) *KeyPair { return &KeyPair{Cert: k.Cert, Key: k.Key} }
+	return kp(p.Root), kp(p.Issuing), kp(p.Access)
 }
 
 // env is one CA: a fresh store, the test PKI, a controllable clock.
@@ -87,7 +68,7 @@ type env struct {
 }
 
 func sqliteURL(t testing.TB) string {
-	return "sqlite://" + filepath.Join(t.TempDir(), "ca.db")
+	return testdb.SQLiteURL(t, "ca.db")
 }
 
 func newEnv(t testing.TB, dbURL string) *env {
@@ -125,38 +106,8 @@ func (e *env) reopen(t testing.TB) {
 	e.store, e.v.Store = st, st
 }
 
-// pgURL gives a PostgreSQL URL with a fresh schema of its own (dropped at the end). It fails, never skips,
-// when PostgreSQL is unreachable.
-func pgURL(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("TPMLINE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	db, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v (set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	defer db.Close()
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "ca_test_" + hex.EncodeToString(b)
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("PostgreSQL at %s is required for this test: %v (set TPMLINE_TEST_DATABASE_URL)", base, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("postgres", base)
-		if err == nil {
-			db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
-}
+// pgURL gives a PostgreSQL URL with a fresh schema of its own (dropped at the end).
+func pgURL(t testing.TB) string { return testdb.PostgresURL(t, "ca_test") }
 
 // board is the simulator acting as one board: its EK, IAK and IDevID loaded, and its round-1 request.
 type board struct {

@@ -430,9 +430,9 @@ func otherNames(cert *x509.Certificate, typ asn1.ObjectIdentifier) ([][]byte, er
 	return out, nil
 }
 
-// ParseHardwareModuleName finds the hardwareModuleName otherName in a certificate's SAN and returns its hwType
+// parseHardwareModuleName finds the hardwareModuleName otherName in a certificate's SAN and returns its hwType
 // and hwSerialNum. Stations and tests use it to read back what the CA wrote.
-func ParseHardwareModuleName(cert *x509.Certificate) (asn1.ObjectIdentifier, []byte, error) {
+func parseHardwareModuleName(cert *x509.Certificate) (asn1.ObjectIdentifier, []byte, error) {
 	vals, err := otherNames(cert, OIDHardwareModuleName)
 	if err != nil {
 		return nil, nil, err

@@ -193,7 +193,7 @@ func TestIAKProfile(t *testing.T) {
 	if id != b.Serial || assigner != nil {
 		t.Fatalf("permanentIdentifier %q %v", id, assigner)
 	}
-	if _, _, err := ParseHardwareModuleName(c); err == nil {
+	if _, _, err := parseHardwareModuleName(c); err == nil {
 		t.Fatal("hardwareModuleName in the IAK without the product asking for it")
 	}
 
@@ -210,7 +210,7 @@ func TestIAKProfile(t *testing.T) {
 		if err != nil || id != b.Serial || !assigner.Equal(is2.PermanentIDAssigner) {
 			t.Fatalf("permanentIdentifier %q %v %v", id, assigner, err)
 		}
-		hwType, hwSerial, err := ParseHardwareModuleName(c)
+		hwType, hwSerial, err := parseHardwareModuleName(c)
 		if err != nil || !hwType.Equal(OIDTPM20HWType) || string(hwSerial) != b.Serial {
 			t.Fatalf("hardwareModuleName %v %q %v", hwType, hwSerial, err)
 		}
@@ -278,7 +278,7 @@ func TestIDevIDProfile(t *testing.T) {
 	if err != nil || len(names) != 1 {
 		t.Fatalf("SAN %d names, %v", len(names), err)
 	}
-	hwType, hwSerial, err := ParseHardwareModuleName(c)
+	hwType, hwSerial, err := parseHardwareModuleName(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestIDevIDNullSchemeAccepted(t *testing.T) {
 	key.X.FillBytes(x)
 	key.Y.FillBytes(y)
 	tmpl.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}})
-	ka, err := checkIDevID(&tmpl)
+	ka, err := checkIDevID(&tmpl, tpm2.Marshal(tmpl))
 	if err != nil {
 		t.Fatal(err)
 	}

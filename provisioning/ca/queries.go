@@ -1,15 +1,8 @@
 package ca
 
 // Every statement the store runs. They are written once, with ? placeholders, in the SQL both engines share;
-// the store Rebinds them ($1.. for PostgreSQL). The schema differs per engine and lives in sql/*.sql.
+// the store Rebinds them ($1.. for PostgreSQL). The schema differs per engine and lives in migrations/*.sql.
 const (
-	qMigrationsTable   = `CREATE TABLE IF NOT EXISTS ca_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`
-	qMigrationsApplied = `SELECT COALESCE(MAX(version), 0) FROM ca_migrations`
-	qMigrationRecord   = `INSERT INTO ca_migrations (version, applied_at) VALUES (?, ?)`
-	// Serialises migrations between CA processes sharing one PostgreSQL database (SQLite's BEGIN IMMEDIATE
-	// already does). The key is arbitrary: "tpmlineCA" as ASCII.
-	qPostgresMigrationLock = `SELECT pg_advisory_xact_lock(7021782108011446593)`
-
 	qChallengeInsert = `INSERT INTO ca_challenges (id, station, serial, product, rework, ek_sha256, ek_cert, ek_public,
 		iak_public, idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE)`

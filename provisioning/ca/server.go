@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
@@ -119,6 +121,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		status, code = http.StatusUnsupportedMediaType, provisioning.CodeBadRequest
+		writeError(w, status, provisioning.Errorf(provisioning.CodeBadRequest,
+			"%s takes a JSON body (Content-Type: application/json), not %q", r.URL.Path, printable(r.Header.Get("Content-Type"))))
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	switch r.URL.Path {
 	case provisioning.PathEnroll:
@@ -214,26 +222,6 @@ func decodeJSON(r io.Reader, v any) error {
 	return nil
 }
 
-// decodeBody decodes a request body held in memory as the server does (the fuzz targets' entry).
-func decodeBody[T any](body []byte) (*T, error) {
-	if len(body) > provisioning.MaxRequestBytes {
-		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "request body is over the %d-byte bound", provisioning.MaxRequestBytes)
-	}
-	var req T
-	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
-		return nil, err
-	}
-	return &req, nil
-}
-
-func decodeEnroll(body []byte) (*provisioning.EnrollRequest, error) {
-	return decodeBody[provisioning.EnrollRequest](body)
-}
-
-func decodeActivate(body []byte) (*provisioning.ActivateRequest, error) {
-	return decodeBody[provisioning.ActivateRequest](body)
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -299,4 +287,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config
 		return err
 	}
 	return nil
+}
+
+// isJSON reports whether a request's Content-Type names JSON: application/json, with at most a UTF-8
+// charset parameter (RFC 8259 section 8.1 makes UTF-8 the only encoding). A body sent as text/plain or a
+// form is refused before it is read, so a browser's simple cross-origin POST never reaches a decoder.
+func isJSON(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
 }

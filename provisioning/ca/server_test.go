@@ -215,6 +215,40 @@ func TestHTTPSRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Content-Type other than JSON (415)", func(t *testing.T) {
+		for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+			"application/json; charset=latin1", "application/json; x=1", "application/jsonx", "application/json;;"} {
+			req, err := http.NewRequest("POST", h.url+provisioning.PathEnroll, strings.NewReader(`{"version":1}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ct != "" {
+				req.Header.Set("Content-Type", ct)
+			}
+			resp, err := h.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 415 || !strings.Contains(string(raw), `"bad_request"`) || !strings.Contains(string(raw), "application/json") {
+				t.Errorf("Content-Type %q: %d %s, want 415 naming application/json", ct, resp.StatusCode, raw)
+			}
+		}
+	})
+	t.Run("JSON with a UTF-8 charset is read", func(t *testing.T) {
+		for _, ct := range []string{"application/json; charset=utf-8", "Application/JSON; charset=UTF-8"} {
+			resp, err := h.client.Post(h.url+provisioning.PathEnroll, ct, strings.NewReader(`{"version":3}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !strings.Contains(string(raw), string(provisioning.CodeUnsupportedVersion)) {
+				t.Errorf("Content-Type %q: %d %s, want the body decoded (unsupported_version)", ct, resp.StatusCode, raw)
+			}
+		}
+	})
 	t.Run("GET is refused", func(t *testing.T) {
 		resp, err := h.client.Get(h.url + provisioning.PathEnroll)
 		if err != nil {

@@ -6,21 +6,16 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"net/url"
-	"strconv"
-	"strings"
+	"io/fs"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
-	"github.com/lib/pq/pqerror"
 	"github.com/tpmline/tpmline/internal/clock"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
+	"github.com/tpmline/tpmline/internal/sqldb"
 )
 
-//go:embed sql/*.sql
-var schemaFS embed.FS
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
 
 // Store sentinels. The verifier turns them into protocol errors.
 var (
@@ -35,22 +30,13 @@ var (
 	// ErrEKListConflict: an EK list names an EK the CA already lists under another serial.
 	ErrEKListConflict = errors.New("EK listed under another serial")
 	// errUnique is what a driver's unique-constraint violation becomes (see mapDBError).
-	errUnique = errors.New("unique constraint violated")
+	errUnique = sqldb.ErrDuplicate
 )
 
-// mapDBError is the one place that reads driver errors: unique-constraint violations from either engine become
-// errUnique (wrapped with the original), everything else passes through.
+// mapDBError turns a unique-constraint violation from either engine into errUnique (wrapped with the
+// original); sqldb.Classify reads the drivers' codes. Everything else passes through.
 func mapDBError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == pqerror.UniqueViolation {
-		return fmt.Errorf("%w: %v", errUnique, err)
-	}
-	var sqErr *sqlite.Error
-	// SQLITE_CONSTRAINT_UNIQUE 2067, SQLITE_CONSTRAINT_PRIMARYKEY 1555 (sqlite.org/rescode.html).
-	if errors.As(err, &sqErr) && (sqErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqErr.Code() == 1555) {
+	if _, sentinel := sqldb.Classify(err); sentinel == sqldb.ErrDuplicate {
 		return fmt.Errorf("%w: %v", errUnique, err)
 	}
 	return err
@@ -59,151 +45,52 @@ func mapDBError(err error) error {
 // Store is the CA's durable state: challenges, enrollments, issued certificates, EK list entries and the event
 // log, on SQLite (one CA process or several on one host) or PostgreSQL (several CA processes).
 type Store struct {
-	db     *sqlx.DB
-	engine string // "sqlite" or "postgres"
+	sdb    *sqldb.DB
+	db     *sqlx.DB // sdb.W: one pool for reads and writes
+	engine string   // "sqlite" or "postgres"
 }
 
 // OpenStore opens and migrates the store at dbURL: "sqlite://PATH" (PATH relative or absolute, e.g.
 // sqlite:///var/lib/ca/ca.db) or "postgres://..." / "postgresql://..." (lib/pq; run-time parameters such as
 // search_path may be given in the query string).
 func OpenStore(ctx context.Context, dbURL string) (*Store, error) {
-	var (
-		db     *sqlx.DB
-		engine string
-		err    error
-	)
-	switch {
-	case strings.HasPrefix(dbURL, "sqlite://"):
-		path := strings.TrimPrefix(dbURL, "sqlite://")
-		if path == "" {
-			return nil, errors.New("sqlite URL without a path")
-		}
-		// WAL lets readers run beside the writer; synchronous=FULL makes each commit durable (a CA restart or
-		// power cut loses nothing it acknowledged); busy_timeout makes a second process wait for the lock
-		// instead of failing; _txlock=immediate takes the write lock at BEGIN so two transactions never
-		// deadlock upgrading a read lock.
-		q := url.Values{}
-		for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
-			q.Add("_pragma", p)
-		}
-		q.Set("_txlock", "immediate")
-		engine = "sqlite"
-		db, err = sqlx.Open("sqlite", "file:"+path+"?"+q.Encode())
-	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
-		engine = "postgres"
-		db, err = sqlx.Open("postgres", withBinaryParameters(dbURL))
-	default:
-		return nil, errors.New("database URL must start with sqlite:// or postgres://")
-	}
+	// database/sql keeps only 2 idle connections by default: under concurrent enrollments every other query
+	// would open a new PostgreSQL backend. Keep a pool as large as the requests in flight. SQLite keeps one
+	// pool: WAL lets its readers run beside the writer.
+	db, err := sqldb.Open(ctx, dbURL, sqldb.Options{What: "CA database", PostgresConns: 32})
 	if err != nil {
-		return nil, fmt.Errorf("opening %s database: %w", engine, err)
+		return nil, err
 	}
-	if engine == "postgres" {
-		// database/sql keeps only 2 idle connections by default: under concurrent enrollments every other
-		// query would open a new PostgreSQL backend. Keep a pool as large as the requests in flight.
-		db.SetMaxOpenConns(32)
-		db.SetMaxIdleConns(32)
-		db.SetConnMaxIdleTime(5 * time.Minute)
-	}
-	s := &Store{db: db, engine: engine}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("connecting to the %s database: %w", engine, err)
-	}
+	s := &Store{sdb: db, db: db.W, engine: db.Name}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrating the %s database: %w", engine, err)
+		return nil, fmt.Errorf("migrating the %s database: %w", s.engine, err)
 	}
 	return s, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.sdb.Close() }
 
 // Engine is "sqlite" or "postgres".
 func (s *Store) Engine() string { return s.engine }
 
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
 
-// inTx runs fn in one transaction and commits if it returns nil.
+// inTx runs fn in one transaction and commits if it returns nil; a transaction that lost a race (busy,
+// serialization failure, deadlock) runs again from the start.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", mapDBError(err))
-	}
-	return nil
+	return s.sdb.InTx(ctx, sqldb.TxOptions{}, fn)
 }
 
-// migrations splits sql/<engine>.sql at its "-- migration N" markers.
-func migrations(engine string) (map[int]string, error) {
-	raw, err := schemaFS.ReadFile("sql/" + engine + ".sql")
-	if err != nil {
-		return nil, err
-	}
-	out := map[int]string{}
-	cur := 0
-	var b strings.Builder
-	flush := func() {
-		if cur > 0 {
-			out[cur] = b.String()
-		}
-		b.Reset()
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "-- migration "); ok {
-			flush()
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || n != cur+1 {
-				return nil, fmt.Errorf("sql/%s.sql: migration marker %q out of order", engine, line)
-			}
-			cur = n
-			continue
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	flush()
-	return out, nil
-}
-
+// migrate applies migrations/NNNN_name.ENGINE.sql. Builds before sqldb counted the applied versions in
+// ca_migrations (applied_at in milliseconds); sqldb moves them into schema_migrations under the owner "ca".
 func (s *Store) migrate(ctx context.Context) error {
-	steps, err := migrations(s.engine)
+	files, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if s.engine == "postgres" {
-			if _, err := tx.ExecContext(ctx, qPostgresMigrationLock); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, qMigrationsTable); err != nil {
-			return err
-		}
-		var have int
-		if err := tx.GetContext(ctx, &have, qMigrationsApplied); err != nil {
-			return err
-		}
-		if have > len(steps) {
-			return fmt.Errorf("database schema version %d is newer than this CA (%d)", have, len(steps))
-		}
-		for v := have + 1; v <= len(steps); v++ {
-			if _, err := tx.ExecContext(ctx, steps[v]); err != nil {
-				return fmt.Errorf("migration %d: %w", v, err)
-			}
-			if _, err := tx.ExecContext(ctx, s.q(qMigrationRecord), v, clock.Now().UnixMilli()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.sdb.Migrate(ctx, sqldb.Migrations{Owner: "ca", FS: files, Legacy: "ca_migrations", LegacyUnit: time.Millisecond}, clock.Now)
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -637,18 +524,6 @@ type StoredEKListEntry struct {
 	ImportedAtMS    int64  `db:"imported_at"`
 }
 
-// EKListEntry looks an EK up on the imported EK lists; ErrNotFound if absent.
-func (s *Store) EKListEntry(ctx context.Context, ekSHA256 []byte) (*StoredEKListEntry, error) {
-	var e StoredEKListEntry
-	if err := s.db.GetContext(ctx, &e, s.q(qEKListGet), ekSHA256); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("loading EK list entry: %w", err)
-	}
-	return &e, nil
-}
-
 // ImportEKList stores entries in one transaction: all or nothing. An entry already listed under the same
 // serial is left as it is (uploads are idempotent); one listed under another serial fails the whole list with
 // ErrEKListConflict. It returns how many entries were new.
@@ -677,20 +552,9 @@ func (s *Store) ImportEKList(ctx context.Context, entries []StoredEKListEntry, e
 			}
 			added++
 		}
-		ev.Detail = fmt.Sprintf("%s; %d new of %d", ev.Detail, added, len(entries))
-		return insertEvent(ctx, s, tx, ev)
+		logged := ev // a rerun of this transaction starts again from the caller's detail
+		logged.Detail = fmt.Sprintf("%s; %d new of %d", ev.Detail, added, len(entries))
+		return insertEvent(ctx, s, tx, logged)
 	})
 	return added, err
-}
-
-// withBinaryParameters asks lib/pq to send each statement in one round trip (Parse, Bind and Execute
-// together; []byte parameters in binary) unless the URL sets binary_parameters itself.
-func withBinaryParameters(rawURL string) string {
-	if strings.Contains(rawURL, "binary_parameters=") {
-		return rawURL
-	}
-	if strings.Contains(rawURL, "?") {
-		return rawURL + "&binary_parameters=yes"
-	}
-	return rawURL + "?binary_parameters=yes"
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/sqldb"
 )
 
 func testStore(t *testing.T, engine string) *Store {
@@ -105,6 +106,65 @@ func TestClaimChallengeFor(t *testing.T) {
 			}
 			if _, err := st.ClaimChallengeFor(ctx, "live", "st", now); !errors.Is(err, ErrNotClaimable) {
 				t.Errorf("second claim: %v", err)
+			}
+		})
+	}
+}
+
+// TestOpenOldBookkeeping: a CA database migrated by a build before sqldb (its versions in ca_migrations)
+// opens without migrating again, keeps its rows, and its bookkeeping moves to schema_migrations under "ca".
+func TestOpenOldBookkeeping(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			url := sqliteURL(t)
+			if engine == "postgres" {
+				url = pgURL(t)
+			}
+			db, err := sqldb.Open(ctx, url, sqldb.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			schema, err := migrationFiles.ReadFile("migrations/0001_init." + engine + ".sql")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the build before sqldb ran: its bookkeeping table, migration 1, its record (milliseconds).
+			for _, q := range []string{
+				`CREATE TABLE IF NOT EXISTS ca_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+				string(schema),
+				`INSERT INTO ca_migrations (version, applied_at) VALUES (1, 1700000000000)`,
+				`INSERT INTO ca_events (at, station, kind, serial, session_id, detail) VALUES (1, 'st', 'enrolled', 'SN-OLD', 's', '')`,
+			} {
+				if _, err := db.W.ExecContext(ctx, q); err != nil {
+					t.Fatalf("building the old CA database: %v", err)
+				}
+			}
+			db.Close()
+			st, err := OpenStore(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var owner, name string
+			var version int
+			var at int64
+			if err := st.db.QueryRowContext(ctx, "SELECT owner, version, name, applied_at FROM schema_migrations").Scan(&owner, &version, &name, &at); err != nil {
+				t.Fatal(err)
+			}
+			if owner != "ca" || version != 1 || name != "0001_init."+engine+".sql" || at != 1700000000000*int64(time.Millisecond) {
+				t.Errorf("bookkeeping moved to (%s, %d, %s, %d)", owner, version, name, at)
+			}
+			var n int
+			if err := st.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil || n != 1 {
+				t.Errorf("%d migrations recorded (%v), want 1", n, err)
+			}
+			evs, err := st.RecentEvents(ctx, 10)
+			if err != nil || len(evs) != 1 || evs[0].Serial != "SN-OLD" {
+				t.Errorf("events after the move: %v %v", evs, err)
+			}
+			if err := st.CompleteEnrollment(ctx, completion("ek-new", "SN-NEW", 1, clock.Now())); err != nil {
+				t.Errorf("enrolling after the move: %v", err)
 			}
 		})
 	}

@@ -1,10 +1,8 @@
 package ca
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/binary"
 	"errors"
@@ -13,33 +11,20 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
-// TPM structures arrive from hostile clients. Every parse here is strict: go-tpm's Unmarshal must succeed, and
-// marshalling the result again must give back exactly the submitted bytes. That rejects trailing data (which
-// go-tpm's Unmarshal ignores) and any non-canonical encoding, so the Name the CA computes, the bytes the
-// signature covers and the bytes the CA stores are one and the same.
+// TPM structures arrive from hostile clients. Every parse here is provisioning's strict decoding
+// (DecodePublic, DecodeAttest, DecodeSignature: bounded, canonical, panic-safe); this file maps its errors to
+// protocol codes and adds the CA's checks of content.
 
-// strictUnmarshal decodes b as T and refuses trailing or non-canonical bytes. It never panics: go-tpm's
-// reflection code is not hardened against arbitrary input, so a panic becomes an error.
-func strictUnmarshal[T tpm2.Marshallable, P interface {
-	*T
-	tpm2.Unmarshallable
-}](b []byte) (v *T, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = nil, errors.New("malformed structure")
-		}
-	}()
-	v, err = tpm2.Unmarshal[T, P](b)
-	if err != nil {
-		return nil, errors.New("malformed structure")
+// decodeError maps a strict decoder's error to a protocol error about field.
+func decodeError(field, structure string, err error, code provisioning.ErrorCode) error {
+	if errors.Is(err, provisioning.ErrStructSize) {
+		return provisioning.Errorf(provisioning.CodeTooLarge, "%s is over its bound: %v", field, err)
 	}
-	if !bytes.Equal(tpm2.Marshal(*v), b) {
-		return nil, errors.New("trailing or non-canonical bytes")
-	}
-	return v, nil
+	return provisioning.Errorf(code, "%s is not a %s: %v", field, structure, err)
 }
 
 // parsePublic strictly decodes a marshalled TPMT_PUBLIC (TPM 2.0 Part 2, 12.2.4) submitted in field.
@@ -47,15 +32,9 @@ func parsePublic(field string, b []byte) (*tpm2.TPMTPublic, error) {
 	if len(b) == 0 {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%s is missing", field)
 	}
-	if len(b) > provisioning.MaxPublicBytes {
-		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "%s is %d bytes, over the %d-byte bound", field, len(b), provisioning.MaxPublicBytes)
-	}
-	if pub, ok := decodePublicFast(b); ok {
-		return pub, nil
-	}
-	pub, err := strictUnmarshal[tpm2.TPMTPublic](b)
+	pub, err := provisioning.DecodePublic(b)
 	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%s is not a TPMT_PUBLIC: %v", field, err)
+		return nil, decodeError(field, "TPMT_PUBLIC", err, provisioning.CodeBadRequest)
 	}
 	return pub, nil
 }
@@ -79,18 +58,8 @@ func objectName(pub *tpm2.TPMTPublic, raw []byte) ([]byte, error) {
 }
 
 // parseStored decodes a public area the CA stored after round 1 checked it strictly: its own record, so
-// the canonical-bytes check is not repeated.
-func parseStored(b []byte) (pub *tpm2.TPMTPublic, err error) {
-	if pub, ok := decodePublicFast(b); ok {
-		return pub, nil
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			pub, err = nil, errors.New("malformed structure")
-		}
-	}()
-	return tpm2.Unmarshal[tpm2.TPMTPublic](b)
-}
+// the canonical-bytes check costs nothing but keeps one decoder for every public area.
+func parseStored(b []byte) (*tpm2.TPMTPublic, error) { return provisioning.DecodePublic(b) }
 
 // approvedHash: the name and signing hashes the CA accepts. SHA-1 is refused (TCG Algorithm Registry lists it as
 // deprecated for new keys); SHA-512 is outside the TCG IDevID templates.
@@ -111,7 +80,7 @@ type keyAlgorithm struct {
 // Attestation" templates (section 7.3: RSA-2048 with SHA-256, ECC NIST P-256 with SHA-256, ECC NIST P-384
 // with SHA-384; SHA-384 is also accepted with RSA and P-256) and returns its Go public key. requireScheme is
 // set for restricted keys, which must name a scheme (TPM 2.0 Part 2, 12.2.3.5).
-func signingKey(pub *tpm2.TPMTPublic, requireScheme bool) (*keyAlgorithm, error) {
+func signingKey(pub *tpm2.TPMTPublic, raw []byte, requireScheme bool) (*keyAlgorithm, error) {
 	if !approvedHash(pub.NameAlg) {
 		return nil, fmt.Errorf("name algorithm %#04x is not SHA-256 or SHA-384", uint16(pub.NameAlg))
 	}
@@ -139,7 +108,11 @@ func signingKey(pub *tpm2.TPMTPublic, requireScheme bool) (*keyAlgorithm, error)
 		if len(uniq.Buffer) != 256 || uniq.Buffer[0]&0x80 == 0 {
 			return nil, errors.New("RSA modulus is not 2048 bits")
 		}
-		ka := &keyAlgorithm{Public: &rsa.PublicKey{N: new(big.Int).SetBytes(uniq.Buffer), E: 65537}}
+		key, err := publicKey(raw)
+		if err != nil {
+			return nil, err
+		}
+		ka := &keyAlgorithm{Public: key}
 		switch parms.Scheme.Scheme {
 		case tpm2.TPMAlgRSASSA:
 			d, err := parms.Scheme.Details.RSASSA()
@@ -185,7 +158,7 @@ func signingKey(pub *tpm2.TPMTPublic, requireScheme bool) (*keyAlgorithm, error)
 		if len(pt.X.Buffer) != size || len(pt.Y.Buffer) != size {
 			return nil, errors.New("ECC point coordinates have the wrong length")
 		}
-		key, err := publicKey(pub)
+		key, err := publicKey(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +199,7 @@ func (ka *keyAlgorithm) checkScheme(requireScheme bool) (*keyAlgorithm, error) {
 // Attestation" 7.3.4.2, the IAK templates): restricted, sign, not decrypt, fixedTPM, fixedParent,
 // sensitiveDataOrigin; an approved algorithm with an explicit signing scheme; the EK's name algorithm (the
 // credential's KDF and HMAC run with the EK's nameAlg over the IAK's Name: TPM 2.0 Part 1, 24.4).
-func checkIAK(iak, ek *tpm2.TPMTPublic) (*keyAlgorithm, error) {
+func checkIAK(iak *tpm2.TPMTPublic, iakRaw []byte, ek *tpm2.TPMTPublic) (*keyAlgorithm, error) {
 	a := iak.ObjectAttributes
 	for _, c := range []struct {
 		ok   bool
@@ -243,7 +216,7 @@ func checkIAK(iak, ek *tpm2.TPMTPublic) (*keyAlgorithm, error) {
 			return nil, provisioning.Errorf(provisioning.CodeIAKAttributes, "IAK is %s", c.what)
 		}
 	}
-	ka, err := signingKey(iak, true)
+	ka, err := signingKey(iak, iakRaw, true)
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeIAKAlgorithm, "IAK: %v", err)
 	}
@@ -256,7 +229,7 @@ func checkIAK(iak, ek *tpm2.TPMTPublic) (*keyAlgorithm, error) {
 // checkIDevID checks an IDevID public area (TCG "TPM 2.0 Keys for Device Identity and Attestation" 7.3.4.1):
 // fixedTPM, fixedParent, sensitiveDataOrigin, sign, not restricted (it signs external data such as TLS
 // handshakes), not decrypt, and an approved algorithm (its scheme may be NULL).
-func checkIDevID(pub *tpm2.TPMTPublic) (*keyAlgorithm, error) {
+func checkIDevID(pub *tpm2.TPMTPublic, raw []byte) (*keyAlgorithm, error) {
 	a := pub.ObjectAttributes
 	for _, c := range []struct {
 		ok   bool
@@ -273,7 +246,7 @@ func checkIDevID(pub *tpm2.TPMTPublic) (*keyAlgorithm, error) {
 			return nil, provisioning.Errorf(provisioning.CodeIDevIDAttributes, "IDevID is %s", c.what)
 		}
 	}
-	ka, err := signingKey(pub, false)
+	ka, err := signingKey(pub, raw, false)
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeIDevIDAttributes, "IDevID algorithm: %v", err)
 	}
@@ -307,16 +280,9 @@ func parseCertify(b []byte) (*certifyEvidence, error) {
 	if len(b) == 0 {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "certify_info is missing")
 	}
-	if len(b) > provisioning.MaxAttestBytes {
-		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "certify_info is %d bytes, over the %d-byte bound", len(b), provisioning.MaxAttestBytes)
-	}
-	at, ok := decodeCertifyFast(b)
-	var err error
-	if !ok {
-		at, err = strictUnmarshal[tpm2.TPMSAttest](b)
-	}
+	at, err := provisioning.DecodeAttest(b)
 	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "certify_info is not a TPMS_ATTEST: %v", err)
+		return nil, decodeError("certify_info", "TPMS_ATTEST", err, provisioning.CodeAttestInvalid)
 	}
 	if at.Magic != tpm2.TPMGeneratedValue {
 		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "certify_info lacks the TPM_GENERATED magic")
@@ -336,15 +302,9 @@ func parseSignature(b []byte) (*tpm2.TPMTSignature, error) {
 	if len(b) == 0 {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "certify_signature is missing")
 	}
-	if len(b) > provisioning.MaxSigBytes {
-		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "certify_signature is %d bytes, over the %d-byte bound", len(b), provisioning.MaxSigBytes)
-	}
-	if sig, ok := decodeSignatureFast(b); ok {
-		return sig, nil
-	}
-	sig, err := strictUnmarshal[tpm2.TPMTSignature](b)
+	sig, err := provisioning.DecodeSignature(b)
 	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeAttestSignature, "certify_signature is not a TPMT_SIGNATURE: %v", err)
+		return nil, decodeError("certify_signature", "TPMT_SIGNATURE", err, provisioning.CodeAttestSignature)
 	}
 	return sig, nil
 }
@@ -420,65 +380,6 @@ func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) err
 	}
 }
 
-// publicKey converts an RSA or ECC public area of any key (e.g. an EK) to a Go public key, validating the ECC
-// point. RSA keys of 2048 to 4096 bits and the NIST P-256, P-384 and P-521 curves are understood.
-func publicKey(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	switch pub.Type {
-	case tpm2.TPMAlgRSA:
-		parms, err := pub.Parameters.RSADetail()
-		if err != nil {
-			return nil, errors.New("RSA key without RSA parameters")
-		}
-		uniq, err := pub.Unique.RSA()
-		if err != nil {
-			return nil, errors.New("RSA key without a modulus")
-		}
-		n := new(big.Int).SetBytes(uniq.Buffer)
-		if n.BitLen() < 2048 || n.BitLen() > 4096 || int(parms.KeyBits) != n.BitLen() {
-			return nil, errors.New("RSA modulus size is not the declared 2048..4096 bits")
-		}
-		e := int(parms.Exponent)
-		if e == 0 {
-			e = 65537 // TPM 2.0 Part 2, 12.2.3.5: 0 is the default exponent
-		}
-		if e < 3 || e%2 == 0 {
-			return nil, errors.New("RSA exponent is invalid")
-		}
-		return &rsa.PublicKey{N: n, E: e}, nil
-	case tpm2.TPMAlgECC:
-		parms, err := pub.Parameters.ECCDetail()
-		if err != nil {
-			return nil, errors.New("ECC key without ECC parameters")
-		}
-		var curve elliptic.Curve
-		switch parms.CurveID {
-		case tpm2.TPMECCNistP256:
-			curve = elliptic.P256()
-		case tpm2.TPMECCNistP384:
-			curve = elliptic.P384()
-		case tpm2.TPMECCNistP521:
-			curve = elliptic.P521()
-		default:
-			return nil, fmt.Errorf("ECC curve %#04x is not a NIST curve", uint16(parms.CurveID))
-		}
-		pt, err := pub.Unique.ECC()
-		if err != nil {
-			return nil, errors.New("ECC key without a point")
-		}
-		size := (curve.Params().BitSize + 7) / 8
-		if len(pt.X.Buffer) > size || len(pt.Y.Buffer) > size {
-			return nil, errors.New("ECC point coordinates are too long")
-		}
-		raw := make([]byte, 1+2*size)
-		raw[0] = 4
-		copy(raw[1+size-len(pt.X.Buffer):1+size], pt.X.Buffer)
-		copy(raw[1+2*size-len(pt.Y.Buffer):], pt.Y.Buffer)
-		k, err := ecdsa.ParseUncompressedPublicKey(curve, raw)
-		if err != nil {
-			return nil, errors.New("ECC point is not on the curve")
-		}
-		return k, nil
-	default:
-		return nil, fmt.Errorf("key type %#04x is not RSA or ECC", uint16(pub.Type))
-	}
-}
+// publicKey is the one conversion of a marshalled public area to a Go key, tpmwire.PublicKey (modulus,
+// exponent, curve and on-curve checks).
+func publicKey(raw []byte) (crypto.PublicKey, error) { return tpmwire.PublicKey(raw) }

@@ -23,8 +23,10 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
+	"github.com/tpmline/tpmline/records"
 )
 
 // DefaultChallengeTTL is how long a round-1 challenge may be answered. A TPM needs well under a second for
@@ -84,15 +86,14 @@ func (v *Verifier) internal(what string, err error) error {
 	return provisioning.Errorf(provisioning.CodeInternal, "CA failed %s; retry later or contact the CA operator", what)
 }
 
-// EKPublicSHA256 identifies an EK: SHA-256 over the DER SubjectPublicKeyInfo of its public key (RFC 5280
-// 4.1.2.7) as x509.MarshalPKIXPublicKey encodes it (RSA with NULL parameters, ECC as a named curve with an
-// uncompressed point). Enrollments and EK lists are keyed by it.
+// EKPublicSHA256 identifies an EK: tpmwire.KeyIdentity, SHA-256 over the DER SubjectPublicKeyInfo of its
+// public key (RFC 5280 4.1.2.7), the identity the inventory, reports and EK lists show. Enrollments and EK
+// lists are keyed by it.
 func EKPublicSHA256(pub any) ([]byte, error) {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
+	sum, err := tpmwire.KeyIdentity(pub)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(spki)
 	return sum[:], nil
 }
 
@@ -109,7 +110,7 @@ func EKPublicSHA256(pub any) ([]byte, error) {
 //     2.23.133.8.1 (ek_not_ek), and chains to a configured TPM vendor root through the CA's intermediates
 //     and the presented ek_chain (ek_untrusted): ekcert.Verifier.
 //  5. ek_public is exactly one TPMT_PUBLIC (bad_request), a fixedTPM restricted decryption key, and holds the
-//     certificate's key (ek_mismatch): ekcert.MatchPublic.
+//     certificate's key (ek_mismatch): ekcert.MatchPublicArea.
 //     The TPM description derives the IAK certificate's TCG attributes and its manufacturer is the EK
 //     certificate's where that names one (bad_request): CheckTPMInfo.
 //  6. When RequireEKList is set, the EK is on an imported EK list (ek_not_listed); an EK listed under another
@@ -152,7 +153,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err := checkEKPublic(ekPub); err != nil {
 		return nil, err
 	}
-	if err := ekcert.MatchPublic(ek.X509, ekPub); err != nil {
+	if err := ekcert.MatchPublicArea(ek.X509, req.EKPublic); err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeEKMismatch, "ek_public is not the key of the EK certificate")
 	}
 	// The IAK certificate names the TPM: refuse a description it could not carry or the EK certificate
@@ -192,7 +193,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkIAK(iakPub, ekPub); err != nil {
+	if _, err := checkIAK(iakPub, req.IAKPublic, ekPub); err != nil {
 		return nil, err
 	}
 	// 9.
@@ -200,7 +201,7 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkIDevID(idevidPub); err != nil {
+	if _, err := checkIDevID(idevidPub, req.IDevIDPublic); err != nil {
 		return nil, err
 	}
 
@@ -389,7 +390,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("reading the stored IAK public", err)
 	}
-	iakKey, err := checkIAK(iakPub, ekPub)
+	iakKey, err := checkIAK(iakPub, ch.IAKPublic, ekPub)
 	if err != nil {
 		return nil, v.internal("checking the stored IAK public", err)
 	}
@@ -397,7 +398,7 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	if err != nil {
 		return nil, v.internal("reading the stored IDevID public", err)
 	}
-	idevidKey, err := checkIDevID(idevidPub)
+	idevidKey, err := checkIDevID(idevidPub, ch.IDevIDPublic)
 	if err != nil {
 		return nil, v.internal("checking the stored IDevID public", err)
 	}
@@ -490,37 +491,8 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 
 // Field syntax.
 
-// printableString is the X.520 PrintableString set (ITU-T X.680 41.4): what a subject serialNumber may hold.
-func printableString(r byte) bool {
-	switch {
-	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
-		return true
-	}
-	switch r {
-	case ' ', '\'', '(', ')', '+', ',', '-', '.', '/', ':', '=', '?':
-		return true
-	}
-	return false
-}
-
-// CheckSerial enforces the board serial syntax (see Enroll, check 3).
-func CheckSerial(s string) error {
-	if s == "" {
-		return errors.New("serial is missing")
-	}
-	if len(s) > provisioning.MaxSerialLen {
-		return fmt.Errorf("serial is %d characters, over the %d-character bound", len(s), provisioning.MaxSerialLen)
-	}
-	for i := 0; i < len(s); i++ {
-		if !printableString(s[i]) {
-			return fmt.Errorf("serial has character %q at offset %d; allowed are letters, digits, space and '()+,-./:=?", s[i], i)
-		}
-	}
-	if s[0] == ' ' || s[len(s)-1] == ' ' {
-		return errors.New("serial starts or ends with a space")
-	}
-	return nil
-}
+// CheckSerial enforces the board serial syntax (see Enroll, check 3): records.CheckSerial, the one rule.
+func CheckSerial(s string) error { return records.CheckSerial(s) }
 
 // checkText allows printable ASCII (0x20..0x7e) up to max bytes.
 func checkText(field, s string, max int, required bool) error {
@@ -613,19 +585,17 @@ func checkActivateFields(req *provisioning.ActivateRequest) error {
 // certified for (IAK and IDevID are deterministic primaries, so a station resuming after a crash presents
 // the same keys). Anything else still needs an explicit rework.
 func (v *Verifier) resumable(ctx context.Context, ekHash []byte, req *provisioning.EnrollRequest) bool {
-	iakPub, err := parsePublic("iak_public", req.IAKPublic)
+	if _, err := parsePublic("iak_public", req.IAKPublic); err != nil {
+		return false
+	}
+	if _, err := parsePublic("idevid_public", req.IDevIDPublic); err != nil {
+		return false
+	}
+	iak, err := publicKey(req.IAKPublic)
 	if err != nil {
 		return false
 	}
-	idevidPub, err := parsePublic("idevid_public", req.IDevIDPublic)
-	if err != nil {
-		return false
-	}
-	iak, err := publicKey(iakPub)
-	if err != nil {
-		return false
-	}
-	idevid, err := publicKey(idevidPub)
+	idevid, err := publicKey(req.IDevIDPublic)
 	if err != nil {
 		return false
 	}

@@ -139,7 +139,7 @@ func TestEnrollChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ekKey, err := publicKey(&b.ek.Public)
+	ekKey, err := publicKey(b.ek.PublicBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package ekcert
 
 import (
+	"crypto"
+	"encoding/asn1"
 	"errors"
 	"os"
 	"path/filepath"
@@ -40,9 +42,9 @@ func FuzzNormalise(f *testing.F) {
 		if der[0] != tagSequence {
 			t.Fatalf("output starts with %#02x", der[0])
 		}
-		hdr, n, err := readTLV(der)
-		if err != nil || hdr+n != len(der) {
-			t.Fatalf("output is not one SEQUENCE of its length: hdr %d + %d vs %d: %v", hdr, n, len(der), err)
+		var seq asn1.RawValue
+		if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 {
+			t.Fatalf("output is not one DER element of its length: %d bytes left, %v", len(rest), err)
 		}
 		// Normalising clean DER changes nothing.
 		again, applied2, err := Normalise(der)
@@ -68,5 +70,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("verified with no roots")
 		}
 		_ = Describe(raw, &Verifier{}).String()
+	})
+}
+
+// FuzzPublicKey: PublicKey never panics, refuses with ErrInvalid, and whenever Parse also accepts the
+// input, both read the same key (the station's and the CA's view of one certificate cannot differ).
+func FuzzPublicKey(f *testing.F) {
+	seedAll(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		k, _, err := PublicKey(raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("PublicKey error %v does not wrap ErrInvalid", err)
+			}
+			if _, perr := Parse(raw); perr == nil {
+				t.Fatalf("Parse accepts what PublicKey refuses: %v", err)
+			}
+			return
+		}
+		if c, err := Parse(raw); err == nil {
+			if !c.X509.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(k) {
+				t.Fatal("Parse and PublicKey read different keys")
+			}
+		}
 	})
 }

@@ -2,7 +2,9 @@ package ekcert
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -21,7 +23,8 @@ const (
 	NormPEM Normalisation = "pem"
 	// NormNVHeader: the TCG PC Client stored-certificate header 10 01 00 <size16> 10 02 preceded the DER
 	// (TCG PC Client Specific Implementation Specification for Conventional BIOS 1.21, 7.4.5:
-	// TCG_PCCLIENT_STORED_CERT tag 0x1001, certType 0 = full, certSize; TCG_FULL_CERT tag 0x1002).
+	// TCG_PCCLIENT_STORED_CERT tag 0x1001, certType 0 = full, certSize; TCG_FULL_CERT tag 0x1002), or its
+	// short form 10 01 00 <size16> with the DER right after. Either way the size must be the certificate's.
 	NormNVHeader Normalisation = "nv-header"
 	// NormOctetString: the certificate was wrapped in a DER OCTET STRING.
 	NormOctetString Normalisation = "octet-string"
@@ -42,6 +45,8 @@ const (
 	nvTagFullCert   = 0x1002 // TCG_TAG_PCCLIENT_FULL_CERT
 	nvCertTypeFull  = 0x00   // certType: full certificate
 	nvHeaderLen     = 7      // tag(2) certType(1) certSize(2) fullCert tag(2)
+	// nvShortHeaderLen: the same header without the TCG_FULL_CERT tag; certSize is then the DER's size.
+	nvShortHeaderLen = 5
 )
 
 // Normalise turns what a TPM NV index or an operator's file holds into the bare DER of one certificate,
@@ -76,13 +81,21 @@ func Normalise(raw []byte) (der []byte, applied []Normalisation, err error) {
 	}
 
 	body, declared := data, -1
-	if isNVHeader(data) {
+	switch {
+	case isNVHeader(data):
 		applied = append(applied, NormNVHeader)
 		size := int(data[3])<<8 | int(data[4])
 		if size < 2 || 5+size > len(data) {
 			return nil, applied, fmt.Errorf("%w: TCG NV header declares %d bytes but %d follow it", ErrInvalid, size, len(data)-5)
 		}
 		body, declared = data[nvHeaderLen:], size-2 // certSize counts the TCG_FULL_CERT tag
+	case isShortNVHeader(data):
+		applied = append(applied, NormNVHeader)
+		size := int(data[3])<<8 | int(data[4])
+		if 5+size > len(data) {
+			return nil, applied, fmt.Errorf("%w: TCG NV header declares %d bytes but %d follow it", ErrInvalid, size, len(data)-5)
+		}
+		body, declared = data[nvShortHeaderLen:], size
 	}
 	cert, rest, wapplied, err := unwrap(body)
 	applied = append(applied, wapplied...)
@@ -116,7 +129,17 @@ func isText(b []byte) bool {
 
 // looksBinary reports whether data starts like one of the binary forms (and so is not PEM text).
 func looksBinary(data []byte) bool {
-	return data[0] == tagSequence || data[0] == tagOctetString || isNVHeader(data)
+	return data[0] == tagSequence || data[0] == tagOctetString || isNVHeader(data) || isShortNVHeader(data)
+}
+
+// isShortNVHeader reports the header without the TCG_FULL_CERT tag, 10 01 00 <size16> and the DER right
+// after it, as the Platform Firmware Profile's EK NV layout is read by go-attestation and written by our
+// simulated manufacturer (fixtures.EncodeEKCertNV).
+func isShortNVHeader(data []byte) bool {
+	return len(data) > nvShortHeaderLen &&
+		int(data[0])<<8|int(data[1]) == nvTagStoredCert &&
+		data[2] == nvCertTypeFull &&
+		data[nvShortHeaderLen] == tagSequence
 }
 
 func isNVHeader(data []byte) bool {
@@ -156,38 +179,50 @@ func decodePEM(text []byte) ([]byte, error) {
 }
 
 // unwrap takes the certificate SEQUENCE (optionally inside an OCTET STRING) from the front of data and
-// returns it with whatever follows.
+// returns it with whatever follows. encoding/asn1 reads the elements: it refuses indefinite lengths,
+// non-minimal length encodings and truncation, which is what DER (ITU-T X.690 10.1) requires.
 func unwrap(data []byte) (cert, rest []byte, applied []Normalisation, err error) {
 	if len(data) == 0 {
 		return nil, nil, nil, fmt.Errorf("%w: no certificate bytes", ErrInvalid)
 	}
 	if data[0] == tagOctetString {
 		applied = append(applied, NormOctetString)
-		hdr, n, err := readTLV(data)
-		if err != nil {
-			return nil, nil, applied, fmt.Errorf("%w: OCTET STRING wrapper: %v", ErrInvalid, err)
+		var wrapper asn1.RawValue
+		rest, err := asn1.Unmarshal(data, &wrapper)
+		if err != nil || wrapper.IsCompound {
+			return nil, nil, applied, fmt.Errorf("%w: OCTET STRING wrapper: %v", ErrInvalid, derError(err))
 		}
-		inner := data[hdr : hdr+n]
+		inner := wrapper.Bytes
 		if len(inner) == 0 || inner[0] != tagSequence {
 			return nil, nil, applied, fmt.Errorf("%w: OCTET STRING wrapper does not hold a certificate SEQUENCE", ErrInvalid)
 		}
-		ihdr, in, err := readTLV(inner)
+		var seq asn1.RawValue
+		after, err := asn1.Unmarshal(inner, &seq)
 		if err != nil {
-			return nil, nil, applied, fmt.Errorf("%w: certificate inside the OCTET STRING: %v", ErrInvalid, err)
+			return nil, nil, applied, fmt.Errorf("%w: certificate inside the OCTET STRING: %v", ErrInvalid, derError(err))
 		}
-		if ihdr+in != len(inner) {
-			return nil, nil, applied, fmt.Errorf("%w: %d bytes after the certificate inside the OCTET STRING wrapper", ErrInvalid, len(inner)-ihdr-in)
+		if len(after) != 0 {
+			return nil, nil, applied, fmt.Errorf("%w: %d bytes after the certificate inside the OCTET STRING wrapper", ErrInvalid, len(after))
 		}
-		return inner, data[hdr+n:], applied, nil
+		return inner, rest, applied, nil
 	}
 	if data[0] != tagSequence {
 		return nil, nil, applied, fmt.Errorf("%w: EK certificate does not start with a DER SEQUENCE (first byte %#02x)", ErrInvalid, data[0])
 	}
-	hdr, n, err := readTLV(data)
+	var seq asn1.RawValue
+	rest, err = asn1.Unmarshal(data, &seq)
 	if err != nil {
-		return nil, nil, applied, fmt.Errorf("%w: certificate SEQUENCE: %v", ErrInvalid, err)
+		return nil, nil, applied, fmt.Errorf("%w: certificate SEQUENCE: %v", ErrInvalid, derError(err))
 	}
-	return data[:hdr+n], data[hdr+n:], applied, nil
+	return data[:len(data)-len(rest)], rest, applied, nil
+}
+
+// derError names what encoding/asn1 refused; a nil err is a primitive where a constructed element was due.
+func derError(err error) error {
+	if err == nil {
+		return errors.New("not a primitive OCTET STRING")
+	}
+	return err
 }
 
 // checkPadding accepts nothing, or a run of one byte value that NV stores use as filler (0xFF erased
@@ -206,45 +241,4 @@ func checkPadding(rest []byte) error {
 		}
 	}
 	return nil
-}
-
-// readTLV reads the identifier and length octets of one DER element at the start of b (single-byte tag,
-// definite length in minimal form, ITU-T X.690 8.1.3 and 10.1) and returns the header length and the
-// content length, which it checks fits in b.
-func readTLV(b []byte) (hdr, n int, err error) {
-	if len(b) < 2 {
-		return 0, 0, fmt.Errorf("truncated: %d bytes", len(b))
-	}
-	if b[0]&0x1F == 0x1F {
-		return 0, 0, fmt.Errorf("multi-byte tag %#02x", b[0])
-	}
-	l := b[1]
-	switch {
-	case l < 0x80:
-		hdr, n = 2, int(l)
-	case l == 0x80:
-		return 0, 0, fmt.Errorf("indefinite length (BER, not DER)")
-	default:
-		k := int(l & 0x7F)
-		if k > 3 { // 3 length octets already exceed MaxInputSize
-			return 0, 0, fmt.Errorf("length of %d octets is too long", k)
-		}
-		if len(b) < 2+k {
-			return 0, 0, fmt.Errorf("truncated length")
-		}
-		if b[2] == 0 {
-			return 0, 0, fmt.Errorf("non-minimal length encoding")
-		}
-		for _, c := range b[2 : 2+k] {
-			n = n<<8 | int(c)
-		}
-		if n < 0x80 {
-			return 0, 0, fmt.Errorf("non-minimal length encoding")
-		}
-		hdr = 2 + k
-	}
-	if n > len(b)-hdr {
-		return 0, 0, fmt.Errorf("truncated: declares %d content bytes, %d present", n, len(b)-hdr)
-	}
-	return hdr, n, nil
 }

@@ -1,0 +1,113 @@
+package inventory
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"testing"
+)
+
+// ekPublic is a marshalled TPMT_PUBLIC of an RSA-2048 EK for board i: a NULL-scheme restricted decryption
+// key whose modulus is derived from i (cheap, so seeding many boards stays fast; the EK identity needs no
+// prime).
+func ekPublic(i int) []byte {
+	seed := sha256.Sum256([]byte(fmt.Sprintf("ek-public-%d", i)))
+	n := make([]byte, 0, 256)
+	for len(n) < 256 {
+		n = append(n, seed[:]...)
+	}
+	n[0] |= 0x80
+	b := binary.BigEndian.AppendUint16(nil, 0x0001) // TPM_ALG_RSA
+	b = binary.BigEndian.AppendUint16(b, 0x000B)    // SHA-256
+	b = binary.BigEndian.AppendUint32(b, 0x000300B2)
+	b = binary.BigEndian.AppendUint16(b, 0) // authPolicy
+	b = binary.BigEndian.AppendUint16(b, 0x0010)
+	b = binary.BigEndian.AppendUint16(b, 0x0010)
+	b = binary.BigEndian.AppendUint16(b, 2048)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint16(b, 256)
+	return append(b, n...)
+}
+
+func ekHash(i int) string {
+	h, err := EKPubHash(ekPublic(i))
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// TestMigrationRecomputesEKIdentities: migration 0002's Go step turns an inventory row keyed by the old
+// identity (SHA-256 of the TPMT_PUBLIC bytes) into one keyed by the SPKI identity, and refuses a stored EK
+// public area it cannot read.
+func TestMigrationRecomputesEKIdentities(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *Store, _ string) {
+		ctx := context.Background()
+		mustOpenBatch(t, s, "B1", "st1", 10)
+		old := sha256.Sum256(ekPublic(1))
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO boards (serial, ek_pub_sha256, batch, state, ek_public, station,
+			slot, attempt, rework_count, created_at, updated_at) VALUES ('M1', ?, 'B1', 'provisioned', ?, 'st1', 0, 1, 0, 1, 1)`),
+			hex.EncodeToString(old[:]), ekPublic(1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := recomputeEKIdentities(ctx, s, tx); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := tx.QueryRowContext(ctx, "SELECT ek_pub_sha256 FROM boards WHERE serial = 'M1'").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != ekHash(1) || got == hex.EncodeToString(old[:]) {
+			t.Fatalf("ek_pub_sha256 after the migration step = %s, want the SPKI identity %s", got, ekHash(1))
+		}
+		if _, err := tx.ExecContext(ctx, s.q("UPDATE boards SET ek_public = ? WHERE serial = 'M1'"), []byte("not a TPMT_PUBLIC")); err != nil {
+			t.Fatal(err)
+		}
+		if err := recomputeEKIdentities(ctx, s, tx); err == nil {
+			t.Fatal("migration step accepted an unreadable stored EK public area")
+		}
+	})
+}
+
+// TestOpenMigratesOldEKIdentities: an inventory written before migration 0002 (identities are SHA-256 of
+// the TPMT_PUBLIC bytes) opened by this build keys its boards by the SPKI identity; a board claimed but
+// never given its EK loses its old identity, and the old identity finds nothing any more.
+func TestOpenMigratesOldEKIdentities(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *Store, dbURL string) {
+		ctx := context.Background()
+		mustOpenBatch(t, s, "B1", "st1", 10)
+		old := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO boards (serial, ek_pub_sha256, batch, state, ek_public, station, slot, attempt, rework_count,
+				created_at, updated_at) VALUES ('OLD1', ?, 'B1', 'provisioned', ?, 'st1', 0, 1, 0, 1, 1)`, []any{old(ekPublic(1)), ekPublic(1)}},
+			{`INSERT INTO boards (serial, ek_pub_sha256, batch, state, station, slot, attempt, rework_count,
+				created_at, updated_at) VALUES ('OLD2', ?, 'B1', 'in_progress', 'st1', 1, 1, 0, 1, 1)`, []any{old(ekPublic(2))}},
+			{"DELETE FROM schema_migrations WHERE version = 2", nil},
+		} {
+			if _, err := s.w.ExecContext(ctx, s.q(q.sql), q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		s2 := openStore(t, dbURL)
+		if b, err := s2.GetBoardByEKHash(ctx, ekHash(1)); err != nil || b.Serial != "OLD1" {
+			t.Fatalf("by the SPKI identity after the migration: %v, %v", b, err)
+		}
+		if _, err := s2.GetBoardByEKHash(ctx, old(ekPublic(1))); err == nil {
+			t.Fatal("the TPMT_PUBLIC hash still finds the board")
+		}
+		if b, err := s2.GetBoardBySerial(ctx, "OLD2"); err != nil || b.EKPubSHA256 != "" {
+			t.Fatalf("board without a recorded EK: %+v, %v; want its identity cleared", b, err)
+		}
+	})
+}

@@ -1,0 +1,25 @@
+package records
+
+// Event kinds of the audit trail: those the inventory writes itself and those the station appends.
+const (
+	EventBatchOpened      = "batch.opened"
+	EventBatchClosed      = "batch.closed"
+	EventBoardClaimed     = "board.claimed"
+	EventBoardResumed     = "board.resumed"
+	EventBoardRetried     = "board.retried"
+	EventBoardReworked    = "board.reworked"
+	EventClaimRefused     = "board.claim_refused"
+	EventBoardRefused     = "board.refused" // the station turned a board away before the inventory check
+	EventBoardTPMInfo     = "board.tpm_info"
+	EventBoardEK          = "board.ek"
+	EventStepStarted      = "step.started"
+	EventStepDone         = "step.done"
+	EventStepFailed       = "step.failed"
+	EventKeySaved         = "key.saved"
+	EventCertSaved        = "cert.saved"
+	EventBoardProvisioned = "board.provisioned"
+	EventBoardFailed      = "board.failed"
+	EventBoardStopped     = "board.stopped"
+	EventEKListExported   = "ek_list.exported"
+	EventEKListPushed     = "ek_list.pushed"
+)
