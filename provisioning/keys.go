@@ -90,6 +90,43 @@ func IDevIDTemplate(alg KeyAlg) (tpm2.TPMTPublic, error) {
 	return deviceKeyTemplate(alg, false)
 }
 
+// IDevIDScheme is the signing scheme an IDevID's template fixes.
+type IDevIDScheme string
+
+// IDevID schemes a product profile may choose.
+const (
+	// IDevIDSchemeTemplate keeps the TCG template's: ECDSA with the curve's hash for ECC (H-2: SHA-256),
+	// NULL for RSA.
+	IDevIDSchemeTemplate IDevIDScheme = ""
+	// IDevIDSchemeNull leaves the scheme to each TPM2_Sign, so one ECC key signs ECDSA with SHA-256 or
+	// SHA-384: a TLS 1.2 peer that asks only for ecdsa_secp256r1_sha384 gets no signature from an H-2 key
+	// (the TPM answers TPM_RC_SCHEME), measured with OpenSSL + tpm2-openssl (notes/peers.md).
+	IDevIDSchemeNull IDevIDScheme = "null"
+)
+
+// ParseIDevIDScheme reads a product profile's scheme name.
+func ParseIDevIDScheme(s string) (IDevIDScheme, error) {
+	switch IDevIDScheme(s) {
+	case IDevIDSchemeTemplate, IDevIDSchemeNull:
+		return IDevIDScheme(s), nil
+	}
+	return "", fmt.Errorf("unknown IDevID scheme %q (want \"null\" or nothing)", s)
+}
+
+// IDevIDTemplateFor is IDevIDTemplate with the scheme a product chose.
+func IDevIDTemplateFor(alg KeyAlg, scheme IDevIDScheme) (tpm2.TPMTPublic, error) {
+	t, err := deviceKeyTemplate(alg, false)
+	if err != nil || scheme != IDevIDSchemeNull || t.Type != tpm2.TPMAlgECC {
+		return t, err
+	}
+	parms, err := t.Parameters.ECCDetail()
+	if err != nil {
+		return tpm2.TPMTPublic{}, err
+	}
+	parms.Scheme = tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull}
+	return t, nil
+}
+
 func deviceKeyTemplate(alg KeyAlg, iak bool) (tpm2.TPMTPublic, error) {
 	nameAlg, err := alg.NameAlg()
 	if err != nil {
@@ -170,7 +207,12 @@ func CreateIAK(tpm transport.TPM, alg KeyAlg) (*Key, error) {
 
 // CreateIDevID creates the IDevID as a primary key of the endorsement hierarchy (see CreateIAK).
 func CreateIDevID(tpm transport.TPM, alg KeyAlg) (*Key, error) {
-	t, err := IDevIDTemplate(alg)
+	return CreateIDevIDFor(tpm, alg, IDevIDSchemeTemplate)
+}
+
+// CreateIDevIDFor is CreateIDevID with the scheme a product chose.
+func CreateIDevIDFor(tpm transport.TPM, alg KeyAlg, scheme IDevIDScheme) (*Key, error) {
+	t, err := IDevIDTemplateFor(alg, scheme)
 	if err != nil {
 		return nil, fmt.Errorf("creating IDevID: %w", err)
 	}

@@ -178,7 +178,8 @@ func ReadProperties(tpm transport.TPM) (*Properties, error) {
 		return nil, fmt.Errorf("reading TPM properties: implausible TPM_PT_NV_INDEX_MAX %d", p.NVIndexMax)
 	}
 	p.Info = TPMInfo{
-		Manufacturer: propString(props[tpm2.TPMPTManufacturer]),
+		Manufacturer:   propString(props[tpm2.TPMPTManufacturer]),
+		ManufacturerID: props[tpm2.TPMPTManufacturer],
 		VendorString: propString(props[tpm2.TPMPTVendorString1], props[tpm2.TPMPTVendorString2],
 			props[tpm2.TPMPTVendorString3], props[tpm2.TPMPTVendorString4]),
 		// TPM 2.0 Part 2 6.13: FIRMWARE_VERSION_1 holds major.minor in its two 16-bit halves and

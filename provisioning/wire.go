@@ -62,6 +62,10 @@ type TPMInfo struct {
 	VendorString string `json:"vendor_string"`
 	Firmware     string `json:"firmware"` // TPM_PT_FIRMWARE_VERSION_1/2 as "major.minor.build.patch"
 	Model        string `json:"model,omitempty"`
+
+	// ManufacturerID is TPM_PT_MANUFACTURER itself: the IAK certificate's tcg-at-tpmManufacturer is its hex,
+	// which the trimmed text above cannot always give back ("STM " is 0x53544D20).
+	ManufacturerID uint32 `json:"manufacturer_id,omitempty"`
 }
 
 // EnrollRequest is round 1. Binary fields are base64 in JSON (Go's []byte encoding).

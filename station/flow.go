@@ -220,7 +220,7 @@ func (r *run) admit() *Failure {
 	if err := r.prof.CheckSerial(job.Serial); err != nil {
 		return fail(ReasonBadSerial, "check the label and scan again", err, "%v", err)
 	}
-	r.alg, r.layout = r.prof.KeyAlg(), r.prof.Layout()
+	r.alg, r.layout = r.prof.IAKKeyAlg(), r.prof.Layout() // the IAK (and so the EK it pairs with); the IDevID follows KeyAlg
 	return nil
 }
 

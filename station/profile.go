@@ -23,6 +23,13 @@ type Profile struct {
 	// KeyAlgorithm picks the TCG device-identity templates: "p256" (H-2, default), "rsa2048" (H-1),
 	// "p384" (H-3).
 	KeyAlgorithm string `json:"key_algorithm,omitempty"`
+	// IAKKeyAlgorithm, when set, overrides KeyAlgorithm for the IAK alone: "rsa2048" (H-1) for relying
+	// parties that verify RSA attestation keys only, such as step-ca's ACME device-attest-01
+	// (docs/device.md), while the IDevID keeps its ECC key.
+	IAKKeyAlgorithm string `json:"iak_key_algorithm,omitempty"`
+	// IDevIDScheme "null" makes an ECC IDevID without a fixed signing scheme, so it can sign with SHA-384
+	// for TLS 1.2 peers that ask for it (H-2 fixes ECDSA-SHA256). Empty keeps the template's.
+	IDevIDScheme string `json:"idevid_scheme,omitempty"`
 	// Handles and NV indices, as hex strings ("0x81020001").
 	IAKHandle       HexU32 `json:"iak_handle,omitempty"`
 	IDevIDHandle    HexU32 `json:"idevid_handle,omitempty"`
@@ -127,6 +134,14 @@ func (p *Profile) validate() error {
 	if _, err := provisioning.ParseKeyAlg(p.KeyAlgorithm); err != nil {
 		return err
 	}
+	if p.IAKKeyAlgorithm != "" {
+		if _, err := provisioning.ParseKeyAlg(p.IAKKeyAlgorithm); err != nil {
+			return fmt.Errorf("iak_key_algorithm: %w", err)
+		}
+	}
+	if _, err := provisioning.ParseIDevIDScheme(p.IDevIDScheme); err != nil {
+		return fmt.Errorf("idevid_scheme: %w", err)
+	}
 	if p.SerialPattern == "" {
 		p.SerialPattern = DefaultProfile().SerialPattern
 	}
@@ -152,10 +167,27 @@ func (p *Profile) validate() error {
 	return nil
 }
 
-// KeyAlg is the profile's device-identity key algorithm.
+// KeyAlg is the profile's device-identity key algorithm (the IDevID's, and the IAK's unless
+// IAKKeyAlgorithm overrides it).
 func (p *Profile) KeyAlg() provisioning.KeyAlg {
 	a, _ := provisioning.ParseKeyAlg(p.KeyAlgorithm) // validated on load
 	return a
+}
+
+// IAKKeyAlg is the IAK's template. The EK is chosen by its name algorithm, which the CA requires the
+// IAK to share.
+func (p *Profile) IAKKeyAlg() provisioning.KeyAlg {
+	if p.IAKKeyAlgorithm == "" {
+		return p.KeyAlg()
+	}
+	a, _ := provisioning.ParseKeyAlg(p.IAKKeyAlgorithm) // validated on load
+	return a
+}
+
+// IDevIDSchemeChoice is the IDevID's signing scheme option.
+func (p *Profile) IDevIDSchemeChoice() provisioning.IDevIDScheme {
+	s, _ := provisioning.ParseIDevIDScheme(p.IDevIDScheme) // validated on load
+	return s
 }
 
 // Layout is where the profile keeps keys and certificates in the TPM.

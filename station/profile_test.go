@@ -35,6 +35,8 @@ func TestParseProfile(t *testing.T) {
 		`{"name":"x","serial_pattern":"("}`,
 		`{"name":"x","accepted_tpms":[{"manufacturer":"IFX","min_firmware":"7.x"}]}`,
 		`{"name":"x","iak_handle":"zz"}`,
+		`{"name":"x","iak_key_algorithm":"rsa4096"}`,
+		`{"name":"x","idevid_scheme":"ecdsa"}`,
 	} {
 		if _, err := ParseProfile([]byte(bad)); err == nil {
 			t.Errorf("ParseProfile(%s) accepted a bad profile", bad)
@@ -88,5 +90,20 @@ func TestCheckTPM(t *testing.T) {
 	}
 	if err := DefaultProfile().CheckTPM(provisioning.TPMInfo{Manufacturer: "XYZ"}); err != nil {
 		t.Fatalf("default profile refused a TPM: %v", err)
+	}
+}
+
+// TestKeyOptions: an RSA-2048 IAK (H-1) beside the default ECC IDevID, and the NULL-scheme ECC IDevID.
+func TestKeyOptions(t *testing.T) {
+	p, err := ParseProfile([]byte(`{"name":"acme-fed","iak_key_algorithm":"rsa2048","idevid_scheme":"null"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.IAKKeyAlg() != provisioning.KeyRSA2048 || p.KeyAlg() != provisioning.KeyP256 || p.IDevIDSchemeChoice() != provisioning.IDevIDSchemeNull {
+		t.Fatalf("IAK %s, IDevID %s scheme %q", p.IAKKeyAlg(), p.KeyAlg(), p.IDevIDSchemeChoice())
+	}
+	d := DefaultProfile()
+	if d.IAKKeyAlg() != provisioning.KeyP256 || d.IDevIDSchemeChoice() != provisioning.IDevIDSchemeTemplate {
+		t.Fatalf("default IAK %s scheme %q", d.IAKKeyAlg(), d.IDevIDSchemeChoice())
 	}
 }

@@ -257,7 +257,7 @@ func (r *run) createIAK() (err error) {
 }
 
 func (r *run) createIDevID() (err error) {
-	if r.idevid, err = provisioning.CreateIDevID(r.tpm, r.alg); err != nil {
+	if r.idevid, err = provisioning.CreateIDevIDFor(r.tpm, r.prof.KeyAlg(), r.prof.IDevIDSchemeChoice()); err != nil {
 		return err
 	}
 	return r.saveKey(records.KindIDevID, r.idevid, r.layout.IDevIDHandle)

@@ -12,6 +12,9 @@
 //	board-agent: serving TPM on relays://HOST:PORT#sha256=PIN
 //
 // --insecure-plaintext serves relay://HOST:PORT to anyone instead, with a warning.
+//
+// In the field, `board-agent acme` obtains a per-service certificate through ACME device-attest-01 with
+// the IAK the station provisioned (acme.go; docs/device.md).
 package main
 
 import (
@@ -28,6 +31,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "acme" {
+		os.Exit(runACME(os.Args[2:]))
+	}
 	var cfg fixtures.AgentConfig
 	flag.StringVar(&cfg.TPM, "tpm", "/dev/tpmrm0", "TPM address: /dev/tpmrm0, sim, swtpm://host:port, unix:///path or relay://host:port")
 	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:2322", "address to serve the station on (loopback by default; :0 picks a port)")

@@ -111,6 +111,8 @@ func EKPublicSHA256(pub any) ([]byte, error) {
 //     and the presented ek_chain (ek_untrusted): ekcert.Verifier.
 //  5. ek_public is exactly one TPMT_PUBLIC (bad_request), a fixedTPM restricted decryption key, and holds the
 //     certificate's key (ek_mismatch): ekcert.MatchPublicArea.
+//     The TPM description derives the IAK certificate's TCG attributes and its manufacturer is the EK
+//     certificate's where that names one (bad_request): CheckTPMInfo.
 //  6. When RequireEKList is set, the EK is on an imported EK list (ek_not_listed); an EK listed under another
 //     serial is refused whether or not lists are required (ek_serial_conflict).
 //  7. The EK is not enrolled under another serial (never allowed); the same EK and serial enroll again only
@@ -153,6 +155,11 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	}
 	if err := ekcert.MatchPublicArea(ek.X509, req.EKPublic); err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeEKMismatch, "ek_public is not the key of the EK certificate")
+	}
+	// The IAK certificate names the TPM: refuse a description it could not carry or the EK certificate
+	// contradicts (CheckTPMInfo lists the checks).
+	if err := CheckTPMInfo(req.TPM, ek.X509); err != nil {
+		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "board %q: %v", req.Serial, err)
 	}
 	ekHash, err := EKPublicSHA256(ek.X509.PublicKey)
 	if err != nil {
@@ -421,6 +428,9 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 
 	// Issue.
 	board := Board{Serial: ch.Serial, Product: ch.Product}
+	if err := json.Unmarshal([]byte(ch.TPMInfo), &board.TPM); err != nil {
+		return nil, v.internal("reading the stored TPM info", err)
+	}
 	iakDER, err := v.Issuer.IssueIAK(iakKey.Public, board)
 	if err != nil {
 		return nil, v.internal("issuing the IAK certificate", err)

@@ -193,6 +193,10 @@ func TestEnrollChecks(t *testing.T) {
 		{"ek_chain entry oversized", func(r *provisioning.EnrollRequest) { r.EKChain = [][]byte{big(provisioning.MaxCertBytes + 1)} }, provisioning.CodeTooLarge},
 		{"ek_chain entry garbage", func(r *provisioning.EnrollRequest) { r.EKChain = [][]byte{{0x30, 0x03, 0x02, 0x01, 0x01}} }, provisioning.CodeEKCertInvalid},
 		{"EK cert of another TPM", func(r *provisioning.EnrollRequest) { r.EKCert = otherTPMCert.Raw }, provisioning.CodeEKMismatch},
+		{"TPM manufacturer contradicts the EK cert", func(r *provisioning.EnrollRequest) {
+			r.TPM.Manufacturer, r.TPM.ManufacturerID = "IFX", 0x49465800
+		}, provisioning.CodeBadRequest},
+		{"TPM description the IAK cannot carry", func(r *provisioning.EnrollRequest) { r.TPM.Firmware = "new" }, provisioning.CodeBadRequest},
 		{"EK cert from untrusted vendor", func(r *provisioning.EnrollRequest) { r.EKCert = untrustedCert.Raw }, provisioning.CodeEKUntrusted},
 		{"untrusted vendor with its chain presented", func(r *provisioning.EnrollRequest) {
 			r.EKCert, r.EKChain = untrustedCert.Raw, [][]byte{otherVendor.Intermediate().Raw, otherVendor.Root().Raw}
