@@ -152,10 +152,27 @@ func TestClient(t *testing.T) {
 		}
 	}
 
-	// A station without a client certificate is turned away at the TLS layer.
-	anon := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: pki.pool()})
-	if _, err := anon.Enroll(ctx, &provisioning.EnrollRequest{}); err == nil || !strings.Contains(err.Error(), "CA unreachable at") {
-		t.Errorf("anonymous station: %v", err)
+	// A station the CA does not authenticate is turned away at the TLS layer; the client says so (an
+	// unauthenticated refusal, so the station names client_cert/client_key), not "CA unreachable", whether
+	// the alert or a broken pipe reached the request, on TLS 1.3 and 1.2.
+	sameName := newTestPKI(t) // another CA with the same subject name: Go's client offers its certificate
+	otherName := reissued(t, newTestPKI(t), "other TLS CA")
+	for _, c := range []struct {
+		name  string
+		certs []tls.Certificate
+		want  string
+	}{
+		{"anonymous", nil, "no client certificate"},
+		{"same-name CA", []tls.Certificate{sameName.leaf(t, "station-1", x509.ExtKeyUsageClientAuth)}, "another CA of that name"},
+		{"other CA", []tls.Certificate{otherName.leaf(t, "station-1", x509.ExtKeyUsageClientAuth)}, `accepts certificates issued by "CN=test TLS CA"`},
+	} {
+		for _, maxVersion := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+			cl := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: pki.pool(), Certificates: c.certs, MaxVersion: maxVersion})
+			_, err := cl.Enroll(ctx, &provisioning.EnrollRequest{})
+			if !errors.As(err, &pe) || pe.Code != provisioning.CodeUnauthenticated || !strings.Contains(pe.Message, c.want) {
+				t.Errorf("%s station, TLS %#x: %v, want unauthenticated naming %q", c.name, maxVersion, err, c.want)
+			}
+		}
 	}
 	// A server the station does not trust is refused.
 	other := newTestPKI(t)
@@ -177,6 +194,22 @@ func TestClient(t *testing.T) {
 	if _, err := c.Enroll(cctx, &provisioning.EnrollRequest{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
+}
+
+// reissued makes p's CA again under another subject name.
+func reissued(t *testing.T, p *testPKI, cn string) *testPKI {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: clock.Now().Add(-time.Hour), NotAfter: clock.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, p.caKey.Public(), p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	return &testPKI{ca: ca, caKey: p.caKey}
 }
 
 func TestLoadClientTLS(t *testing.T) {
