@@ -337,7 +337,9 @@ func TestMustExist(t *testing.T) {
 			}{
 				{func() error { return nil }, false},
 				// Another owner's schema in the same database is not this owner's.
-				{func() error { return db.Migrate(ctx, Migrations{Owner: "b", FS: fstest.MapFS{"0001_b.sql": {Data: []byte("CREATE TABLE b_rows (id {{ID}});")}}}, time.Now) }, false},
+				{func() error {
+					return db.Migrate(ctx, Migrations{Owner: "b", FS: fstest.MapFS{"0001_b.sql": {Data: []byte("CREATE TABLE b_rows (id {{ID}});")}}}, time.Now)
+				}, false},
 				{func() error { return db.Migrate(ctx, m, time.Now) }, true},
 			} {
 				if err := step.do(); err != nil {
