@@ -123,14 +123,14 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	if path == "" || strings.ContainsAny(path, "?#") || path == ":memory:" {
 		return nil, fmt.Errorf("%s URL %q: want sqlite://PATH to a database file, without query parameters", o.What, db.Where)
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("%s at %s: directory %s does not exist: create it first", o.What, db.Where, dir)
-		}
-	}
 	if o.MustExist {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, &NotCreatedError{What: o.What, Where: db.Where}
+		}
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%s at %s: directory %s does not exist: create it first", o.What, db.Where, dir)
 		}
 	}
 	// busy_timeout comes first so the other pragmas wait for a second process instead of failing;
