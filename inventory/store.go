@@ -35,10 +35,19 @@ type Store struct {
 	// retries counts transactions run again after losing a race (tests and diagnostics).
 	retries atomic.Int64
 	stmts   *sqldb.StmtCache // SQLite writer only; nil on PostgreSQL
+	// mustExist: see MustExist.
+	mustExist bool
 }
 
 // Option adjusts a Store at Open.
 type Option func(*Store)
+
+// MustExist makes Open refuse, with a *sqldb.NotCreatedError, an SQLite file that does not exist and a
+// database that holds no inventory, instead of creating one: a station must not start on an empty
+// inventory because of a typo in its database URL. Creating an inventory is an explicit act ('station init').
+func MustExist() Option {
+	return func(s *Store) { s.mustExist = true }
+}
 
 // WithClock makes the store take the time of every row and event from now instead of time.Now.
 func WithClock(now func() time.Time) Option {
@@ -59,9 +68,19 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	}
 	// SQLite: one writer connection, so the slots of this station queue in Go rather than spinning on
 	// SQLITE_BUSY, and four readers. PostgreSQL: one pool of eight for both.
-	db, err := sqldb.Open(ctx, rawURL, sqldb.Options{What: "inventory", SQLiteReaders: 4, PostgresConns: 8})
+	db, err := sqldb.Open(ctx, rawURL, sqldb.Options{What: "inventory", SQLiteReaders: 4, PostgresConns: 8, MustExist: s.mustExist})
 	if err != nil {
 		return nil, err
+	}
+	if s.mustExist {
+		created, err := db.Created(ctx, "inventory", "")
+		if err == nil && !created {
+			err = &sqldb.NotCreatedError{What: "inventory", Where: db.Where, Empty: true}
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	s.db, s.w, s.r, s.where = db, db.W, db.R, db.Where
 	s.d = dialect{name: db.Name, forUpdate: db.ForUpdate}

@@ -5,10 +5,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -27,6 +32,7 @@ const DefaultClientTimeout = 30 * time.Second
 type Client struct {
 	baseURL string
 	http    *http.Client
+	tls     *tls.Config // as given, for the handshake probe of tlsRefusal
 }
 
 var _ CA = (*Client)(nil)
@@ -45,6 +51,7 @@ func NewClient(baseURL string, tlsConf *tls.Config) *Client {
 	return &Client{
 		baseURL: strings.TrimRight(baseURL, "/"),
 		http:    &http.Client{Transport: tr, Timeout: DefaultClientTimeout},
+		tls:     tlsConf.Clone(),
 	}
 }
 
@@ -98,6 +105,11 @@ func (c *Client) postLimit(ctx context.Context, path string, in, out any, limit 
 	hreq.Header.Set("Accept", "application/json")
 	rsp, err := c.http.Do(hreq)
 	if err != nil {
+		if ctx.Err() == nil {
+			if refusal := c.tlsRefusal(ctx); refusal != nil {
+				return refusal
+			}
+		}
 		return fmt.Errorf("CA unreachable at %s: %w", url, err)
 	}
 	defer rsp.Body.Close()
@@ -119,6 +131,94 @@ func (c *Client) postLimit(ctx context.Context, path string, in, out any, limit 
 		return fmt.Errorf("CA at %s sent an unreadable answer: %w", url, err)
 	}
 	return nil
+}
+
+// probeTimeout bounds the handshake probe of tlsRefusal, dial included.
+const probeTimeout = 3 * time.Second
+
+// tlsRefusal finds out whether a request failed because the CA refused this station's client certificate.
+// The request itself cannot tell: with TLS 1.3 the server checks the client's certificate after the
+// client considers the handshake done, so the refusal (a TLS alert) races the request the client is
+// already writing, and what comes back is as often "broken pipe" or "connection reset" as the alert. A
+// fresh handshake that writes nothing and only reads does receive the alert. The probe also offers the
+// certificate even when the server's list of acceptable CAs does not name its issuer (Go's client would
+// then send none), so the refusal is about this certificate, and it notes that mismatch for the message.
+// It returns nil when the CA accepts the certificate or cannot be reached at all: then the link is at fault.
+func (c *Client) tlsRefusal(ctx context.Context) *Error {
+	u, err := neturl.Parse(c.baseURL)
+	if err != nil || u.Host == "" || c.tls == nil {
+		return nil
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	conf := c.tls.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName = u.Hostname()
+	}
+	conf.NextProtos = nil // HTTP/1.1: an accepting server then waits for a request and sends nothing
+	var own *tls.Certificate
+	if len(conf.Certificates) > 0 {
+		own = &conf.Certificates[0]
+	}
+	var acceptable [][]byte
+	conf.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		acceptable = cri.AcceptableCAs
+		if own == nil {
+			return &tls.Certificate{}, nil
+		}
+		return own, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: probeTimeout}, Config: conf}
+	conn, err := d.DialContext(pctx, "tcp", host)
+	if err == nil {
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(probeTimeout))
+		_, err = conn.Read(make([]byte, 1))
+	}
+	var oe *net.OpError
+	if err == nil || !errors.As(err, &oe) || oe.Op != "remote error" {
+		return nil
+	}
+	return &Error{Code: CodeUnauthenticated, Message: refusalMessage(c.baseURL, oe.Err, own, acceptable)}
+}
+
+// refusalMessage says what the CA refused and, when the certificate's issuer is not among the CAs the
+// server asked for, which issuer it would have taken.
+func refusalMessage(baseURL string, alert error, own *tls.Certificate, acceptable [][]byte) string {
+	msg := fmt.Sprintf("the CA at %s refused this station's client certificate in the TLS handshake (%v)", baseURL, alert)
+	if own == nil || len(own.Certificate) == 0 {
+		return msg + ": the station has no client certificate"
+	}
+	leaf, err := x509.ParseCertificate(own.Certificate[0])
+	if err != nil {
+		return msg
+	}
+	msg += fmt.Sprintf(": certificate CN=%q issued by %q", leaf.Subject.CommonName, leaf.Issuer.String())
+	if !clock.Now().Before(leaf.NotAfter) || clock.Now().Before(leaf.NotBefore) {
+		msg += fmt.Sprintf(", valid %s to %s only", leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if len(acceptable) == 0 {
+		return msg
+	}
+	var names []string
+	for _, raw := range acceptable {
+		if bytes.Equal(raw, leaf.RawIssuer) {
+			// The issuer's name is right: another CA of the same name issued it (two CA directories made
+			// with the same organization), or the certificate is not valid for client authentication.
+			return msg + ", a name the CA accepts: is the certificate from another CA of that name?"
+		}
+		var n pkix.RDNSequence
+		if _, err := asn1.Unmarshal(raw, &n); err == nil {
+			var name pkix.Name
+			name.FillFromRDNSequence(&n)
+			names = append(names, fmt.Sprintf("%q", name.String()))
+		}
+	}
+	return msg + ", while the CA accepts certificates issued by " + strings.Join(names, ", ")
 }
 
 // LoadClientTLS builds the station's mutual-TLS configuration: its client certificate and key (PEM) and

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,10 +107,32 @@ func TestClient(t *testing.T) {
 		}
 	}
 
-	// A station without a client certificate is turned away at the TLS layer.
-	anon := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: testpki.Pool(pki.Root.Cert)})
-	if _, err := anon.Enroll(ctx, &provisioning.EnrollRequest{}); err == nil || !strings.Contains(err.Error(), "CA unreachable at") {
-		t.Errorf("anonymous station: %v", err)
+	// A station the CA does not authenticate is turned away at the TLS layer; the client says so (an
+	// unauthenticated refusal, so the station names client_cert/client_key), not "CA unreachable", whether
+	// the alert or a broken pipe reached the request, on TLS 1.3 and 1.2.
+	// Another CA with the station access CA's subject name (Go's client then offers its certificate), and
+	// one with a name of its own.
+	sameName := testpki.MustIssue(t, testpki.Spec{CommonName: pki.Access.Cert.Subject.CommonName, CA: true}, nil)
+	otherName := testpki.MustIssue(t, testpki.Spec{CommonName: "other TLS CA", CA: true}, nil)
+	leaf := func(ca *testpki.KeyPair) tls.Certificate {
+		return testpki.MustIssue(t, testpki.Spec{CommonName: "station-1", Usage: x509.ExtKeyUsageClientAuth}, ca).TLS()
+	}
+	for _, c := range []struct {
+		name  string
+		certs []tls.Certificate
+		want  string
+	}{
+		{"anonymous", nil, "no client certificate"},
+		{"same-name CA", []tls.Certificate{leaf(sameName)}, "another CA of that name"},
+		{"other CA", []tls.Certificate{leaf(otherName)}, "accepts certificates issued by " + strconv.Quote(pki.Access.Cert.Subject.String())},
+	} {
+		for _, maxVersion := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+			cl := provisioning.NewClient(srv.URL, &tls.Config{Time: clock.Now, RootCAs: testpki.Pool(pki.Root.Cert), Certificates: c.certs, MaxVersion: maxVersion})
+			_, err := cl.Enroll(ctx, &provisioning.EnrollRequest{})
+			if !errors.As(err, &pe) || pe.Code != provisioning.CodeUnauthenticated || !strings.Contains(pe.Message, c.want) {
+				t.Errorf("%s station, TLS %#x: %v, want unauthenticated naming %q", c.name, maxVersion, err, c.want)
+			}
+		}
 	}
 	// A server the station does not trust is refused.
 	other := testpki.MustIssue(t, testpki.Spec{CommonName: "other root", CA: true}, nil)

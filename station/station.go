@@ -236,29 +236,15 @@ const ReasonInterrupted = progress.ReasonInterrupted
 // Reconcile runs at start-up over every board this station left in progress. A board whose slot still has
 // a TPM address is resumed there (same slot, same attempt: see Provision for why every step is safe to
 // repeat); the others are marked failed with ReasonInterrupted and the step they stopped in, so no board
-// stays half-done without a state and a reason. It returns the outcomes of the resumed boards.
+// stays half-done without a state and a reason. It returns the outcomes of the resumed boards; Reconciled
+// has the whole report.
 func (s *Station) Reconcile(ctx context.Context, slots map[int]string) ([]*Outcome, error) {
-	ip, ok := s.cfg.Inventory.(InProgress)
-	if !ok {
-		return nil, errors.New("station: the inventory cannot list boards in progress")
-	}
-	boards, err := ip.ListInProgress(ctx, s.cfg.StationID)
-	if err != nil {
-		return nil, fmt.Errorf("listing boards left in progress: %w", err)
-	}
+	rep, err := s.ReconcileReport(ctx, slots)
 	var outs []*Outcome
-	for _, b := range boards {
-		addr, ok := slots[b.Slot]
-		if !ok {
-			text := fmt.Sprintf("the station stopped while board %s was in step %s and its slot %d has no TPM now", b.Serial, b.CurrentStep, b.Slot)
-			if err := s.cfg.Inventory.MarkFailed(ctx, b.Serial, ReasonInterrupted, text); err != nil {
-				return outs, fmt.Errorf("board %s: %w", b.Serial, err)
-			}
-			s.emit(Event{Kind: EvFailed, Slot: b.Slot, Serial: b.Serial, Batch: b.Batch,
-				Failure: &Failure{Code: ReasonInterrupted, Text: text, Next: "put the board in a slot and scan it again to resume"}})
-			continue
+	for _, r := range rep {
+		if r.Resumed != nil {
+			outs = append(outs, r.Resumed)
 		}
-		outs = append(outs, s.Provision(ctx, Job{Batch: b.Batch, Serial: b.Serial, Slot: b.Slot, TPM: addr}))
 	}
-	return outs, nil
+	return outs, err
 }

@@ -167,6 +167,7 @@ func TestCLIProvisionSwtpmBatch(t *testing.T) {
 			g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
 			st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
 			batch := "B-" + engine
+			mustRun(t, "station", append(append([]string{}, g...), "init")...)
 			if r := st("batch", "open", "--id", batch, "--product", "default", "--quantity", "2", "--work-order", "WO-7", "--operator", "ana"); r.code != 0 {
 				t.Fatalf("batch open: %d %s", r.code, r.stderr)
 			}
@@ -217,6 +218,7 @@ func TestCLIRefusals(t *testing.T) {
 	db := "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
 	g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
 	st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
+	mustRun(t, "station", append(append([]string{}, g...), "init")...)
 	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "B1")...)
 	board := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
 	down := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
@@ -281,6 +283,7 @@ func TestTwoStationsRace(t *testing.T) {
 	}
 	ca := startUpstreamCA(t, roots)
 	db := pgURL(t)
+	mustRun(t, "station", "--db", db, "init")
 	mustRun(t, "station", append([]string{"--db", db, "--station-id", "st1"}, "batch", "open", "--id", "RACE")...)
 	for round := 0; round < 3; round++ {
 		seed := fmt.Sprint(1000 + round)
@@ -362,6 +365,7 @@ func TestCLIQA(t *testing.T) {
 	dbPath := filepath.Join(dir, "inventory.db")
 	g := append([]string{"--db", "sqlite://" + dbPath, "--station-id", "st1"}, ca.flags...)
 	st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
+	mustRun(t, "station", append(append([]string{}, g...), "init")...)
 	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "QA1", "--quantity", "3")...)
 	for i := 1; i <= 3; i++ {
 		addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, fmt.Sprint(500+i), ca.dir)
@@ -445,6 +449,7 @@ func TestCLICrashAndReconcile(t *testing.T) {
 	ca := startUpstreamCA(t, vendorCAs(t, vendor))
 	db := "sqlite://" + filepath.Join(t.TempDir(), "inventory.db")
 	g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
+	mustRun(t, "station", append(append([]string{}, g...), "init")...)
 	mustRun(t, "station", append(append([]string{}, g...), "batch", "open", "--id", "B1")...)
 	board := fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{})
 
@@ -459,7 +464,7 @@ func TestCLICrashAndReconcile(t *testing.T) {
 		t.Fatalf("board after the crash:\n%s", r.stdout)
 	}
 	r := runBin(t, "station", append(append([]string{}, g...), "reconcile", "--tpm", board.Addr(), "--slot", "2")...)
-	if r.code != 0 || !strings.Contains(r.stdout, "resumed board PWR-1: PASS") {
+	if r.code != 0 || !strings.Contains(r.stdout, "board PWR-1 (batch B1, slot 2, attempt 1): found in progress: the station stopped during step nv-write") || !strings.Contains(r.stdout, "resumed: PASS") {
 		t.Fatalf("reconcile: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	show := mustRun(t, "station", append(append([]string{}, g...), "board", "show", "PWR-1")...)

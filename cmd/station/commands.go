@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
@@ -27,19 +29,44 @@ func withInventory(ctx context.Context, g *globals, fn func(s *station.Settings,
 	}
 	inv, err := openInventory(ctx, s)
 	if err != nil {
-		return fmt.Errorf("%v; check --db or the config's db", err)
+		return err
 	}
 	defer inv.Close()
 	return fn(s, inv)
 }
 
-func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("batch open")
-	id := fs.String("id", "", "batch ID")
-	product := fs.String("product", "default", "product (a profile name)")
-	qty := fs.Int("quantity", 0, "boards planned")
-	wo := fs.String("work-order", "", "work order")
-	op := fs.String("operator", "", "operator")
+func cmdInit(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("takes no arguments (the inventory is --db, or the config's db)")
+	}
+	s, err := g.settings()
+	if err != nil {
+		return err
+	}
+	if inv, err := inventory.Open(ctx, s.DB, inventory.MustExist()); err == nil {
+		fmt.Fprintf(g.stdout, "inventory at %s already exists: nothing to do\n", inv.Where())
+		return inv.Close()
+	} else if !errors.Is(err, sqldb.ErrNotCreated) {
+		return fmt.Errorf("%v; check --db or the config's db", err)
+	}
+	inv, err := createInventory(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
+	fmt.Fprintf(g.stdout, "inventory created at %s (%s)\n", inv.Where(), inv.Engine())
+	return nil
+}
+
+func cmdBatchOpen(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	id := fs.String("id", "", "batch `ID` (required)")
+	product := fs.String("product", "default", "product `NAME` (a profile name)")
+	qty := fs.Int("quantity", 0, "`N` boards planned")
+	wo := fs.String("work-order", "", "work order `WO` (default: the batch ID)")
+	op := fs.String("operator", "", "operator `NAME` (default: $USER)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -61,16 +88,16 @@ func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
 		profiles, err := station.LoadProfiles(s.Profiles)
 		if err != nil {
-			return usagef("%v", err)
+			return refusef("%v", err)
 		}
 		if _, ok := profiles[*product]; !ok && *product != "default" {
-			return usagef("no profile for product %q: add it with --profile FILE or the config's profiles", *product)
+			return refusef("no profile for product %q: add it with --profile FILE or the config's profiles", *product)
 		}
 		b, err := inv.OpenBatch(ctx, records.NewBatch{ID: *id, Product: *product, WorkOrder: *wo, Quantity: *qty,
 			Operator: *op, Station: s.StationID})
 		if err != nil {
 			if errors.Is(err, records.ErrBatchExists) || errors.Is(err, records.ErrInvalid) {
-				return usagef("%v", err)
+				return refusef("%v", err)
 			}
 			return err
 		}
@@ -79,9 +106,8 @@ func cmdBatchOpen(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdBatchClose(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("batch close")
-	id := fs.String("id", "", "batch ID")
+func cmdBatchClose(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	id := fs.String("id", "", "batch `ID` (required)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -92,7 +118,7 @@ func cmdBatchClose(ctx context.Context, g *globals, args []string) error {
 		b, err := inv.CloseBatch(ctx, *id)
 		if err != nil {
 			if errors.Is(err, records.ErrBatchNotFound) || errors.Is(err, records.ErrBatchClosed) {
-				return usagef("%v", err)
+				return refusef("%v", err)
 			}
 			return err
 		}
@@ -101,8 +127,7 @@ func cmdBatchClose(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdBatchList(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("batch list")
+func cmdBatchList(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	all := fs.Bool("all", false, "include closed batches")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -126,8 +151,7 @@ func cmdBatchList(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdBatchShow(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("batch show")
+func cmdBatchShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -139,7 +163,7 @@ func cmdBatchShow(ctx context.Context, g *globals, args []string) error {
 		b, err := inv.GetBatch(ctx, id)
 		if err != nil {
 			if errors.Is(err, records.ErrBatchNotFound) {
-				return usagef("%v", err)
+				return refusef("%v", err)
 			}
 			return err
 		}
@@ -184,20 +208,22 @@ type provisionResult struct {
 	Steps            []station.StepTime `json:"steps"`
 }
 
-func cmdProvision(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("provision")
-	addr := fs.String("tpm", "", "the board's TPM: sim, swtpm://host:port, unix:///path, /dev/tpmrm0, relay://host:port")
-	serial := fs.String("serial", "", "board serial")
-	batch := fs.String("batch", "", "batch ID")
-	slot := fs.Int("slot", 0, "fixture slot")
+func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	addr := fs.String("tpm", "", "the board's TPM `ADDR`: sim, swtpm://host:port, unix:///path, /dev/tpmrm0, relay://host:port (required)")
+	serial := fs.String("serial", "", "board serial `SN` (required)")
+	batch := fs.String("batch", "", "batch `ID` (required)")
+	slot := fs.Int("slot", 0, "fixture slot `N`")
 	rework := fs.Bool("rework", false, "provision again a board that was provisioned, stopped or had its TPM replaced")
-	supervisor := fs.String("supervisor", "", "with --rework: who authorised it (recorded in the audit trail)")
+	supervisor := fs.String("supervisor", "", "with --rework: `ID` of who authorised it, recorded in the audit trail (default: $USER)")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *addr == "" || *serial == "" || *batch == "" {
 		return usagef("--tpm, --serial and --batch are required")
+	}
+	if err := checkTPM("--tpm", *addr); err != nil {
+		return err
 	}
 	if *rework && *supervisor == "" {
 		*supervisor = os.Getenv("USER")
@@ -225,7 +251,7 @@ func cmdProvision(ctx context.Context, g *globals, args []string) error {
 		if out.Failure != nil {
 			sn := printable(*serial)
 			if out.Failure.Code == station.ReasonBadSerial || out.Failure.Code == station.ReasonBatch {
-				return &usageError{fmt.Sprintf("board %s: %s", sn, out.Failure.Line())}
+				return refusef("board %s: %s", sn, out.Failure.Line())
 			}
 			fmt.Fprintf(g.stderr, "board %s: %s: %s\n", sn, strings.ToUpper(string(out.State)), out.Failure.Line())
 			return errFailed
@@ -270,8 +296,7 @@ func faultFromEnv() func(step, phase string) {
 	}
 }
 
-func cmdBoardShow(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("board show")
+func cmdBoardShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
 	asJSON := fs.Bool("json", false, "print as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -350,9 +375,8 @@ func cmdBoardShow(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdAuditVerify(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("audit verify")
-	batch := fs.String("batch", "", "only this batch's events (default: the whole log)")
+func cmdAuditVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	batch := fs.String("batch", "", "only batch `ID`'s events (default: the whole log)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -367,38 +391,79 @@ func cmdAuditVerify(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-// reconcile resumes or closes the boards this station left in progress (see station.Reconcile) and
-// prints one line per board.
-func reconcile(ctx context.Context, st *station.Station, slots map[int]string, w io.Writer) (failed int, err error) {
-	outs, err := st.Reconcile(ctx, slots)
-	for _, o := range outs {
-		if o.Failure != nil {
+// reconcile resumes or closes the boards this station left in progress (see station.ReconcileReport) and
+// says what it found and did, one line per board, with the cause the board was left for. failed counts
+// the boards that did not pass (closed, failed again, or not reached).
+func reconcile(ctx context.Context, st *station.Station, slots map[int]string, w io.Writer) (failed int, seen map[string]bool, err error) {
+	rep, err := st.ReconcileReport(ctx, slots)
+	if err != nil {
+		return 0, nil, err
+	}
+	seen = map[string]bool{}
+	if len(rep) == 0 {
+		fmt.Fprintf(w, "reconcile: no board of station %s is in progress: nothing to resume\n", st.ID())
+	}
+	for _, r := range rep {
+		b := r.Board
+		seen[b.Serial] = true
+		found := fmt.Sprintf("board %s (batch %s, slot %d, attempt %d): found in progress: %s", printable(b.Serial), b.Batch, b.Slot, b.Attempt, r.Cause)
+		switch {
+		case r.NotReached:
 			failed++
-			fmt.Fprintf(w, "resumed board %s: %s: %s\n", printable(o.Serial), strings.ToUpper(string(o.State)), o.Failure.Line())
-		} else {
-			fmt.Fprintf(w, "resumed board %s: PASS\n", printable(o.Serial))
+			fmt.Fprintf(w, "%s; not resumed: reconcile was interrupted first; it stays in progress, run 'station reconcile' again\n", found)
+		case r.Closed != nil:
+			failed++
+			fmt.Fprintf(w, "%s; marked FAILED (%s): slot %d has no TPM here; %s\n", found, r.Closed.Code, b.Slot, r.Closed.Next)
+		case r.Resumed.Failure != nil:
+			failed++
+			fmt.Fprintf(w, "%s; resumed: %s: %s\n", found, strings.ToUpper(string(r.Resumed.State)), r.Resumed.Failure.Line())
+		default:
+			fmt.Fprintf(w, "%s; resumed: PASS\n", found)
 		}
 	}
-	return failed, err
+	return failed, seen, nil
 }
 
-func cmdReconcile(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("reconcile")
-	addr := fs.String("tpm", "", "TPM address of --slot (adds to the config's slots)")
-	slot := fs.Int("slot", 0, "slot of --tpm")
+// leftBehind names the boards of this station, in open batches, that a Ctrl-C or a restart left failed
+// as aborted or interrupted: they are not in progress, so reconcile leaves them, and saying so answers
+// the operator who expected reconcile to pick them up.
+func leftBehind(ctx context.Context, inv *inventory.Store, stationID string, skip map[string]bool, w io.Writer) error {
+	batches, err := inv.ListBatches(ctx, "open")
+	if err != nil {
+		return err
+	}
+	for _, bt := range batches {
+		err := inv.ListBoards(ctx, bt.ID, func(b *records.Board) error {
+			if !skip[b.Serial] && b.Station == stationID && b.State == records.StateFailed && (b.ReasonCode == station.ReasonAborted || b.ReasonCode == station.ReasonInterrupted) {
+				fmt.Fprintf(w, "board %s (batch %s, slot %d): not in progress: failed as %s in step %s (%s); scan it again (station provision) to resume it\n",
+					printable(b.Serial), b.Batch, b.Slot, b.ReasonCode, b.CurrentStep, b.ReasonText)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdReconcile(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	addr := fs.String("tpm", "", "TPM `ADDR` of --slot (adds to the config's slots)")
+	slot := fs.Int("slot", 0, "the `N` of the slot --tpm is in")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *addr != "" {
+		if err := checkTPM("--tpm", *addr); err != nil {
+			return err
+		}
 	}
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
 		ca, err := caClient(s)
 		if err != nil {
 			return err
 		}
-		st, err := newStation(s, inv, ca, func(e station.Event) {
-			if e.Kind == station.EvFailed && e.Failure != nil && e.Failure.Code == station.ReasonInterrupted {
-				fmt.Fprintf(g.stdout, "board %s: %s; %s\n", printable(e.Serial), e.Failure.Text, e.Failure.Next)
-			}
-		}, nil)
+		st, err := newStation(s, inv, ca, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -406,9 +471,16 @@ func cmdReconcile(ctx context.Context, g *globals, args []string) error {
 		if *addr != "" {
 			slots[*slot] = *addr
 		}
-		failed, err := reconcile(ctx, st, slots, g.stdout)
+		failed, seen, err := reconcile(ctx, st, slots, g.stdout)
 		if err != nil {
 			return err
+		}
+		if err := leftBehind(context.WithoutCancel(ctx), inv, s.StationID, seen, g.stdout); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			fmt.Fprintln(g.stderr, "reconcile interrupted: boards not reached stay in progress; run 'station reconcile' again")
+			return errFailed
 		}
 		if failed > 0 {
 			return errFailed

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -140,13 +141,12 @@ func demoPKI(dir string) (*demoKeys, error) {
 
 // cmdDemo runs the embedded default: the operator terminal on simulated boards (one per slot), or with
 // --headless a batch of --boards boards provisioned straight through, printing one line per board.
-func cmdDemo(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("demo")
-	data := fs.String("data", defaultDataDir(), "data folder (inventory, simulated vendor, demo CA)")
-	slots := fs.Int("slots", 4, "slots, each with its own simulated board")
+func cmdDemo(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	data := fs.String("data", defaultDataDir(), "data folder `DIR` (inventory, simulated vendor, demo CA)")
+	slots := fs.Int("slots", 4, "`N` slots, each with its own simulated board")
 	headless := fs.Bool("headless", false, "no terminal UI: provision --boards boards and print one line each")
-	boards := fs.Int("boards", 0, "with --headless: boards to provision (0: one per slot)")
-	operator := fs.String("operator", "", "operator ID (skips the sign-in screen)")
+	boards := fs.Int("boards", 0, "with --headless: `N` boards to provision (0: one per slot)")
+	operator := fs.String("operator", "", "operator `ID` (skips the sign-in screen)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	s := &station.Settings{StationID: "demo-station", DB: "sqlite://" + filepath.Join(*data, "inventory.db"),
 		// The demo station signs EK lists and reports with its demo client key, as a real one does.
 		ClientCert: filepath.Join(*data, "ca", "station.crt"), ClientKey: filepath.Join(*data, "ca", "station.key")}
-	inv, err := openInventory(ctx, s)
+	inv, err := createInventory(ctx, s)
 	if err != nil {
 		return err
 	}

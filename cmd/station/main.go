@@ -1,59 +1,71 @@
 // Command station is the TPM identity station: `station` alone opens the operator terminal; subcommands run
 // the same work headless for scripts and automation. Exit codes: 0 success, 1 a board (or a check) failed,
-// 2 usage or configuration error.
+// 2 usage or configuration error. The command-line conventions are internal/cli's, shared with upstream-ca.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
+
+	"github.com/tpmline/tpmline/internal/cli"
 )
 
-// exit codes
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
+var (
+	usagef    = cli.Usagef
+	refusef   = cli.Refusef
+	errFailed = cli.ErrFailed
+	parse     = cli.Parse
 )
 
-// usageError is a mistake in the command line or the configuration.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
-// failedError is a board or a check that failed; its message was already printed.
-var errFailed = errors.New("failed")
-
-type command struct {
-	name  string
-	usage string
-	run   func(ctx context.Context, g *globals, args []string) error
-}
-
-func commands() []command {
-	return []command{
-		{"batch open", "--id ID --product NAME [--quantity N] [--work-order WO] [--operator NAME]", cmdBatchOpen},
-		{"batch close", "--id ID", cmdBatchClose},
-		{"batch list", "[--all]", cmdBatchList},
-		{"batch show", "ID", cmdBatchShow},
-		{"provision", "--tpm ADDR --serial SN --batch ID [--slot N] [--rework [--supervisor ID]] [--json]", cmdProvision},
-		{"board show", "SERIAL [--json]", cmdBoardShow},
-		{"reconcile", "[--tpm ADDR [--slot N]] (resume or close the boards this station left in progress)", cmdReconcile},
-		{"audit verify", "[--batch ID]", cmdAuditVerify},
-		{"ek-list export", "--batch ID --format csv|json --out FILE", cmdEKListExport},
-		{"ek-list push", "--batch ID", cmdEKListPush},
-		{"report batch", "--batch ID [--pdf FILE] [--csv FILE] [--json FILE]", cmdReportBatch},
-		{"report verify", "FILE [--sig FILE.sig] [--trust PEM] (with --db: compare a JSON report with the audit trail)", cmdReportVerify},
-		{"demo", "[--data DIR] [--slots N] [--operator ID] [--headless [--boards N]]", cmdDemo},
-		{"tui", "[--operator ID] (the operator terminal on the config's slots)", cmdTUI},
+func program(g *globals) *cli.Program {
+	cmd := func(name, synopsis, summary, example string, run func(context.Context, *globals, *flag.FlagSet, []string) error) cli.Command {
+		return cli.Command{Name: name, Synopsis: synopsis, Summary: summary, Example: example,
+			Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error { return run(ctx, g, fs, args) }}
+	}
+	return &cli.Program{
+		Name:    "station",
+		Summary: "station: the TPM identity station. Alone it opens the operator terminal; commands run the same work headless.",
+		Globals: g.register,
+		Default: "tui",
+		Commands: []cli.Command{
+			cmd("init", "", "create the inventory named by --db (or the config's db); every other command refuses a database that does not exist",
+				"station --db sqlite://data/inventory.db init", cmdInit),
+			cmd("batch open", "--id ID [--product NAME] [--quantity N] [--work-order WO] [--operator NAME]",
+				"open a batch at this station; the product needs a profile (or is default)",
+				"station batch open --id B1 --product default --quantity 10", cmdBatchOpen),
+			cmd("batch close", "--id ID", "close a batch; a closed batch takes no more boards", "station batch close --id B1", cmdBatchClose),
+			cmd("batch list", "[--all]", "the open batches (all with --all) with their counts", "station batch list --all", cmdBatchList),
+			cmd("batch show", "ID", "a batch and every board in it", "station batch show B1", cmdBatchShow),
+			cmd("provision", "--tpm ADDR --serial SN --batch ID [--slot N] [--rework [--supervisor ID]] [--json]",
+				"provision one board: EK, inventory check, IAK and IDevID, enrollment with the CA, certificates into the TPM",
+				"station provision --tpm swtpm://127.0.0.1:2321 --serial SN0001 --batch B1", cmdProvision),
+			cmd("board show", "SERIAL [--json]", "a board's whole story: state and reason, TPM, EK, keys, certificates, steps, events",
+				"station board show SN0001", cmdBoardShow),
+			cmd("reconcile", "[--tpm ADDR [--slot N]]",
+				"resume or close the boards this station left in progress, and say what was found and done, board by board",
+				"station reconcile --tpm swtpm://127.0.0.1:2321 --slot 0", cmdReconcile),
+			cmd("audit verify", "[--batch ID]", "recompute the audit hash chain; name the first broken link", "station audit verify --batch B1", cmdAuditVerify),
+			cmd("ek-list export", "--batch ID --format csv|json --out FILE", "write the batch's EK list, signed by the station key into FILE.sig",
+				"station ek-list export --batch B1 --format json --out B1-ek.json", cmdEKListExport),
+			cmd("ek-list push", "--batch ID", "upload the batch's EK list to the CA over the mutual-TLS API", "station ek-list push --batch B1", cmdEKListPush),
+			cmd("ek-list verify", "FILE [--sig FILE.sig] [--trust PEM]",
+				"check an EK list file's signature and contents (no database, no CA needed)",
+				"station ek-list verify B1-ek.json --trust st1/ca-trust.pem", cmdEKListVerify),
+			cmd("report batch", "--batch ID [--pdf FILE] [--csv FILE] [--json FILE]", "write the batch report, each file signed into FILE.sig",
+				"station report batch --batch B1 --pdf B1.pdf --json B1.json", cmdReportBatch),
+			cmd("report verify", "FILE [--sig FILE.sig] [--trust PEM]",
+				"check a report's signature (and its chain to --trust); a JSON report is also compared with the inventory; an EK list is checked as by ek-list verify",
+				"station report verify B1.json --trust st1/ca-trust.pem", cmdReportVerify),
+			cmd("demo", "[--data DIR] [--slots N] [--operator ID] [--headless [--boards N]]",
+				"the embedded default: simulated boards, SQLite, the CA in-process", "station demo --headless --boards 8", cmdDemo),
+			cmd("tui", "[--operator ID]", "the operator terminal on the config's slots", "station --config station.json tui", cmdTUI),
+		},
+		Footer: `exit codes: 0 done, 1 a board or a check failed or a service did not answer, 2 usage or configuration error.
+docs/station.md describes every command, the config file and the reason codes; docs/operator.md the terminal.`,
 	}
 }
 
@@ -66,57 +78,5 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("station", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	g.register(fs)
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "station: %v\n", err)
-		printUsage(stderr)
-		return exitUsage
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		rest = []string{"tui"} // `station` alone opens the operator terminal
-	}
-	if rest[0] == "help" || rest[0] == "-h" {
-		printUsage(stdout)
-		return exitOK
-	}
-	for _, c := range commands() {
-		words := strings.Fields(c.name)
-		if len(rest) < len(words) || strings.Join(rest[:len(words)], " ") != c.name {
-			continue
-		}
-		err := c.run(ctx, g, rest[len(words):])
-		return report(stderr, c, err)
-	}
-	fmt.Fprintf(stderr, "station: unknown command %q; run 'station help'\n", strings.Join(rest, " "))
-	return exitUsage
-}
-
-func report(stderr io.Writer, c command, err error) int {
-	var ue *usageError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errFailed):
-		return exitFailed
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "station %s: %s\nusage: station %s %s\n", c.name, ue.msg, c.name, c.usage)
-		return exitUsage
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintf(stderr, "usage: station %s %s\n", c.name, c.usage)
-		return exitUsage
-	}
-	fmt.Fprintf(stderr, "station %s: %v\n", c.name, err)
-	return exitFailed
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: station [global flags] COMMAND [flags]")
-	fmt.Fprintln(w, "global flags: --config FILE --db URL --ca URL --ca-trust PEM --client-cert PEM --client-key PEM --station-id ID --profile FILE")
-	fmt.Fprintln(w, "commands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  station %s %s\n", c.name, c.usage)
-	}
+	return program(g).Main(ctx, args, stdout, stderr)
 }

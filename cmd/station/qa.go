@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports"
 	"github.com/tpmline/tpmline/reports/signed"
@@ -27,28 +29,27 @@ func signer(s *station.Settings) (signed.Signer, error) {
 	}
 	kp, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
 	if err != nil {
-		return signed.Signer{}, usagef("loading the station's signing key: %v", err)
+		return signed.Signer{}, refusef("loading the station's signing key: %v", err)
 	}
 	key, ok := kp.PrivateKey.(crypto.Signer)
 	if !ok {
-		return signed.Signer{}, usagef("the station's key cannot sign")
+		return signed.Signer{}, refusef("the station's key cannot sign")
 	}
 	var chain []*x509.Certificate
 	for _, der := range kp.Certificate {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return signed.Signer{}, usagef("the station's certificate: %v", err)
+			return signed.Signer{}, refusef("the station's certificate: %v", err)
 		}
 		chain = append(chain, c)
 	}
 	return signed.Signer{Key: key, Chain: chain}, nil
 }
 
-func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("ek-list export")
-	batch := fs.String("batch", "", "batch ID")
-	format := fs.String("format", "json", "csv or json")
-	out := fs.String("out", "", "output file (its signature goes to FILE.sig)")
+func cmdEKListExport(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	batch := fs.String("batch", "", "batch `ID` (required)")
+	format := fs.String("format", "json", "file `FORMAT`: csv or json")
+	out := fs.String("out", "", "output `FILE`, its signature into FILE.sig (required)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
 		}
 		b, err := inv.GetBatch(ctx, *batch)
 		if err != nil {
-			return usagef("%v", err)
+			return refusef("%v", err)
 		}
 		n, err := qa.ExportEKList(ctx, inv, b, *format, s.StationID, *out, sg)
 		if err != nil {
@@ -73,9 +74,8 @@ func cmdEKListExport(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdEKListPush(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("ek-list push")
-	batch := fs.String("batch", "", "batch ID")
+func cmdEKListPush(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	batch := fs.String("batch", "", "batch `ID` (required)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,15 +88,19 @@ func cmdEKListPush(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 		if _, err := inv.GetBatch(ctx, *batch); err != nil {
-			return usagef("%v", err)
+			return refusef("%v", err)
 		}
 		res, err := qa.PushEKList(ctx, inv, client, *batch, s.StationID)
 		var pe *qa.PushError
 		switch {
 		case errors.Is(err, qa.ErrNothingToList):
-			return usagef("batch %s has no provisioned boards to list", *batch)
+			return refusef("batch %s has no provisioned boards to list", *batch)
 		case errors.As(err, &pe):
-			fmt.Fprintf(g.stderr, "EK list of batch %s not pushed: %v; check the CA link and retry\n", *batch, pe.Err)
+			next := "check the CA link and retry"
+			if ce := (*provisioning.Error)(nil); errors.As(pe.Err, &ce) && ce.Code == provisioning.CodeUnauthenticated {
+				next = "check the station's client certificate (client_cert/client_key) with the CA operator"
+			}
+			fmt.Fprintf(g.stderr, "EK list of batch %s not pushed: %v; %s\n", *batch, pe.Err, next)
 			return errFailed
 		case err != nil:
 			return err
@@ -106,12 +110,11 @@ func cmdEKListPush(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("report batch")
-	id := fs.String("batch", "", "batch ID")
-	pdf := fs.String("pdf", "", "PDF file")
-	csvOut := fs.String("csv", "", "CSV file")
-	jsonOut := fs.String("json", "", "JSON file")
+func cmdReportBatch(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	id := fs.String("batch", "", "batch `ID` (required)")
+	pdf := fs.String("pdf", "", "PDF `FILE`")
+	csvOut := fs.String("csv", "", "CSV `FILE`")
+	jsonOut := fs.String("json", "", "JSON `FILE`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -126,7 +129,7 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 		audit, err := qa.WriteBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
 		if err != nil {
 			if errors.Is(err, records.ErrBatchNotFound) {
-				return usagef("%v", err)
+				return refusef("%v", err)
 			}
 			return err
 		}
@@ -142,10 +145,9 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 	})
 }
 
-func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("report verify")
-	sigPath := fs.String("sig", "", "detached signature (default FILE.sig)")
-	trust := fs.String("trust", "", "PEM trust anchor the station certificate must chain to (optional)")
+func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	sigPath := fs.String("sig", "", "detached signature `FILE` (default: the file's name + .sig)")
+	trust := fs.String("trust", "", "`PEM` trust anchor the station certificate must chain to, e.g. the ca-trust.pem of upstream-ca station add (optional)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -158,21 +160,21 @@ func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
 	}
 	content, err := os.ReadFile(path)
 	if err != nil {
-		return usagef("%v", err)
+		return refusef("%v", err)
 	}
 	sig, err := os.ReadFile(*sigPath)
 	if err != nil {
-		return usagef("%v", err)
+		return refusef("%v", err)
 	}
 	var roots *x509.CertPool
 	if *trust != "" {
 		pemb, err := os.ReadFile(*trust)
 		if err != nil {
-			return usagef("%v", err)
+			return refusef("%v", err)
 		}
 		roots = x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pemb) {
-			return usagef("%s holds no PEM certificate", *trust)
+			return refusef("%s holds no PEM certificate", *trust)
 		}
 	}
 	ver, err := signed.Verify(content, sig, roots)
@@ -185,6 +187,10 @@ func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprint(g.stdout, ", chain to the trust anchor OK")
 	}
 	fmt.Fprintln(g.stdout, ")")
+	if isEKList(content) {
+		// An EK list is no batch report: it is checked by itself, without the inventory.
+		return describeEKList(g, path, content)
+	}
 	if !strings.HasSuffix(strings.ToLower(path), ".json") {
 		return nil
 	}
@@ -227,4 +233,73 @@ func short(h string) string {
 		return h[:16]
 	}
 	return h
+}
+
+// isEKList tells an EK list file (either format) from a report: its format name comes first.
+func isEKList(content []byte) bool {
+	head := content[:min(len(content), 256)]
+	return bytes.Contains(head, []byte(signed.EKListFormat))
+}
+
+// describeEKList reads an EK list as the upstream CA does (every entry checked: see signed.ReadEKList)
+// and says what it holds.
+func describeEKList(g *globals, path string, content []byte) error {
+	list, err := signed.ReadEKList(bytes.NewReader(content), 0)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "%s: not a valid EK list: %v\n", path, err)
+		return errFailed
+	}
+	h := list.Header
+	fmt.Fprintf(g.stdout, "%s: EK list of batch %s (product %s, station %s, created %s): %d entries, each well formed with its EK hash checked\n",
+		path, h.Batch, h.Product, h.Station, h.Created.UTC().Format(time.RFC3339), len(list.Entries))
+	return nil
+}
+
+func cmdEKListVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	sigPath := fs.String("sig", "", "detached signature `FILE` (default: the list's name + .sig)")
+	trust := fs.String("trust", "", "`PEM` trust anchor the station certificate must chain to, e.g. the ca-trust.pem of upstream-ca station add (optional)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("give one EK list file")
+	}
+	path := fs.Arg(0)
+	if *sigPath == "" {
+		*sigPath = path + ".sig"
+	}
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return refusef("%v", err)
+	}
+	sig, err := os.ReadFile(*sigPath)
+	if err != nil {
+		return refusef("%v (the station writes an EK list's signature beside it as FILE.sig)", err)
+	}
+	var roots *x509.CertPool
+	if *trust != "" {
+		pemb, err := os.ReadFile(*trust)
+		if err != nil {
+			return refusef("%v", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pemb) {
+			return refusef("%s holds no PEM certificate", *trust)
+		}
+	}
+	if !isEKList(content) {
+		fmt.Fprintf(g.stderr, "%s: not an EK list (no %s header); for a batch report use 'station report verify'\n", path, signed.EKListFormat)
+		return errFailed
+	}
+	ver, err := signed.Verify(content, sig, roots)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
+		return errFailed
+	}
+	fmt.Fprintf(g.stdout, "%s: signature OK (station %s, signed %s", path, ver.Signer().Subject.CommonName, ver.SignedAt.Format(time.RFC3339))
+	if ver.ChainVerified {
+		fmt.Fprint(g.stdout, ", chain to the trust anchor OK")
+	}
+	fmt.Fprintln(g.stdout, ")")
+	return describeEKList(g, path, content)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -18,9 +19,8 @@ import (
 
 // cmdTUI opens the operator terminal on the configured station: its slots (the config's "slots" with
 // their TPM addresses), inventory and CA.
-func cmdTUI(ctx context.Context, g *globals, args []string) error {
-	fs := g.flags("tui")
-	operator := fs.String("operator", "", "operator ID (skips the sign-in screen)")
+func cmdTUI(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	operator := fs.String("operator", "", "operator `ID` (skips the sign-in screen)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -29,15 +29,20 @@ func cmdTUI(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	if len(s.Slots) == 0 {
-		return usagef("no slots configured: add \"slots\" (each an id and a tpm address) to the config given with --config, or run 'station demo'")
+		return refusef("no slots configured: add \"slots\" (each an id and a tpm address) to the config given with --config, or run 'station demo'")
 	}
 	ca, err := caClient(s)
 	if err != nil {
 		return err
 	}
+	for _, sl := range s.Slots {
+		if err := checkTPM(fmt.Sprintf("slot %d's tpm", sl.ID), sl.TPM); err != nil {
+			return refusef("%v (in the config's slots)", err)
+		}
+	}
 	inv, err := openInventory(ctx, s)
 	if err != nil {
-		return fmt.Errorf("%v; check --db or the config's db", err)
+		return err
 	}
 	defer inv.Close()
 	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: newStaticFixture(s.Slots),
@@ -110,7 +115,7 @@ func runTerminal(ctx context.Context, t termSetup) error {
 	if err != nil {
 		return err
 	}
-	if _, err := reconcile(ctx, pre, t.slots, os.Stderr); err != nil {
+	if _, _, err := reconcile(ctx, pre, t.slots, os.Stderr); err != nil {
 		return err
 	}
 	var ui *tui.App

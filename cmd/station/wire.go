@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
@@ -25,6 +28,7 @@ var (
 	_ station.Inventory  = (*inventory.Store)(nil)
 	_ station.Batches    = (*inventory.Store)(nil)
 	_ station.InProgress = (*inventory.Store)(nil)
+	_ station.StepLister = (*inventory.Store)(nil)
 	_ tui.Station        = (*station.Station)(nil)
 	_ qa.Store           = (*inventory.Store)(nil)
 	_ qa.EKListPusher    = (*provisioning.Client)(nil)
@@ -38,39 +42,15 @@ type globals struct {
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.config, "config", g.config, "station config file (JSON, see docs/station.md)")
-	fs.StringVar(&g.db, "db", g.db, "inventory database URL: sqlite://PATH or postgres://...")
-	fs.StringVar(&g.caURL, "ca", g.caURL, "upstream CA URL (https://host:port)")
-	fs.StringVar(&g.caTrust, "ca-trust", g.caTrust, "PEM trust anchor for the CA's TLS certificate")
-	fs.StringVar(&g.clientCert, "client-cert", g.clientCert, "this station's client certificate (PEM)")
-	fs.StringVar(&g.clientKey, "client-key", g.clientKey, "this station's client key (PEM)")
-	fs.StringVar(&g.stationID, "station-id", g.stationID, "station ID recorded with every board")
-	fs.StringVar(&g.profile, "profile", g.profile, "product profile file (adds to the config's profiles)")
+	fs.StringVar(&g.config, "config", g.config, "station config `FILE` (JSON, see docs/station.md)")
+	fs.StringVar(&g.db, "db", g.db, "inventory database `URL`: sqlite://PATH or postgres://... (default sqlite://data/inventory.db, or $TPMLINE_DATA/inventory.db)")
+	fs.StringVar(&g.caURL, "ca", g.caURL, "upstream CA `URL` (https://host:port)")
+	fs.StringVar(&g.caTrust, "ca-trust", g.caTrust, "`PEM` trust anchor for the CA's TLS certificate (ca-trust.pem from upstream-ca station add)")
+	fs.StringVar(&g.clientCert, "client-cert", g.clientCert, "this station's client certificate `PEM`")
+	fs.StringVar(&g.clientKey, "client-key", g.clientKey, "this station's client key `PEM`")
+	fs.StringVar(&g.stationID, "station-id", g.stationID, "station `ID` recorded with every board (default: the host name)")
+	fs.StringVar(&g.profile, "profile", g.profile, "product profile `FILE` (adds to the config's profiles)")
 	fs.BoolVar(&g.insecurePlaintext, "insecure-plaintext", g.insecurePlaintext, "allow relay:// board-agents (unauthenticated TPM link; a bench you trust only)")
-}
-
-// flags returns a subcommand's flag set that also takes the globals.
-func (g *globals) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	g.register(fs)
-	return fs
-}
-
-// parse parses flags given before, between or after the positional arguments ("board show SN --json").
-func parse(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return usagef("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 // settings merges the config file with the flags; flags win.
@@ -79,7 +59,7 @@ func (g *globals) settings() (*station.Settings, error) {
 	if g.config != "" {
 		var err error
 		if s, err = station.LoadSettings(g.config); err != nil {
-			return nil, usagef("%v", err)
+			return nil, refusef("%v", err)
 		}
 	}
 	for _, o := range []struct {
@@ -117,21 +97,41 @@ func defaultDataDir() string {
 	return "data"
 }
 
-// openInventory opens the store named by the settings.
+// openInventory opens the existing inventory named by the settings. It never creates one: a mistyped
+// --db must not start the station on a new, empty inventory (that is 'station init').
 func openInventory(ctx context.Context, s *station.Settings) (*inventory.Store, error) {
-	if path, ok := cutPrefix(s.DB, "sqlite://"); ok {
+	inv, err := inventory.Open(ctx, s.DB, inventory.MustExist())
+	if errors.Is(err, sqldb.ErrNotCreated) {
+		return nil, refusef("%v; check --db (or the config's db), or create a new inventory there with 'station init'", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%v; check --db or the config's db", err)
+	}
+	return inv, nil
+}
+
+// createInventory opens the inventory named by the settings, creating it (and an SQLite file's folder)
+// when it does not exist: 'station init' and the demo's own data folder.
+func createInventory(ctx context.Context, s *station.Settings) (*inventory.Store, error) {
+	if path, ok := strings.CutPrefix(s.DB, "sqlite://"); ok && path != "" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("creating the database folder: %w", err)
 		}
 	}
-	return inventory.Open(ctx, s.DB)
+	inv, err := inventory.Open(ctx, s.DB)
+	if err != nil {
+		return nil, fmt.Errorf("%v; check --db or the config's db", err)
+	}
+	return inv, nil
 }
 
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
+// checkTPM refuses a malformed --tpm address at once, as a usage error: it is a typing mistake, not a
+// fixture fault, and trying to connect would only delay saying so.
+func checkTPM(flagName, addr string) error {
+	if err := fixtures.CheckAddress(addr); err != nil {
+		return usagef("%s: %v", flagName, err)
 	}
-	return s, false
+	return nil
 }
 
 // caClient builds the mutual-TLS client of the upstream CA.
@@ -141,7 +141,7 @@ func caClient(s *station.Settings) (*provisioning.Client, error) {
 	}
 	tlsConf, err := provisioning.LoadClientTLS(s.ClientCert, s.ClientKey, s.CATrust)
 	if err != nil {
-		return nil, usagef("loading the station's TLS credentials: %v", err)
+		return nil, refusef("loading the station's TLS credentials: %v", err)
 	}
 	return provisioning.NewClient(s.CAURL, tlsConf), nil
 }
@@ -150,7 +150,7 @@ func caClient(s *station.Settings) (*provisioning.Client, error) {
 func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, onEvent func(station.Event), fault func(step, phase string)) (*station.Station, error) {
 	profiles, err := station.LoadProfiles(s.Profiles)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, refusef("%v", err)
 	}
 	openOpts, err := relayOptions(s)
 	if err != nil {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,111 +16,80 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/cli"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
 
-// Exit codes of upstream-ca.
+// Exit codes of upstream-ca (internal/cli's, shared with station).
 const (
-	ExitOK      = 0
-	ExitFailure = 1
-	ExitUsage   = 2
+	ExitOK      = cli.ExitOK
+	ExitFailure = cli.ExitFailed
+	ExitUsage   = cli.ExitUsage
 )
 
-type usageError struct{ msg string }
+var usagef = cli.Usagef
 
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-const usageText = `usage:
-  upstream-ca init --dir DIR [--org NAME]
-  upstream-ca station add --dir DIR --name NAME --out OUTDIR
-  upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
-  upstream-ca ek-list import --dir DIR FILE [--sig FILE.sig]
-  upstream-ca ek-cert verify --ek-roots PEM-or-dir [--at RFC3339-TIME] FILE...
-`
+func program(stdout, stderr io.Writer) *cli.Program {
+	return &cli.Program{
+		Name:    "upstream-ca",
+		Summary: "upstream-ca: tpmline's reference upstream attestation CA.",
+		Commands: []cli.Command{
+			{Name: "init", Synopsis: "--dir DIR [--org NAME]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
+				Example: "upstream-ca init --dir ca --org Acme",
+				Run:     func(ctx context.Context, fs *flag.FlagSet, args []string) error { return cmdInit(fs, args, stdout) }},
+			{Name: "station add", Synopsis: "--dir DIR --name NAME --out OUTDIR", Summary: "issue a station's client certificate: OUTDIR/NAME.crt, NAME.key and ca-trust.pem",
+				Example: "upstream-ca station add --dir ca --name st1 --out st1",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdStationAdd(fs, args, stdout)
+				}},
+			{Name: "serve", Synopsis: "--dir DIR --ek-roots PEM-or-DIR [--listen ADDR] [--require-ek-list] [--db URL] [--cpuprofile FILE]",
+				Summary: "serve the enrollment API over HTTPS with mutual TLS",
+				Example: "upstream-ca serve --dir ca --listen 127.0.0.1:8443 --ek-roots /var/lib/swtpm-localca/",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdServe(ctx, fs, args, stderr)
+				}},
+			{Name: "ek-list import", Synopsis: "--dir DIR FILE [--sig FILE.sig] [--db URL]", Summary: "import a station-signed EK list file",
+				Example: "upstream-ca ek-list import --dir ca B1-ek.json --sig B1-ek.json.sig",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdEKListImport(ctx, fs, args, stdout)
+				}},
+			{Name: "ek-cert verify", Synopsis: "--ek-roots PEM-or-DIR [--at RFC3339-TIME] FILE...",
+				Summary: "say what EK certificates are and whether they chain to the TPM vendor CAs given",
+				Example: "upstream-ca ek-cert verify --ek-roots /var/lib/swtpm-localca/ ek.der",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdEKCertVerify(fs, args, stdout, stderr)
+				}},
+		},
+		Footer: "exit codes: 0 done, 1 failed, 2 usage or configuration error. docs/protocol.md and docs/ek-list.md describe the API and the files.",
+	}
+}
 
 // Main runs upstream-ca with args (without the program name) and returns the exit code: 0 ok, 1 failure,
 // 2 usage. ctx ends the serve command (SIGINT/SIGTERM in main).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := run(ctx, args, stdout, stderr)
-	var ue usageError
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "upstream-ca: %s\n%s", ue.msg, usageText)
-		return ExitUsage
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stderr, usageText)
-		return ExitUsage
-	default:
-		fmt.Fprintf(stderr, "upstream-ca: %v\n", err)
-		return ExitFailure
-	}
+	return program(stdout, stderr).Main(ctx, args, stdout, stderr)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef("no command")
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "init":
-		return cmdInit(rest, stdout)
-	case "station":
-		if len(rest) == 0 || rest[0] != "add" {
-			return usagef("station takes the subcommand add")
-		}
-		return cmdStationAdd(rest[1:], stdout)
-	case "serve":
-		return cmdServe(ctx, rest, stderr)
-	case "ek-list":
-		if len(rest) == 0 || rest[0] != "import" {
-			return usagef("ek-list takes the subcommand import")
-		}
-		return cmdEKListImport(ctx, rest[1:], stdout)
-	case "ek-cert":
-		if len(rest) == 0 || rest[0] != "verify" {
-			return usagef("ek-cert takes the subcommand verify")
-		}
-		return cmdEKCertVerify(rest[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		return flag.ErrHelp
-	default:
-		return usagef("unknown command %q", cmd)
-	}
-}
-
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
-
+// parseFlags parses flags anywhere among the arguments; without positional, an argument is a usage error.
 func parseFlags(fs *flag.FlagSet, args []string, positional bool) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%s: %v", fs.Name(), err)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
 	if !positional && fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }
 
-func cmdInit(args []string, stdout io.Writer) error {
-	fs := newFlags("init")
-	dir := fs.String("dir", "", "CA directory to create")
-	org := fs.String("org", "tpmline", "organization in issued certificates")
+func cmdInit(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	dir := fs.String("dir", "", "CA directory `DIR` to create (required)")
+	org := fs.String("org", "tpmline", "organization `NAME` in issued certificates")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return usagef("init: --dir is required")
+		return usagef("--dir is required")
 	}
 	made, err := ca.Init(*dir, *org)
 	if err != nil {
@@ -127,19 +99,18 @@ func cmdInit(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdStationAdd(args []string, stdout io.Writer) error {
-	fs := newFlags("station add")
-	dir := fs.String("dir", "", "CA directory")
-	name := fs.String("name", "", "station name (the client certificate CN)")
-	out := fs.String("out", "", "directory for NAME.crt, NAME.key and ca-trust.pem")
+func cmdStationAdd(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	dir := fs.String("dir", "", "CA directory `DIR` (required)")
+	name := fs.String("name", "", "station `NAME` (the client certificate CN; required)")
+	out := fs.String("out", "", "`OUTDIR` for NAME.crt, NAME.key and ca-trust.pem (required)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" || *name == "" || *out == "" {
-		return usagef("station add: --dir, --name and --out are required")
+		return usagef("--dir, --name and --out are required")
 	}
 	if err := ca.CheckStationName(*name); err != nil {
-		return usagef("station add: %v", err)
+		return usagef("%v", err)
 	}
 	files, err := ca.AddStation(*dir, *name, *out)
 	if err != nil {
@@ -149,21 +120,19 @@ func cmdStationAdd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("serve")
-	dir := fs.String("dir", "", "CA directory")
-	listen := fs.String("listen", "", "address to listen on (default from config, else 127.0.0.1:8443)")
-	ekRoots := fs.String("ek-roots", "", "PEM file or directory of TPM vendor root and intermediate CAs")
+func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	dir := fs.String("dir", "", "CA directory `DIR` (required)")
+	listen := fs.String("listen", "", "`ADDR` to listen on (default: the config's listen, else 127.0.0.1:8443)")
+	ekRoots := fs.String("ek-roots", "", "`PEM-or-DIR`: a PEM file or folder of the TPM vendors' root and intermediate CAs (required, unless ek_roots is in DIR/config.json for serve)")
 	requireList := fs.Bool("require-ek-list", false, "refuse EKs not on an uploaded EK list")
-	dbURL := fs.String("db", "", "sqlite://PATH or postgres://... (default sqlite in DIR)")
-	// Not in the usage text: for whoever measures the CA. The environment variable reaches a serve process
-	// that a benchmark starts.
-	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to this file when it stops")
+	dbURL := fs.String("db", "", "database `URL`: sqlite://PATH or postgres://... (default: the config's db, else sqlite://DIR/ca.db)")
+	// The environment variable reaches a serve process that a benchmark starts.
+	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to `FILE` when it stops (or set "+CPUProfileEnv+")")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return usagef("serve: --dir is required")
+		return usagef("--dir is required")
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -179,7 +148,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		LogAttrs: []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},
 	})
 	if errors.Is(err, ca.ErrNoEKRoots) {
-		return usagef("serve: --ek-roots is required (or ek_roots in %s)", ca.ConfigFile)
+		return usagef("--ek-roots is required (or ek_roots in %s)", ca.ConfigFile)
 	}
 	return err
 }
@@ -224,16 +193,15 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}, nil
 }
 
-func cmdEKListImport(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("ek-list import")
-	dir := fs.String("dir", "", "CA directory")
-	dbURL := fs.String("db", "", "database URL (default from config, else sqlite in DIR)")
-	sigPath := fs.String("sig", "", "the list's detached signature (default FILE.sig)")
+func cmdEKListImport(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	dir := fs.String("dir", "", "CA directory `DIR` (required)")
+	dbURL := fs.String("db", "", "database `URL` (default: the config's db, else sqlite://DIR/ca.db)")
+	sigPath := fs.String("sig", "", "the list's detached signature `FILE` (default: FILE.sig)")
 	if err := parseFlags(fs, args, true); err != nil {
 		return err
 	}
 	if *dir == "" || fs.NArg() != 1 {
-		return usagef("ek-list import: --dir and one FILE are required")
+		return usagef("--dir and one FILE are required")
 	}
 	res, signer, err := ca.ImportEKListFile(ctx, *dir, *dbURL, fs.Arg(0), *sigPath)
 	if err != nil {
@@ -243,15 +211,14 @@ func cmdEKListImport(ctx context.Context, args []string, stdout io.Writer) error
 	return nil
 }
 
-func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("ek-cert verify")
-	ekRoots := fs.String("ek-roots", "", "PEM file or directory of TPM vendor root and intermediate CAs")
-	at := fs.String("at", "", "check validity at this RFC 3339 time instead of now (e.g. 2027-01-01T00:00:00Z)")
+func cmdEKCertVerify(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	ekRoots := fs.String("ek-roots", "", "`PEM-or-DIR`: a PEM file or folder of the TPM vendors' root and intermediate CAs (required, unless ek_roots is in DIR/config.json for serve)")
+	at := fs.String("at", "", "check validity at this RFC 3339 `TIME` instead of now (e.g. 2027-01-01T00:00:00Z)")
 	if err := parseFlags(fs, args, true); err != nil {
 		return err
 	}
 	if *ekRoots == "" || fs.NArg() == 0 {
-		return usagef("ek-cert verify: --ek-roots and at least one FILE are required")
+		return usagef("--ek-roots and at least one FILE are required")
 	}
 	v, err := ca.LoadEKVerifier(*ekRoots, stderr)
 	if err != nil {
@@ -260,7 +227,7 @@ func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339, *at)
 		if err != nil {
-			return usagef("ek-cert verify: --at %q is not an RFC 3339 time such as 2027-01-01T00:00:00Z", *at)
+			return usagef("--at %q is not an RFC 3339 time such as 2027-01-01T00:00:00Z", *at)
 		}
 		v.Now = func() time.Time { return t }
 	}
@@ -277,6 +244,11 @@ func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		r := ekcert.Describe(raw, v)
 		fmt.Fprintf(stdout, "== %s\n%s\n", path, strings.TrimRight(r.String(), "\n"))
+		if !r.Verified {
+			if hint := missingIssuer(raw, v); hint != "" {
+				fmt.Fprintln(stdout, hint)
+			}
+		}
 		fmt.Fprintln(stdout)
 		if !r.Verified {
 			failed++
@@ -286,4 +258,25 @@ func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d of %d EK certificates did not verify", failed, fs.NArg())
 	}
 	return nil
+}
+
+// missingIssuer hints that an intermediate CA is missing when the certificate's issuer is none of the CAs
+// given: the commonest reason a genuine EK certificate does not chain (vendors sign EKs with an
+// intermediate, and a root alone is not enough).
+func missingIssuer(raw []byte, v *ekcert.Verifier) string {
+	der := raw
+	if b, _ := pem.Decode(raw); b != nil {
+		der = b.Bytes
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return ""
+	}
+	for _, ca := range append(append([]*x509.Certificate{}, v.Roots...), v.Intermediates...) {
+		if bytes.Equal(ca.RawSubject, c.RawIssuer) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("hint:       its issuer %q is none of the %d CAs given in --ek-roots: an intermediate CA is probably missing; add the vendor's intermediate (for swtpm, issuercert.pem) to the PEM file or folder",
+		c.Issuer.String(), len(v.Roots)+len(v.Intermediates))
 }

@@ -242,3 +242,55 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("unset: GC percent %d, limit %d", gc, limit)
 	}
 }
+
+// TestCLIConventions (issue 17, point 8): help per command with its flags, defaults and an example, exit 0;
+// flags after the file name; one-line errors without a usage dump.
+func TestCLIConventions(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{{"serve", "--help"}, {"help", "serve"}, {"serve", "-h"}} {
+		code, out, errOut := runCLI(t, ctx, args...)
+		if code != ExitOK || errOut != "" {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+		for _, want := range []string{"usage: upstream-ca serve", "--cpuprofile FILE", "--ek-roots PEM-OR-DIR", "(required", "example:", "127.0.0.1:8443"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("%v: help lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	if code, out, _ := runCLI(t, ctx, "help"); code != ExitOK || !strings.Contains(out, "ek-list import") {
+		t.Fatalf("help: %d\n%s", code, out)
+	}
+	// Flags after the file name, as the usage line shows them: the import runs (and fails on the missing
+	// CA directory), it is not refused as "--dir and one FILE are required".
+	code, _, errOut := runCLI(t, ctx, "ek-list", "import", "/nonexistent/list.json", "--dir", filepath.Join(t.TempDir(), "ca"), "--sig", "/nonexistent/list.json.sig")
+	if code != ExitFailure || strings.Contains(errOut, "required") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("flags after FILE: exit %d, %q", code, errOut)
+	}
+	for _, args := range [][]string{{"init"}, {"init", "--nope"}, {"bogus"}, {"ek-list"}} {
+		code, out, errOut := runCLI(t, ctx, args...)
+		if code != ExitUsage || out != "" || strings.Contains(errOut, "usage:") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Fatalf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+// TestEKCertVerifyMissingIntermediate (issue 17, point 10): a root without the intermediate that signed
+// the EK certificate: the report says an intermediate is missing.
+func TestEKCertVerifyMissingIntermediate(t *testing.T) {
+	rootOnly := t.TempDir() // the Infineon roots, without their intermediates
+	for _, f := range []string{"infineon-root-1.pem", "infineon-root-2.pem"} {
+		b, err := os.ReadFile(filepath.Join(sharedEKCerts, "ca", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootOnly, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ := runCLI(t, context.Background(), "ek-cert", "verify", "--ek-roots", rootOnly, "--at", "2025-06-01T00:00:00Z",
+		filepath.Join(sharedEKCerts, "ek", "infineon-rsa-1.der"))
+	if code != ExitFailure || !strings.Contains(out, "intermediate CA is probably missing") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}

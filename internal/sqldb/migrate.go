@@ -210,14 +210,41 @@ func (db *DB) adoptLegacy(ctx context.Context, tx *sqlx.Tx, m Migrations, ms []m
 	return nil
 }
 
-func (db *DB) tableExists(ctx context.Context, tx *sqlx.Tx, table string) (bool, error) {
+// Created reports whether the database holds owner's schema: a migration recorded for owner, or an older
+// build's bookkeeping (schema_migrations without an owner column, or legacy, such as the CA's
+// ca_migrations). A database that holds neither is new, whatever else it holds.
+func (db *DB) Created(ctx context.Context, owner, legacy string) (bool, error) {
+	exists, err := db.tableExists(ctx, db.R, "schema_migrations")
+	if err != nil {
+		return false, err
+	}
+	if exists {
+		hasOwner, err := db.columnExists(ctx, db.R, "schema_migrations", "owner")
+		if err != nil || !hasOwner {
+			return !hasOwner, err
+		}
+		var n int
+		if err := sqlx.GetContext(ctx, db.R, &n, db.Rebind("SELECT COUNT(*) FROM schema_migrations WHERE owner = ?"), owner); err != nil {
+			return false, fmt.Errorf("reading schema_migrations: %w", err)
+		}
+		if n > 0 {
+			return true, nil
+		}
+	}
+	if legacy == "" || legacy == "schema_migrations" {
+		return false, nil
+	}
+	return db.tableExists(ctx, db.R, legacy)
+}
+
+func (db *DB) tableExists(ctx context.Context, tx sqlx.QueryerContext, table string) (bool, error) {
 	var n int
 	var err error
 	if db.Name == Postgres.Name {
 		// current_schema() is where this connection's CREATE TABLE lands (search_path may be set in the URL).
-		err = tx.GetContext(ctx, &n, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1", table)
+		err = sqlx.GetContext(ctx, tx, &n, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1", table)
 	} else {
-		err = tx.GetContext(ctx, &n, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table)
+		err = sqlx.GetContext(ctx, tx, &n, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table)
 	}
 	if err != nil {
 		return false, fmt.Errorf("looking for table %s: %w", table, err)
@@ -225,13 +252,13 @@ func (db *DB) tableExists(ctx context.Context, tx *sqlx.Tx, table string) (bool,
 	return n > 0, nil
 }
 
-func (db *DB) columnExists(ctx context.Context, tx *sqlx.Tx, table, column string) (bool, error) {
+func (db *DB) columnExists(ctx context.Context, tx sqlx.QueryerContext, table, column string) (bool, error) {
 	var n int
 	var err error
 	if db.Name == Postgres.Name {
-		err = tx.GetContext(ctx, &n, "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2", table, column)
+		err = sqlx.GetContext(ctx, tx, &n, "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2", table, column)
 	} else {
-		err = tx.GetContext(ctx, &n, "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?", table, column)
+		err = sqlx.GetContext(ctx, tx, &n, "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?", table, column)
 	}
 	if err != nil {
 		return false, fmt.Errorf("reading the columns of %s: %w", table, err)

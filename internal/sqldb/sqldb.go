@@ -62,7 +62,31 @@ type Options struct {
 	SQLiteReaders int
 	// PostgresConns sizes the PostgreSQL pool (open and idle alike); 0 keeps database/sql's defaults.
 	PostgresConns int
+	// MustExist refuses an SQLite file that does not exist yet with a *NotCreatedError instead of creating
+	// it, so a mistyped path does not become a new, empty database. The owner checks that an existing
+	// database holds its schema with Created.
+	MustExist bool
 }
+
+// ErrNotCreated is what a *NotCreatedError wraps.
+var ErrNotCreated = errors.New("database not created")
+
+// NotCreatedError is a database that Options.MustExist (or the owner's Created check) refused: the SQLite
+// file does not exist, or the database holds none of the owner's schema.
+type NotCreatedError struct {
+	What, Where string
+	// Empty: the database exists but holds nothing of What.
+	Empty bool
+}
+
+func (e *NotCreatedError) Error() string {
+	if e.Empty {
+		return fmt.Sprintf("%s holds no %s (it was never initialised)", e.Where, e.What)
+	}
+	return fmt.Sprintf("no %s at %s: the file does not exist", e.What, e.Where)
+}
+
+func (e *NotCreatedError) Unwrap() error { return ErrNotCreated }
 
 // DB is an open database: W for writes and the reads that belong to a write transaction, R for plain reads
 // (the same pool as W except on SQLite with Options.SQLiteReaders).
@@ -98,6 +122,11 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	db := &DB{Dialect: SQLite, Where: "sqlite://" + path, What: o.What}
 	if path == "" || strings.ContainsAny(path, "?#") || path == ":memory:" {
 		return nil, fmt.Errorf("%s URL %q: want sqlite://PATH to a database file, without query parameters", o.What, db.Where)
+	}
+	if o.MustExist {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, &NotCreatedError{What: o.What, Where: db.Where}
+		}
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {

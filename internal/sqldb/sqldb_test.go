@@ -312,3 +312,48 @@ func TestMigrateLegacy(t *testing.T) {
 		})
 	}
 }
+
+// TestMustExist: with MustExist a missing SQLite file is refused, naming the path, and nothing is created;
+// Created tells an owner's initialised database from a new one on both engines.
+func TestMustExist(t *testing.T) {
+	ctx := context.Background()
+	missing := filepath.Join(t.TempDir(), "invntory.db")
+	_, err := Open(ctx, "sqlite://"+missing, Options{What: "inventory", MustExist: true})
+	var nc *NotCreatedError
+	if !errors.As(err, &nc) || !errors.Is(err, ErrNotCreated) || nc.Empty || !strings.Contains(err.Error(), "sqlite://"+missing) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("refused open created %s: %v", missing, err)
+	}
+	m := Migrations{Owner: "a", FS: fstest.MapFS{"0001_init.sql": {Data: []byte("CREATE TABLE a_rows (id {{ID}});")}}}
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			url := fresh(t, engine)
+			db := open(t, url)
+			for _, step := range []struct {
+				do   func() error
+				want bool
+			}{
+				{func() error { return nil }, false},
+				// Another owner's schema in the same database is not this owner's.
+				{func() error {
+					return db.Migrate(ctx, Migrations{Owner: "b", FS: fstest.MapFS{"0001_b.sql": {Data: []byte("CREATE TABLE b_rows (id {{ID}});")}}}, time.Now)
+				}, false},
+				{func() error { return db.Migrate(ctx, m, time.Now) }, true},
+			} {
+				if err := step.do(); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := db.Created(ctx, "a", ""); err != nil || got != step.want {
+					t.Fatalf("Created = %v, %v; want %v", got, err, step.want)
+				}
+			}
+			again, err := Open(ctx, url, Options{MustExist: true})
+			if err != nil {
+				t.Fatalf("existing database refused: %v", err)
+			}
+			again.Close()
+		})
+	}
+}
