@@ -399,8 +399,13 @@ func (r *replayer) batchOf(e *Event) string {
 // Replay verifies the audit chain (VerifyChain) and folds it into the state it implies. A broken chain is
 // returned as VerifyChain returns it: there is no state to trust then.
 func (s *Store) Replay(ctx context.Context) (*State, error) {
+	return s.replay(ctx, "")
+}
+
+// replay is Replay with the chain status (Head, Count) describing batch, as VerifyChain's does.
+func (s *Store) replay(ctx context.Context, batch string) (*State, error) {
 	r := newReplayer()
-	chain, err := s.walkChain(ctx, "", r.apply)
+	chain, err := s.walkChain(ctx, batch, r.apply)
 	r.st.Chain = chain
 	if err != nil {
 		return nil, err
@@ -418,18 +423,9 @@ func (s *Store) Replay(ctx context.Context) (*State, error) {
 // The chain and the tables are read in separate statements, so run it on an inventory no station is
 // writing to, or expect the rows written meanwhile to show as divergences.
 func (s *Store) VerifyState(ctx context.Context, batch string) (ChainStatus, []Divergence, error) {
-	st, err := s.Replay(ctx)
+	st, err := s.replay(ctx, batch)
 	if err != nil {
-		if st == nil {
-			return ChainStatus{}, nil, err
-		}
-		return st.Chain, nil, err
-	}
-	if batch != "" {
-		// Head and Count describe the batch, as VerifyChain's do.
-		if st.Chain, err = s.VerifyChain(ctx, batch); err != nil {
-			return st.Chain, nil, err
-		}
+		return ChainStatus{}, nil, err
 	}
 	var out []Divergence
 	for _, t := range tables {

@@ -10,22 +10,12 @@ import (
 	"github.com/tpmline/tpmline/inventory/inventorytest"
 )
 
-func open(t testing.TB, dbURL string) *inventory.Store {
-	t.Helper()
-	s, err := inventory.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 // TestVerifyStateClean: an inventory the store alone wrote verifies with no divergence on both engines,
 // and the replayed rows hold what the tables hold.
 func TestVerifyStateClean(t *testing.T) {
-	for _, engine := range inventory.EngineNames {
+	for _, engine := range inventorytest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			s := open(t, inventory.FreshURL(t, engine))
+			s := inventorytest.Open(t, inventorytest.FreshURL(t, engine))
 			inventorytest.Build(t, s)
 			ctx := context.Background()
 			chain, ds, err := s.VerifyState(ctx, "")
@@ -58,12 +48,12 @@ func TestVerifyStateClean(t *testing.T) {
 // each table deleted and inserted, is named by VerifyState (table, key, field), on both engines; the
 // divergence belongs to the batch whose report must refuse, and another batch is not blamed for it.
 func TestVerifyStateTamper(t *testing.T) {
-	for _, engine := range inventory.EngineNames {
+	for _, engine := range inventorytest.Engines {
 		t.Run(engine, func(t *testing.T) {
 			for _, c := range inventorytest.Cases() {
 				t.Run(c.Name, func(t *testing.T) {
-					dbURL := inventory.FreshURL(t, engine)
-					s := open(t, dbURL)
+					dbURL := inventorytest.FreshURL(t, engine)
+					s := inventorytest.Open(t, dbURL)
 					inventorytest.Build(t, s)
 					inventorytest.Apply(t, dbURL, c)
 					ctx := context.Background()
@@ -95,7 +85,7 @@ func TestVerifyStateTamper(t *testing.T) {
 // TestAppendEventStoreKinds: a kind the store writes itself cannot be appended from outside, or it would
 // be chained state with no row behind it.
 func TestAppendEventStoreKinds(t *testing.T) {
-	s := open(t, inventory.FreshURL(t, "sqlite"))
+	s := inventorytest.Open(t, inventorytest.FreshURL(t, "sqlite"))
 	_, err := s.AppendEvent(context.Background(), inventory.Event{Kind: inventory.EventBoardProvisioned, Serial: "S"})
 	if !errors.Is(err, inventory.ErrInvalid) {
 		t.Errorf("AppendEvent(board.provisioned) = %v, want ErrInvalid", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/qa"
 )
 
 func withInventory(ctx context.Context, g *globals, fn func(s *station.Settings, inv *inventory.Store) error) error {
@@ -357,12 +358,22 @@ func cmdAuditVerify(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
-		st, err := inv.VerifyChain(ctx, *batch)
+		v, err := qa.VerifyBatch(ctx, inv, *batch)
 		if err != nil {
-			fmt.Fprintf(g.stderr, "audit chain BROKEN: %v\n", err)
+			return err
+		}
+		if v.ChainErr != nil {
+			fmt.Fprintf(g.stderr, "audit chain BROKEN: %v\n", v.ChainErr)
 			return errFailed
 		}
-		fmt.Fprintf(g.stdout, "audit chain OK: %d events, head %s\n", st.Count, st.Head)
+		for _, l := range v.Lines() {
+			fmt.Fprintln(g.stdout, l)
+		}
+		if len(v.Divergences) > 0 {
+			fmt.Fprintf(g.stderr, "inventory DIVERGES from its audit chain: %d difference(s) listed above\n", len(v.Divergences))
+			return errFailed
+		}
+		fmt.Fprintf(g.stdout, "audit chain OK: %d events, head %s; every table agrees with it\n", v.Chain.Count, v.Chain.Head)
 		return nil
 	})
 }

@@ -112,6 +112,7 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 	pdf := fs.String("pdf", "", "PDF file")
 	csvOut := fs.String("csv", "", "CSV file")
 	jsonOut := fs.String("json", "", "JSON file")
+	unverified := fs.Bool("unverified", false, "write the report even if the inventory disagrees with its audit chain, marked UNVERIFIED with the differences")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -123,10 +124,14 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 		if err != nil {
 			return err
 		}
-		audit, err := qa.WriteBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
+		audit, err := qa.WriteBatchReportsWith(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut, qa.ReportOptions{AllowUnverified: *unverified})
 		if err != nil {
 			if errors.Is(err, records.ErrBatchNotFound) {
 				return usagef("%v", err)
+			}
+			if errors.Is(err, records.ErrStateDiverged) || errors.Is(err, records.ErrChainBroken) {
+				fmt.Fprintf(g.stderr, "report REFUSED: %v\n", err)
+				return errFailed
 			}
 			return err
 		}
@@ -135,8 +140,9 @@ func cmdReportBatch(ctx context.Context, g *globals, args []string) error {
 				fmt.Fprintf(g.stdout, "%s (signature %s.sig)\n", p, p)
 			}
 		}
-		if !audit.ChainVerified {
-			fmt.Fprintf(g.stderr, "warning: the audit chain of batch %s does not verify; run 'station audit verify --batch %s'\n", *id, *id)
+		if audit.Unverified {
+			fmt.Fprintf(g.stderr, "warning: report written UNVERIFIED: the inventory disagrees with its audit chain in %d place(s); run 'station audit verify --batch %s'\n",
+				len(audit.Divergences), *id)
 		}
 		return nil
 	})
@@ -208,6 +214,14 @@ func cmdReportVerify(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 		audit := m.Audit
+		if v := m.Verification; v != nil && v.ChainErr == nil && !v.OK() {
+			for _, l := range v.Lines() {
+				fmt.Fprintln(g.stderr, l)
+			}
+			fmt.Fprintf(g.stderr, "%s: NOT compared: the inventory disagrees with its audit chain for batch %s (%d difference(s) above)\n",
+				path, rep.Batch.ID, len(v.Divergences))
+			return errFailed
+		}
 		if !audit.ChainVerified {
 			fmt.Fprintf(g.stderr, "%s: the inventory's audit chain is broken; run 'station audit verify --batch %s'\n", path, rep.Batch.ID)
 			return errFailed
