@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 
@@ -269,4 +271,18 @@ func (s *Store) walkChain(ctx context.Context, batch string, fn func(*Event) err
 			Detail: fmt.Sprintf("chain head records %s, last event hashes to %s", short(head.Hash), short(prev))}
 	}
 	return st, nil
+}
+
+// EventHashAt returns the stored hash of the event seq, and false when there is no such event. It reads
+// the row as stored: VerifyChain says whether the chain up to it holds.
+func (s *Store) EventHashAt(ctx context.Context, seq int64) (string, bool, error) {
+	var h string
+	err := s.r.GetContext(ctx, &h, s.q("SELECT hash FROM events WHERE seq = ?"), seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading event %d: %w", seq, err)
+	}
+	return h, true, nil
 }

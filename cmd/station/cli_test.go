@@ -428,6 +428,8 @@ func TestCLIQA(t *testing.T) {
 	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 before the inventory check") {
 		t.Fatalf("PDF text: %v\n%s", err, out)
 	}
+	// The ek-list push had the CA witness the chain head; a cut, an old file or a recomputed chain shows.
+	witnessCases(t, st, dbPath, dir)
 	// A changed byte in the report: the signature fails.
 	b, _ := os.ReadFile(csvf)
 	_ = os.WriteFile(csvf, bytes.Replace(b, []byte("QA-3"), []byte("QA-8"), 1), 0o644)

@@ -102,7 +102,12 @@ func cmdEKListPush(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 		fmt.Fprintf(g.stdout, "EK list of batch %s pushed: %d entries, %d new at the CA\n", *batch, res.Received, res.Added)
-		return nil
+		// Every push to the CA also has it witness the audit chain head.
+		sg, err := signer(s)
+		if err != nil {
+			return err
+		}
+		return pushCheckpoint(ctx, g, inv, client, s.StationID, sg)
 	})
 }
 

@@ -26,10 +26,16 @@ type Verification struct {
 	// no replayed state then, and Divergences is empty.
 	ChainErr    error
 	Divergences []records.Divergence
+	// WitnessChecked is how many heads witnessed by the CA were checked (VerifyWitnessed), and
+	// WitnessFindings each one the local chain no longer holds.
+	WitnessChecked  int
+	WitnessFindings []string
 }
 
 // OK is true when the chain is intact and every table agrees with it.
-func (v *Verification) OK() bool { return v.ChainErr == nil && len(v.Divergences) == 0 }
+func (v *Verification) OK() bool {
+	return v.ChainErr == nil && len(v.Divergences) == 0 && len(v.WitnessFindings) == 0
+}
 
 // Err is the verification's failure as an error (nil when OK): the broken link, or a *records.StateError.
 func (v *Verification) Err() error {
@@ -38,6 +44,9 @@ func (v *Verification) Err() error {
 	}
 	if len(v.Divergences) > 0 {
 		return &records.StateError{Divergences: v.Divergences}
+	}
+	if len(v.WitnessFindings) > 0 {
+		return fmt.Errorf("%w: %s", ErrWitnessMismatch, v.WitnessFindings[0])
 	}
 	return nil
 }
@@ -51,7 +60,7 @@ func (v *Verification) Lines() []string {
 	for _, d := range v.Divergences {
 		out = append(out, d.String())
 	}
-	return out
+	return append(out, v.WitnessFindings...)
 }
 
 // maxReportDivergences is how many divergences an unverified report lists (reports bounds it at 100).
