@@ -50,4 +50,5 @@ fuzz:
 # Larger runs: go run ./cmd/tpmline-bench -help (e.g. -ca-enrollments 100000 for the long memory run).
 bench: build
 	$(GO) test -count=1 ./bench/
+	$(GO) test -count=1 -run '^$$' -bench VerifyState -benchtime 1x ./inventory/
 	./bin/tpmline-bench $(BENCHFLAGS)
