@@ -60,4 +60,5 @@ fuzz:
 bench: build
 	$(GO) test -count=1 ./bench/
 	$(GO) test -count=1 -run '^$$' -bench SaltedSessions -benchtime 1x ./bench/
+	$(GO) test -count=1 -run '^$$' -bench VerifyState -benchtime 1x ./inventory/
 	./bin/tpmline-bench $(BENCHFLAGS)

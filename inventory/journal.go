@@ -154,7 +154,8 @@ func stepStarted(step string, id *int64) op {
 				return err
 			}
 			b.CurrentStep = step
-			return s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": jid}))
+			return s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": jid,
+				"started_at": now}))
 		}}
 }
 
@@ -204,11 +205,13 @@ func opStepRan(step string, o StepOutcome, failed bool) op {
 				return err
 			}
 			b.CurrentStep = step
-			if err := s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": jid})); err != nil {
+			if err := s.appendEventTx(ctx, tx, boardEvent(b, EventStepStarted, map[string]any{"step": step, "journal_id": jid,
+				"started_at": started})); err != nil {
 				return err
 			}
 			return s.appendEventTx(ctx, tx, boardEvent(b, kind, map[string]any{"step": step, "journal_id": jid,
-				"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail}))
+				"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail,
+				"started_at": started, "finished_at": finished}))
 		}}
 }
 
@@ -255,7 +258,8 @@ func finishStep(step, phase, kind string, o StepOutcome) op {
 				return err
 			}
 			return s.appendEventTx(ctx, tx, boardEvent(b, kind, map[string]any{"step": step, "journal_id": open.ID,
-				"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail}))
+				"duration_ns": int64(d), "tpm_time_ns": int64(o.TPMTime), "detail": o.Detail,
+				"started_at": started, "finished_at": finished}))
 		}}
 }
 
@@ -331,7 +335,11 @@ func opEK(ekCert, ekPublic []byte) op {
 			}
 			b.EKPublic = ekPublic
 			certSum := sha256.Sum256(ekCert)
-			p := map[string]any{"ek_pub_sha256": b.EKPubSHA256.String, "ek_cert_len": len(ekCert)}
+			// ek_public_sha256 hashes the stored bytes themselves, whatever EKPubHash is defined over, so the
+			// replay can check the ek_public column.
+			pubSum := sha256.Sum256(ekPublic)
+			p := map[string]any{"ek_pub_sha256": b.EKPubSHA256.String, "ek_cert_len": len(ekCert),
+				"ek_public_sha256": hex.EncodeToString(pubSum[:])}
 			if len(ekCert) > 0 {
 				p["ek_cert_sha256"] = hex.EncodeToString(certSum[:])
 			}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tpmline/tpmline/reports/signed"
@@ -38,9 +39,16 @@ func WriteCSV(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, op
 		}
 		return cw.Write(rec[:len(cells)])
 	}
-	write(reportHeaderColumns...)
-	write(ReportFormat, info.ID, info.Product, info.WorkOrder, generatedAt(&info, &opts).Format(time.RFC3339),
-		strconv.FormatInt(audit.EventCount, 10), audit.ChainHead)
+	head := []string{ReportFormat, info.ID, info.Product, info.WorkOrder, generatedAt(&info, &opts).Format(time.RFC3339),
+		strconv.FormatInt(audit.EventCount, 10), audit.ChainHead}
+	if audit.Unverified {
+		// Two more cells in the first two rows only, so a verified report's layout is unchanged.
+		write(append(append([]string{}, reportHeaderColumns...), "state", "divergences")...)
+		write(append(head, "UNVERIFIED", strings.Join(audit.Divergences, " | "))...)
+	} else {
+		write(reportHeaderColumns...)
+		write(head...)
+	}
 	write(reportColumns...)
 	m := newSummer()
 	err := rows(func(r BoardRow) error {
@@ -89,6 +97,9 @@ type auditJSON struct {
 	EventCount    int64  `json:"event_count"`
 	ChainHead     string `json:"chain_head"`
 	ChainVerified bool   `json:"chain_verified"`
+	// Absent from a verified report, so its bytes are those of format 1 before this field existed.
+	Unverified  bool     `json:"unverified,omitempty"`
+	Divergences []string `json:"divergences,omitempty"`
 }
 
 type reasonJSON struct {

@@ -53,6 +53,7 @@ type pdfDoc struct {
 	replaced int // characters the core fonts cannot show, printed as '?'
 	inTable  bool
 	info     *BatchInfo
+	audit    *AuditInfo // for the UNVERIFIED line in every footer
 	gen      time.Time
 	// finishedLayout is "15:04:05" when every board finished on one day, else "01-02 15:04".
 	finishedLayout string
@@ -75,7 +76,7 @@ func WritePDF(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, op
 	}
 	sum := first.finish()
 
-	d := &pdfDoc{info: &info, gen: generatedAt(&info, &opts), finishedLayout: "15:04:05"}
+	d := &pdfDoc{info: &info, audit: &audit, gen: generatedAt(&info, &opts), finishedLayout: "15:04:05"}
 	if first := sum.FirstStarted; !first.IsZero() && sum.LastFinished.Truncate(24*time.Hour) != first.Truncate(24*time.Hour) {
 		d.finishedLayout = "01-02 15:04"
 	}
@@ -207,6 +208,13 @@ func (d *pdfDoc) footer() {
 	d.color(colMuted)
 	f.CellFormat(contentW*0.75, 4, d.fit("Signed by the station: check with  station report verify FILE --sig FILE.sig", contentW*0.75), "", 0, "L", false, 0, "")
 	f.CellFormat(contentW*0.25, 4, fmt.Sprintf("Page %d of {nb}", f.PageNo()), "", 0, "R", false, 0, "")
+	if d.audit != nil && d.audit.Unverified {
+		f.SetXY(marginX, pageH-7)
+		d.font("B", 7)
+		d.color(colFail)
+		f.CellFormat(contentW, 4, d.fit(fmt.Sprintf("UNVERIFIED: the inventory disagreed with its audit chain in %d place(s) when this report was made (see the audit page)",
+			len(d.audit.Divergences)), contentW), "", 0, "L", false, 0, "")
+	}
 	d.color(colText)
 }
 
@@ -296,6 +304,9 @@ func (d *pdfDoc) cover(s *Summary, a *AuditInfo) {
 	verified := "verified intact by the station"
 	if !a.ChainVerified {
 		verified = "NOT verified when this report was made"
+	}
+	if a.Unverified {
+		verified = "UNVERIFIED: the inventory disagrees with its audit chain"
 	}
 	d.kv(48, [][2]string{
 		{"Batch", d.info.ID},
@@ -722,6 +733,15 @@ func (d *pdfDoc) auditPage(a *AuditInfo) {
 	}
 	f.MultiCell(contentW, 5, head, "", "L", false)
 	f.Ln(4)
+	if a.Unverified {
+		d.subheading("UNVERIFIED: the inventory disagrees with its audit chain")
+		d.text(9, colFail, "This report was written on request although these tables differ from the state the audit chain implies; the figures above may show the edited values.")
+		f.SetFont("Courier", "", 8)
+		for _, l := range a.Divergences {
+			f.MultiCell(contentW, 4, d.t(l), "", "L", false)
+		}
+		f.Ln(4)
+	}
 	d.subheading("How to verify this report")
 	d.text(9, colText, "Every step of every board is an event in an append-only log in which each event carries the hash of the one before; the chain head above is the hash of the last event when this report was made. The report files (PDF, CSV, JSON) each come with a detached signature FILE.sig made with the station's key.")
 	f.Ln(2)

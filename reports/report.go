@@ -81,6 +81,11 @@ type AuditInfo struct {
 	EventCount    int64
 	ChainHead     string // lowercase hex hash of the last event of the hash chain
 	ChainVerified bool   // the station walked the chain and it was intact
+	// Unverified marks a report written although the inventory's tables disagree with the state its
+	// audit chain implies (station report batch --unverified); Divergences names each difference, one
+	// line each. Every page of the PDF, the CSV's first row and the JSON say so.
+	Unverified  bool
+	Divergences []string
 }
 
 // Options are the rendering choices. The zero value is fine.
@@ -478,12 +483,27 @@ func checkBatch(b *BatchInfo) error {
 	return nil
 }
 
+// maxDivergences bounds the divergences a report lists; the station lists the first ones and says how
+// many more there were.
+const maxDivergences = 100
+
 func checkAudit(a *AuditInfo) error {
 	if a.EventCount < 0 {
 		return errors.New("report: audit event count is negative")
 	}
 	if len(a.ChainHead) > 128 || !signed.IsLowerHex(a.ChainHead) {
 		return errors.New("report: audit chain head is not lowercase hex of at most 128 digits")
+	}
+	if a.Unverified != (len(a.Divergences) > 0) {
+		return errors.New("report: an unverified report names its divergences, and only an unverified one")
+	}
+	if len(a.Divergences) > maxDivergences {
+		return fmt.Errorf("report: %d divergences, over the bound of %d", len(a.Divergences), maxDivergences)
+	}
+	for _, d := range a.Divergences {
+		if len(d) > 1024 || !utf8.ValidString(d) || strings.ContainsAny(d, "\r\n") {
+			return errors.New("report: a divergence line is not one line of UTF-8 of at most 1024 bytes")
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -336,7 +337,7 @@ func TestReadReportJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Audit != c.audit || rep.Batch.ID != c.info.ID || len(rep.Boards) != len(c.rows) || rep.Summary.Boards != len(c.rows) {
+			if !reflect.DeepEqual(rep.Audit, c.audit) || rep.Batch.ID != c.info.ID || len(rep.Boards) != len(c.rows) || rep.Summary.Boards != len(c.rows) {
 				t.Fatalf("read back %+v", rep)
 			}
 			if len(c.rows) > 0 && (rep.Boards[0].Serial != c.rows[0].Serial || !rep.Boards[0].Finished.Equal(c.rows[0].Finished.Truncate(time.Millisecond))) {

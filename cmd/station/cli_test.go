@@ -418,17 +418,50 @@ func TestCLIQA(t *testing.T) {
 	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 before the inventory check") {
 		t.Fatalf("PDF text: %v\n%s", err, out)
 	}
+	// The ek-list push had the CA witness the chain head; a cut, an old file or a recomputed chain shows.
+	witnessCases(t, st, dbPath, dir)
 	// A changed byte in the report: the signature fails.
 	b, _ := os.ReadFile(csvf)
 	_ = os.WriteFile(csvf, bytes.Replace(b, []byte("QA-3"), []byte("QA-8"), 1), 0o644)
 	if r := st("report", "verify", csvf); r.code != 1 || !strings.Contains(r.stderr, "INVALID") {
 		t.Fatalf("tampered CSV verified: %d %s", r.code, r.stderr)
 	}
-	// An edited audit row in the database: audit verify names the link, the JSON report no longer matches.
+	// The issue 12 scenario: one UPDATE on a passed board's row behind the station's back. audit verify
+	// names it, the report refuses (or, asked to, says UNVERIFIED), and report verify --db does not match.
 	db, err := sql.Open("sqlite", dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tamper := func(q string) {
+		t.Helper()
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tamper(`UPDATE boards SET serial = 'QA-2X' WHERE serial = 'QA-2'`)
+	if r := st("audit", "verify"); r.code != 1 || !strings.Contains(r.stdout, `boards QA-2X row: chained (no event), stored "present"`) ||
+		!strings.Contains(r.stdout, `boards QA-2 row: chained "present", stored (no row)`) || !strings.Contains(r.stderr, "DIVERGES") {
+		t.Fatalf("edited serial: audit verify %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	rep2 := filepath.Join(dir, "r2.json")
+	if r := st("report", "batch", "--batch", "QA1", "--json", rep2); r.code != 1 || !strings.Contains(r.stderr, "REFUSED") {
+		t.Fatalf("report of a tampered batch: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := st("report", "batch", "--batch", "QA1", "--json", rep2, "--unverified"); r.code != 0 || !strings.Contains(r.stderr, "UNVERIFIED") {
+		t.Fatalf("report --unverified: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if b, _ := os.ReadFile(rep2); !bytes.Contains(b, []byte(`"unverified": true`)) || !bytes.Contains(b, []byte("boards QA-2X row")) {
+		t.Fatalf("unverified JSON report:\n%s", b)
+	}
+	if r := st("report", "verify", jsonf); r.code != 1 || !strings.Contains(r.stderr, "NOT compared") || !strings.Contains(r.stderr, "boards QA-2X") {
+		t.Fatalf("report verify --db after an edited serial: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	tamper(`UPDATE boards SET serial = 'QA-2' WHERE serial = 'QA-2X'`)
+	if r := st("audit", "verify"); r.code != 0 {
+		t.Fatalf("serial put back: audit verify %d %s %s", r.code, r.stdout, r.stderr)
+	}
+
+	// An edited audit row in the database: audit verify names the link, the JSON report no longer matches.
 	if _, err := db.Exec(`UPDATE events SET payload = '{"edited":true}' WHERE seq = 5`); err != nil {
 		t.Fatal(err)
 	}

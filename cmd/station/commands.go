@@ -19,7 +19,9 @@ import (
 	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/reports/signed"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/qa"
 )
 
 func withInventory(ctx context.Context, g *globals, fn func(s *station.Settings, inv *inventory.Store) error) error {
@@ -381,14 +383,86 @@ func cmdAuditVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 		return err
 	}
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
-		st, err := inv.VerifyChain(ctx, *batch)
-		if err != nil {
-			fmt.Fprintf(g.stderr, "audit chain BROKEN: %v\n", err)
+		var v *qa.Verification
+		var err error
+		if s.CAURL == "" {
+			v, err = qa.VerifyBatch(ctx, inv, *batch)
+		} else {
+			// With a CA configured, the chain is also checked against the heads it witnessed.
+			client, cerr := caClient(s)
+			if cerr != nil {
+				return cerr
+			}
+			v, err = qa.VerifyWitnessed(ctx, inv, client, *batch)
+		}
+		var pe *qa.PushError
+		if errors.As(err, &pe) {
+			fmt.Fprintf(g.stderr, "audit verify: the CA's witness did not answer: %v; check the CA link, or verify without --ca\n", pe.Err)
 			return errFailed
 		}
-		fmt.Fprintf(g.stdout, "audit chain OK: %d events, head %s\n", st.Count, st.Head)
+		if err != nil {
+			return err
+		}
+		if v.ChainErr != nil {
+			fmt.Fprintf(g.stderr, "audit chain BROKEN: %v\n", v.ChainErr)
+			return errFailed
+		}
+		for _, l := range v.Lines() {
+			fmt.Fprintln(g.stdout, l)
+		}
+		if len(v.Divergences) > 0 {
+			fmt.Fprintf(g.stderr, "inventory DIVERGES from its audit chain: %d difference(s) listed above\n", len(v.Divergences))
+		}
+		if len(v.WitnessFindings) > 0 {
+			fmt.Fprintf(g.stderr, "audit chain does NOT hold what the CA witnessed: %d finding(s) listed above\n", len(v.WitnessFindings))
+		}
+		if !v.OK() {
+			return errFailed
+		}
+		fmt.Fprintf(g.stdout, "audit chain OK: %d events, head %s; every table agrees with it\n", v.Chain.Count, v.Chain.Head)
+		if s.CAURL != "" {
+			fmt.Fprintf(g.stdout, "witness OK: the chain holds the %d head(s) the CA witnessed\n", v.WitnessChecked)
+		}
 		return nil
 	})
+}
+
+func cmdAuditWitness(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
+	if len(args) != 0 {
+		return usagef("audit witness takes no arguments")
+	}
+	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		client, err := caClient(s)
+		if err != nil {
+			return err
+		}
+		sg, err := signer(s)
+		if err != nil {
+			return err
+		}
+		return pushCheckpoint(ctx, g, inv, client, s.StationID, sg)
+	})
+}
+
+// pushCheckpoint has the CA witness the chain head and says so in one line.
+func pushCheckpoint(ctx context.Context, g *globals, inv *inventory.Store, w qa.Witness, stationID string, sg signed.Signer) error {
+	cp, err := qa.PushCheckpoint(ctx, inv, w, stationID, sg)
+	var pe *qa.PushError
+	switch {
+	case errors.As(err, &pe):
+		fmt.Fprintf(g.stderr, "audit checkpoint not witnessed: %v; check the CA link and run 'station audit witness'\n", pe.Err)
+		return errFailed
+	case errors.Is(err, qa.ErrWitnessMismatch), errors.Is(err, records.ErrChainBroken):
+		fmt.Fprintf(g.stderr, "audit checkpoint REFUSED: %v; run 'station audit verify'\n", err)
+		return errFailed
+	case err != nil:
+		return err
+	case cp == nil:
+		fmt.Fprintln(g.stdout, "audit chain empty: nothing to witness")
+	default:
+		fmt.Fprintf(g.stdout, "audit checkpoint witnessed by the CA: seq %d, head %s\n", cp.Seq, cp.Hash)
+	}
+	return nil
 }
 
 // reconcile resumes or closes the boards this station left in progress (see station.ReconcileReport) and

@@ -106,7 +106,12 @@ func cmdEKListPush(ctx context.Context, g *globals, fs *flag.FlagSet, args []str
 			return err
 		}
 		fmt.Fprintf(g.stdout, "EK list of batch %s pushed: %d entries, %d new at the CA\n", *batch, res.Received, res.Added)
-		return nil
+		// Every push to the CA also has it witness the audit chain head.
+		sg, err := signer(s)
+		if err != nil {
+			return err
+		}
+		return pushCheckpoint(ctx, g, inv, client, s.StationID, sg)
 	})
 }
 
@@ -115,6 +120,7 @@ func cmdReportBatch(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 	pdf := fs.String("pdf", "", "PDF `FILE`")
 	csvOut := fs.String("csv", "", "CSV `FILE`")
 	jsonOut := fs.String("json", "", "JSON `FILE`")
+	unverified := fs.Bool("unverified", false, "write the report even if the inventory disagrees with its audit chain, marked UNVERIFIED with the differences")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -126,10 +132,14 @@ func cmdReportBatch(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 		if err != nil {
 			return err
 		}
-		audit, err := qa.WriteBatchReports(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut)
+		audit, err := qa.WriteBatchReportsWith(ctx, inv, *id, sg, *pdf, *csvOut, *jsonOut, qa.ReportOptions{AllowUnverified: *unverified})
 		if err != nil {
 			if errors.Is(err, records.ErrBatchNotFound) {
 				return refusef("%v", err)
+			}
+			if errors.Is(err, records.ErrStateDiverged) || errors.Is(err, records.ErrChainBroken) {
+				fmt.Fprintf(g.stderr, "report REFUSED: %v\n", err)
+				return errFailed
 			}
 			return err
 		}
@@ -138,8 +148,9 @@ func cmdReportBatch(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 				fmt.Fprintf(g.stdout, "%s (signature %s.sig)\n", p, p)
 			}
 		}
-		if !audit.ChainVerified {
-			fmt.Fprintf(g.stderr, "warning: the audit chain of batch %s does not verify; run 'station audit verify --batch %s'\n", *id, *id)
+		if audit.Unverified {
+			fmt.Fprintf(g.stderr, "warning: report written UNVERIFIED: the inventory disagrees with its audit chain in %d place(s); run 'station audit verify --batch %s'\n",
+				len(audit.Divergences), *id)
 		}
 		return nil
 	})
@@ -214,6 +225,14 @@ func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 			return err
 		}
 		audit := m.Audit
+		if v := m.Verification; v != nil && v.ChainErr == nil && !v.OK() {
+			for _, l := range v.Lines() {
+				fmt.Fprintln(g.stderr, l)
+			}
+			fmt.Fprintf(g.stderr, "%s: NOT compared: the inventory disagrees with its audit chain for batch %s (%d difference(s) above)\n",
+				path, rep.Batch.ID, len(v.Divergences))
+			return errFailed
+		}
 		if !audit.ChainVerified {
 			fmt.Fprintf(g.stderr, "%s: the inventory's audit chain is broken; run 'station audit verify --batch %s'\n", path, rep.Batch.ID)
 			return errFailed

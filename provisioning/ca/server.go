@@ -32,7 +32,7 @@ func StatusOf(code provisioning.ErrorCode) int {
 		return http.StatusUnauthorized
 	case provisioning.CodeEKNotListed, provisioning.CodeActivationFailed:
 		return http.StatusForbidden
-	case provisioning.CodeEKSerialConflict:
+	case provisioning.CodeEKSerialConflict, provisioning.CodeWitnessConflict:
 		return http.StatusConflict
 	case provisioning.CodeChallengeUnknown:
 		return http.StatusNotFound
@@ -41,7 +41,8 @@ func StatusOf(code provisioning.ErrorCode) int {
 	case provisioning.CodeEKCertInvalid, provisioning.CodeEKUntrusted, provisioning.CodeEKNotEK,
 		provisioning.CodeEKMismatch, provisioning.CodeIAKAttributes, provisioning.CodeIAKAlgorithm,
 		provisioning.CodeIDevIDAttributes, provisioning.CodeAttestInvalid, provisioning.CodeAttestNonce,
-		provisioning.CodeAttestName, provisioning.CodeAttestSignature, provisioning.CodeEKListInvalid:
+		provisioning.CodeAttestName, provisioning.CodeAttestSignature, provisioning.CodeEKListInvalid,
+		provisioning.CodeCheckpointInvalid:
 		return http.StatusUnprocessableEntity
 	default:
 		return http.StatusInternalServerError
@@ -105,6 +106,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = provisioning.MaxRequestBytes
 	case provisioning.PathEKLists:
 		limit = MaxEKListRequestBytes
+	case provisioning.PathWitness:
+		limit = provisioning.MaxWitnessRequestBytes
 	default:
 		status, code = http.StatusNotFound, provisioning.CodeBadRequest
 		writeError(w, status, provisioning.Errorf(provisioning.CodeBadRequest, "no endpoint %s", printable(r.URL.Path)))
@@ -162,6 +165,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		note.serial = "batch:" + printable(up.Batch)
 		res, err := s.Verifier.ImportEKList(ctx, station, &up)
+		if err != nil {
+			fail(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	case provisioning.PathWitness:
+		var req provisioning.WitnessRequest
+		if err := decodeJSON(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		res, err := s.Verifier.Witness(ctx, station, r.TLS, &req)
 		if err != nil {
 			fail(err)
 			return

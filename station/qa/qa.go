@@ -35,6 +35,7 @@ type Store interface {
 	ListBoards(ctx context.Context, batch string, fn func(*records.Board) error) error
 	ListCertificates(ctx context.Context, serial string) ([]records.Certificate, error)
 	VerifyChain(ctx context.Context, batch string) (records.ChainStatus, error)
+	VerifyState(ctx context.Context, batch string) (records.ChainStatus, []records.Divergence, error)
 	RecordEKListExport(ctx context.Context, e records.EKListExport) (*records.EKListExport, error)
 	MarkEKListPushed(ctx context.Context, id int64) (*records.EKListExport, error)
 }
@@ -45,12 +46,26 @@ type EKListPusher interface {
 }
 
 // BatchReport maps the inventory onto the report's input: the batch, a source of its board rows (read
-// from the inventory each time it is walked) and the audit chain's state. A broken chain is no error: the
-// report says so (AuditInfo.ChainVerified false).
+// from the inventory each time it is walked) and the audit chain's state. It verifies the batch first
+// (VerifyBatch) and refuses with a *records.StateError when the tables disagree with the chain or the
+// chain is broken; BatchReportWith can write such a report marked unverified instead.
 func BatchReport(ctx context.Context, st Store, id string) (reports.BatchInfo, reports.BoardSource, reports.AuditInfo, error) {
+	return BatchReportWith(ctx, st, id, ReportOptions{})
+}
+
+// BatchReportWith is BatchReport with options.
+func BatchReportWith(ctx context.Context, st Store, id string, o ReportOptions) (reports.BatchInfo, reports.BoardSource, reports.AuditInfo, error) {
 	b, err := st.GetBatch(ctx, id)
 	if err != nil {
 		return reports.BatchInfo{}, nil, reports.AuditInfo{}, err
+	}
+	v, err := VerifyBatch(ctx, st, id)
+	if err != nil {
+		return reports.BatchInfo{}, nil, reports.AuditInfo{}, err
+	}
+	if !v.OK() && !o.AllowUnverified {
+		return reports.BatchInfo{}, nil, reports.AuditInfo{}, fmt.Errorf("batch %s: %w; run 'station audit verify --batch %s' (or write it marked unverified)",
+			id, v.Err(), id)
 	}
 	info := reports.BatchInfo{ID: b.ID, Product: b.Product, WorkOrder: b.WorkOrder, Opened: b.OpenedAt, Closed: b.ClosedAt, Quantity: b.Quantity,
 		Stations: []string{b.Station}, Operators: []string{b.Operator}}
@@ -72,11 +87,7 @@ func BatchReport(ctx context.Context, st Store, id string) (reports.BatchInfo, r
 		return info, nil, reports.AuditInfo{}, err
 	}
 	slices.Sort(info.Stations)
-	chain, err := st.VerifyChain(ctx, id)
-	audit := reports.AuditInfo{EventCount: chain.Count, ChainHead: chain.Head, ChainVerified: err == nil}
-	if err != nil && !errors.Is(err, records.ErrChainBroken) {
-		return info, nil, audit, err
-	}
+	audit := v.auditInfo()
 	rows := func(yield func(reports.BoardRow) error) error {
 		return st.ListBoards(ctx, id, func(bd *records.Board) error {
 			row := reports.BoardRow{Serial: bd.Serial, TPMVendor: bd.TPMManufacturer, TPMFirmware: bd.TPMFirmware,
@@ -120,8 +131,14 @@ func BatchReport(ctx context.Context, st Store, id string) (reports.BatchInfo, r
 }
 
 // WriteBatchReports renders a batch's report to each non-empty path (PDF, CSV, JSON), each signed by sg.
+// It refuses a batch that does not verify (see BatchReport).
 func WriteBatchReports(ctx context.Context, st Store, id string, sg signed.Signer, pdf, csvOut, jsonOut string) (reports.AuditInfo, error) {
-	info, rows, audit, err := BatchReport(ctx, st, id)
+	return WriteBatchReportsWith(ctx, st, id, sg, pdf, csvOut, jsonOut, ReportOptions{})
+}
+
+// WriteBatchReportsWith is WriteBatchReports with options.
+func WriteBatchReportsWith(ctx context.Context, st Store, id string, sg signed.Signer, pdf, csvOut, jsonOut string, o ReportOptions) (reports.AuditInfo, error) {
+	info, rows, audit, err := BatchReportWith(ctx, st, id, o)
 	if err != nil {
 		return audit, err
 	}
@@ -147,14 +164,27 @@ func WriteBatchReports(ctx context.Context, st Store, id string, sg signed.Signe
 type ReportMatch struct {
 	// Audit is the inventory's audit state for the report's batch now.
 	Audit reports.AuditInfo
-	// Match is true when the report is byte for byte what the inventory gives for its batch today.
+	// Verification is the replay of the inventory's chain against its tables; when it is not OK the
+	// report was not compared (Match false).
+	Verification *Verification
+	// Match is true when the report is byte for byte what the inventory's verified state gives for its
+	// batch today.
 	Match bool
 }
 
-// CompareReportJSON checks a JSON batch report (content, read as rep) against the inventory: it renders
-// the report's batch again from the inventory, at the report's generation time, and compares the bytes,
-// so an edited row, a removed event or a changed chain head shows.
+// CompareReportJSON checks a JSON batch report (content, read as rep) against the state the inventory's
+// audit chain implies: it replays the chain and compares it with the tables (VerifyBatch), and only when
+// they agree renders the report's batch again, at the report's generation time, and compares the bytes.
+// The rows are then read from tables proven equal, field by field, to the replayed state, so an edited
+// row, a removed event or a changed chain head shows either as a divergence or as different bytes.
 func CompareReportJSON(ctx context.Context, st Store, rep *reports.Report, content []byte) (*ReportMatch, error) {
+	v, err := VerifyBatch(ctx, st, rep.Batch.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !v.OK() {
+		return &ReportMatch{Audit: v.auditInfo(), Verification: v}, nil
+	}
 	info, rows, audit, err := BatchReport(ctx, st, rep.Batch.ID)
 	if err != nil {
 		return nil, err
@@ -163,13 +193,21 @@ func CompareReportJSON(ctx context.Context, st Store, rep *reports.Report, conte
 	if err := reports.WriteJSON(&want, info, rows, audit, reports.Options{GeneratedAt: rep.GeneratedAt}); err != nil {
 		return nil, err
 	}
-	return &ReportMatch{Audit: audit, Match: bytes.Equal(want.Bytes(), content)}, nil
+	return &ReportMatch{Audit: audit, Verification: v, Match: bytes.Equal(want.Bytes(), content)}, nil
 }
 
-// EKListEntries collects a batch's provisioned boards as EK list entries.
+// EKListEntries collects a batch's provisioned boards as EK list entries. It refuses a batch whose
+// tables disagree with its audit chain (VerifyBatch): a list the CA trusts must not carry an edited EK.
 func EKListEntries(ctx context.Context, st Store, batch string) ([]signed.EKListEntry, error) {
+	v, err := VerifyBatch(ctx, st, batch)
+	if err != nil {
+		return nil, err
+	}
+	if !v.OK() {
+		return nil, fmt.Errorf("batch %s: %w; run 'station audit verify --batch %s'", batch, v.Err(), batch)
+	}
 	var out []signed.EKListEntry
-	err := st.ListBoards(ctx, batch, func(b *records.Board) error {
+	err = st.ListBoards(ctx, batch, func(b *records.Board) error {
 		if b.State != records.StateProvisioned {
 			return nil
 		}
