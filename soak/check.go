@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/tpmline/tpmline/internal/sqldb"
+	"github.com/tpmline/tpmline/provisioning/ca"
+	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/records"
 )
 
@@ -177,10 +179,24 @@ func (l *line) checkProvisioned(br *boardResult, bd *records.Board, latest map[r
 			l.violate("board %s: its %s certificate %s is not among the CA's", br.serial, k.kind, certKey(inv.DER))
 		case !bytes.Equal(c.DER, inv.DER) || c.Board != br.serial || c.Kind != string(k.kind):
 			l.violate("board %s: the CA's record of its %s certificate differs from the inventory's", br.serial, k.kind)
-		case hex.EncodeToString(c.EK) != bd.EKPubSHA256:
-			l.violate("board %s: the CA issued its %s certificate to EK %x, the inventory records EK %s", br.serial, k.kind, c.EK, bd.EKPubSHA256)
+		case !bytes.Equal(c.EK, caEKHash(bd.EKCert)):
+			l.violate("board %s: the CA issued its %s certificate to EK %x, not the EK whose certificate the inventory records", br.serial, k.kind, c.EK)
 		}
 	}
+}
+
+// caEKHash is the CA's EK identity (ca.EKPublicSHA256: SHA-256 of the certificate key's SubjectPublicKeyInfo)
+// of the EK certificate the inventory recorded; the inventory's own EK hash is over the TPM's public area.
+func caEKHash(ekCert []byte) []byte {
+	c, err := ekcert.Parse(ekCert)
+	if err != nil {
+		return nil
+	}
+	h, err := ca.EKPublicSHA256(c.X509.PublicKey)
+	if err != nil {
+		return nil
+	}
+	return h
 }
 
 func keys(m map[string]bool) string {

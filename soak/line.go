@@ -176,7 +176,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	next := make(chan *boardResult)
 	go func() {
 		defer close(next)
-		for _, b := range l.boards {
+		for i, b := range l.boards {
+			if i == len(l.boards)-cfg.Slots {
+				// The last boards wait for the faults still to come, so that every fault lands on a running
+				// line rather than after it.
+				select {
+				case <-faultsDone:
+				case <-lineCtx.Done():
+					return
+				}
+			}
 			select {
 			case next <- b:
 			case <-lineCtx.Done():
@@ -389,11 +398,11 @@ type fault struct {
 	kind FaultKind
 }
 
-// injectFaults fires the configured faults at board counts drawn from the seed over the first 90% of
-// the run, each after a further random delay so it lands inside some board's flow.
+// injectFaults fires the configured faults at board counts drawn from the seed over the first 70% of
+// the run (faults queue behind each other: a restart takes a moment), each after a further random delay so it lands inside some board's flow.
 func (l *line) injectFaults(ctx context.Context) {
 	var plan []fault
-	span := max(l.cfg.Boards*9/10, 1)
+	span := max(l.cfg.Boards*7/10, 1)
 	for _, k := range FaultKinds {
 		for range l.cfg.Faults[k] {
 			plan = append(plan, fault{at: int64(l.rng.IntN(span)), kind: k})
@@ -420,9 +429,15 @@ func (l *line) injectFaults(ctx context.Context) {
 }
 
 func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
-	l.mu.Lock()
-	l.res.Faults[kind]++
-	l.mu.Unlock()
+	injected := true
+	defer func() {
+		if injected {
+			l.mu.Lock()
+			l.res.Faults[kind]++
+			l.mu.Unlock()
+			l.logf("soak: %s injected (%d boards done)", kind, l.done.Load())
+		}
+	}()
 	switch kind {
 	case FaultStation:
 		l.killStation(ctx)
@@ -445,8 +460,9 @@ func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 		l.res.PGRestarts++
 		l.mu.Unlock()
 	case FaultRelayDrop:
-		// Cut a slot whose station is mid-flow; wait a little for one when none is.
-		for range 50 {
+		// Cut a slot whose station is mid-flow; wait for one when none is.
+		injected = false
+		for range 3000 {
 			l.mu.Lock()
 			var slots []int
 			for _, s := range l.running {
@@ -463,13 +479,14 @@ func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 					l.mu.Lock()
 					l.res.RelayConnsCut += n
 					l.mu.Unlock()
+					injected = true
 					return
 				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		l.logf("soak: relay-drop: no station was connected to a board for 30 s; not injected")
 	}
-	l.logf("soak: %s injected (%d boards done)", kind, l.done.Load())
 }
 
 // killStation is a station crash: every station process is SIGKILLed at once; then, with none running,

@@ -120,10 +120,10 @@ func (p *proc) exited() bool {
 // restarts this one, never the machine's shared server. PostgreSQL refuses to run as root, so as root the
 // cluster belongs to the postgres user and its programs run with that user's credentials.
 type PG struct {
-	bindir, dir string
-	Port        int
-	cred        *syscall.Credential
-	logPath     string
+	bindir, dir      string
+	Port             int
+	cred             *syscall.Credential
+	logPath, keepLog string
 
 	mu sync.Mutex
 	p  *proc
@@ -139,10 +139,13 @@ func StartPG(ctx context.Context, dir string, dbs ...string) (*PG, error) {
 	if err != nil {
 		return nil, err
 	}
-	pg := &PG{bindir: bindir, dir: filepath.Join(dir, "pg"), Port: port, logPath: filepath.Join(dir, "pg.log")}
-	if err := os.MkdirAll(pg.dir, 0o700); err != nil {
+	// Its own temporary folder, not one under dir: the postgres user must be able to reach it, and the
+	// folders a test gets are its runner's alone.
+	pgDir, err := os.MkdirTemp("", "tpmline-soak-pg-")
+	if err != nil {
 		return nil, err
 	}
+	pg := &PG{bindir: bindir, dir: pgDir, Port: port, logPath: filepath.Join(pgDir, "pg.log"), keepLog: filepath.Join(dir, "pg.log")}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -151,12 +154,6 @@ func StartPG(ctx context.Context, dir string, dbs ...string) (*PG, error) {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		pg.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		// The postgres user must reach the folder: the temporary folders above it are root's.
-		for d := pg.dir; d != filepath.Dir(dir); d = filepath.Dir(d) {
-			if err := os.Chmod(d, 0o755); err != nil {
-				return nil, err
-			}
-		}
 		if err := os.Chown(pg.dir, uid, gid); err != nil {
 			return nil, err
 		}
@@ -174,6 +171,7 @@ func StartPG(ctx context.Context, dir string, dbs ...string) (*PG, error) {
 		return nil, fmt.Errorf("initdb: %w: %s", err, bytes.TrimSpace(out))
 	}
 	if err := pg.Start(ctx); err != nil {
+		os.RemoveAll(pg.dir)
 		return nil, err
 	}
 	for _, db := range dbs {
@@ -268,19 +266,23 @@ func (pg *PG) Kill() {
 	pg.p.kill()
 }
 
-// Stop ends the cluster (fast shutdown via SIGINT) and leaves its files for the caller to remove.
+// Stop ends the cluster (fast shutdown via SIGINT), copies its log beside the run's other logs and
+// removes its files.
 func (pg *PG) Stop() {
 	pg.mu.Lock()
 	defer pg.mu.Unlock()
-	if pg.p == nil {
-		return
+	if pg.p != nil {
+		_ = pg.p.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-pg.p.done:
+		case <-time.After(10 * time.Second):
+			pg.p.kill()
+		}
 	}
-	_ = pg.p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-pg.p.done:
-	case <-time.After(10 * time.Second):
-		pg.p.kill()
+	if log, err := os.ReadFile(pg.logPath); err == nil {
+		_ = os.WriteFile(pg.keepLog, log, 0o644)
 	}
+	os.RemoveAll(pg.dir)
 }
 
 // CA is one `upstream-ca serve` process on a fixed port with its state in PostgreSQL, and the station

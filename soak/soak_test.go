@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,9 +35,9 @@ func TestShortSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out testWriter
-	out.t = t
+	var out strings.Builder
 	res.Print(&out)
+	t.Log("\n" + out.String())
 	for _, k := range FaultKinds {
 		if res.Faults[k] != 6 {
 			t.Errorf("%s: %d faults injected, want 6", k, res.Faults[k])
@@ -51,11 +52,4 @@ func TestShortSoak(t *testing.T) {
 	if len(res.Violations) > 0 {
 		t.Errorf("%d invariant violations (seed %d)", len(res.Violations), seed)
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }
