@@ -61,6 +61,9 @@ type Result struct {
 	Provisioned    int
 	Failed         int            // failed or stopped, each with a reason
 	FailedReasons  map[string]int // reason code -> boards
+	// SeenReasons counts the reasons the inventory recorded for failed station runs that a retry or
+	// resume then took up: what the faults looked like to the line.
+	SeenReasons map[string]int
 	Faults         map[FaultKind]int
 	RelayConnsCut  int
 	CARestarts     int
@@ -131,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	start := time.Now()
 	l := &line{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x50a4)), running: map[*proc]int{}, inSlot: map[int]*board{},
-		res: &Result{Seed: cfg.Seed, Boards: cfg.Boards, Slots: cfg.Slots, FailedReasons: map[string]int{}, Faults: map[FaultKind]int{}}}
+		res: &Result{Seed: cfg.Seed, Boards: cfg.Boards, Slots: cfg.Slots, FailedReasons: map[string]int{}, SeenReasons: map[string]int{}, Faults: map[FaultKind]int{}}}
 	l.vendorDir = filepath.Join(cfg.Dir, "vendor")
 	vendor, err := fixtures.LoadOrCreateManufacturer(l.vendorDir)
 	if err != nil {
@@ -341,6 +344,9 @@ func (l *line) runBoard(ctx context.Context, slot int, br *boardResult) {
 		}
 		if bd.State == records.StateFailed && br.reason != "" {
 			br.interrupted = true // a fault made it fail (no board in the soak fails on its own)
+			l.mu.Lock()
+			l.res.SeenReasons[br.reason]++
+			l.mu.Unlock()
 		}
 	}
 	if br.state == records.StateProvisioned {
