@@ -56,14 +56,14 @@ type Config struct {
 
 // Result is what a run counted.
 type Result struct {
-	Seed           int64
-	Boards, Slots  int
-	Provisioned    int
-	Failed         int            // failed or stopped, each with a reason
-	FailedReasons  map[string]int // reason code -> boards
+	Seed          int64
+	Boards, Slots int
+	Provisioned   int
+	Failed        int            // failed or stopped, each with a reason
+	FailedReasons map[string]int // reason code -> boards
 	// SeenReasons counts the reasons the inventory recorded for failed station runs that a retry or
 	// resume then took up: what the faults looked like to the line.
-	SeenReasons map[string]int
+	SeenReasons    map[string]int
 	Faults         map[FaultKind]int
 	RelayConnsCut  int
 	CARestarts     int
