@@ -52,6 +52,10 @@ type Config struct {
 	// Race adds the two-CA race (RaceConfig defaults) after the line.
 	Race bool
 	Log  func(format string, args ...any)
+
+	// tamper, in this package's tests, changes what the run left just before the invariants are checked,
+	// to show that the check catches it.
+	tamper func(ctx context.Context, l *line) error
 }
 
 // Result is what a run counted.
@@ -226,6 +230,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	l.res.AuditOK = code == 0
 	if !l.res.AuditOK {
 		l.violate("station audit verify: exit %d: %s", code, lastLine(out))
+	}
+	if cfg.tamper != nil {
+		if err := cfg.tamper(ctx, l); err != nil {
+			return nil, err
+		}
 	}
 	if err := l.check(ctx); err != nil {
 		return nil, err
