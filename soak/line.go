@@ -67,7 +67,10 @@ type Result struct {
 	FailedReasons map[string]int // reason code -> boards
 	// SeenReasons counts the reasons the inventory recorded for failed station runs that a retry or
 	// resume then took up: what the faults looked like to the line.
-	SeenReasons    map[string]int
+	SeenReasons map[string]int
+	// RunOutcomes counts station provision runs by how they ended: the process's exit ("exit 0", "exit 1",
+	// "killed") and the board's state in the inventory right after.
+	RunOutcomes    map[string]int
 	Faults         map[FaultKind]int
 	RelayConnsCut  int
 	CARestarts     int
@@ -138,7 +141,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	start := time.Now()
 	l := &line{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x50a4)), running: map[*proc]int{}, inSlot: map[int]*board{},
-		res: &Result{Seed: cfg.Seed, Boards: cfg.Boards, Slots: cfg.Slots, FailedReasons: map[string]int{}, SeenReasons: map[string]int{}, Faults: map[FaultKind]int{}}}
+		res: &Result{Seed: cfg.Seed, Boards: cfg.Boards, Slots: cfg.Slots, FailedReasons: map[string]int{}, SeenReasons: map[string]int{}, RunOutcomes: map[string]int{}, Faults: map[FaultKind]int{}}}
 	l.vendorDir = filepath.Join(cfg.Dir, "vendor")
 	vendor, err := fixtures.LoadOrCreateManufacturer(l.vendorDir)
 	if err != nil {
@@ -336,11 +339,18 @@ func (l *line) runBoard(ctx context.Context, slot int, br *boardResult) {
 			time.Sleep(time.Duration(200*br.attempts) * time.Millisecond)
 		}
 		br.attempts++
-		killed := l.provision(ctx, slot, b)
+		killed, exit := l.provision(ctx, slot, b)
 		if killed {
 			br.interrupted = true
 		}
 		bd, err := l.boardState(ctx, br.serial)
+		state := "not claimed"
+		if err == nil {
+			state = string(bd.State)
+		}
+		l.mu.Lock()
+		l.res.RunOutcomes[exit+", "+state]++
+		l.mu.Unlock()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -364,8 +374,8 @@ func (l *line) runBoard(ctx context.Context, slot int, br *boardResult) {
 }
 
 // provision runs `station provision` on the board once; killed says a fault (station kill, timeout)
-// ended the process.
-func (l *line) provision(ctx context.Context, slot int, b *board) (killed bool) {
+// ended the process, exit how it ended ("exit N" or "killed").
+func (l *line) provision(ctx context.Context, slot int, b *board) (killed bool, exit string) {
 	l.gate.RLock()
 	defer l.gate.RUnlock()
 	gen := l.killGen.Load()
@@ -379,7 +389,7 @@ func (l *line) provision(ctx context.Context, slot int, b *board) (killed bool) 
 	p, err := startProc(cmd)
 	if err != nil {
 		l.logf("soak: slot %d: starting station: %v", slot, err)
-		return false
+		return false, "not started"
 	}
 	l.mu.Lock()
 	l.running[p] = slot
@@ -391,9 +401,14 @@ func (l *line) provision(ctx context.Context, slot int, b *board) (killed bool) 
 	l.mu.Unlock()
 	if pctx.Err() == context.DeadlineExceeded {
 		l.violate("board %s: station provision hung past %v: %s", b.serial, provisionTimeout, lastLine(out.String()))
-		return true
+		return true, "hung"
 	}
-	return exitCode(p.err) < 0 || l.killGen.Load() != gen
+	code := exitCode(p.err)
+	exit = fmt.Sprintf("exit %d", code)
+	if code < 0 {
+		exit = "killed"
+	}
+	return code < 0 || l.killGen.Load() != gen, exit
 }
 
 // boardState reads the board from the inventory, waiting out a PostgreSQL restart.

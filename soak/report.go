@@ -22,6 +22,7 @@ func (r *Result) Print(w io.Writer) {
 		r.StationKilled, r.RelayConnsCut, r.CARestarts, r.PGRestarts)
 	fmt.Fprintf(w, "  recoveries: %d boards provisioned after a fault hit them; %d station runs in all, %d retries, %d reconciles resumed %d boards\n",
 		r.Recoveries, r.Attempts, r.Retried, r.Reconciles, r.Resumed)
+	fmt.Fprintf(w, "  station runs by exit and board state after: %s\n", countList(r.RunOutcomes))
 	fmt.Fprintf(w, "  failed station runs by recorded reason: %s\n", countList(r.SeenReasons))
 	fmt.Fprintf(w, "  CA certificates issued %d; audit chain verifies: %v\n", r.CACertificates, r.AuditOK)
 	if r.Race != nil {
