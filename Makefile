@@ -3,7 +3,7 @@ GO ?= go
 FUZZTIME ?= 3s
 export CGO_ENABLED = 1
 
-.PHONY: run test suite vet unit race fuzz clockcheck interop build bench
+.PHONY: run test suite vet unit race fuzz clockcheck interop build bench soak
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -62,3 +62,12 @@ bench: build
 	$(GO) test -count=1 -run '^$$' -bench SaltedSessions -benchtime 1x ./bench/
 	$(GO) test -count=1 -run '^$$' -bench VerifyState -benchtime 1x ./inventory/
 	./bin/tpmline-bench $(BENCHFLAGS)
+
+# The chaos soak of issue 14 (package soak, docs/reliability.md): 10,000 simulated boards on 8 slots through
+# the real station, upstream-ca and board-agent against a throw-away PostgreSQL, while seeded faults SIGKILL
+# and restart the station, the CA and PostgreSQL and cut relay connections; then the invariants, and the
+# two-CA race. Hours on 2 cores; the short version (soak.TestShortSoak) is part of make test.
+# Smaller or replayed runs: make soak SOAKFLAGS="-boards 1000 -faults 10 -seed N".
+SOAKFLAGS ?=
+soak:
+	$(GO) run ./cmd/tpmline-soak $(SOAKFLAGS)

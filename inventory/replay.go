@@ -491,7 +491,7 @@ func (s *Store) compareTable(ctx context.Context, t *table, chained map[string]*
 			var got string
 			switch t.enc[i] {
 			case asSHA256:
-				if b != nil && len(b) > 0 {
+				if len(b) > 0 {
 					sum := sha256.Sum256(b)
 					got = hex.EncodeToString(sum[:])
 				}
