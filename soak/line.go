@@ -103,18 +103,19 @@ type boardResult struct {
 }
 
 type line struct {
-	cfg       Config
-	rng       *rand.Rand
-	pg        *PG
-	ca        *CA
-	stationCA string          // the CA's station access CA, which the board-agents trust
-	client    tls.Certificate // the station's client certificate, for reading a board's TPM directly
-	inv       *inventory.Store
-	stConf    string
-	batch     string
-	vendorDir string
-	res       *Result
-	boards    []*boardResult
+	cfg          Config
+	rng          *rand.Rand
+	pg           *PG
+	ca           *CA
+	stationCA    string          // the CA's station access CA, which the board-agents trust
+	firstFailure atomic.Bool     // the first failed station run was logged
+	client       tls.Certificate // the station's client certificate, for reading a board's TPM directly
+	inv          *inventory.Store
+	stConf       string
+	batch        string
+	vendorDir    string
+	res          *Result
+	boards       []*boardResult
 
 	// gate: slots hold it shared while a station process runs; a station kill takes it whole, so the
 	// reconcile after the kill runs with no station process beside it, as after a real station restart.
@@ -415,6 +416,9 @@ func (l *line) provision(ctx context.Context, slot int, b *board) (killed bool, 
 	exit = fmt.Sprintf("exit %d", code)
 	if code < 0 {
 		exit = "killed"
+	} else if code != 0 && l.firstFailure.CompareAndSwap(false, true) {
+		// The first station run that failed, in full: what every later one is likely to repeat.
+		l.logf("soak: board %s: first failed station run (%s): %s", b.serial, exit, lastLine(out.String()))
 	}
 	return code < 0 || l.killGen.Load() != gen, exit
 }
