@@ -116,6 +116,13 @@ const (
 	MinFigureSpan   = 2 * time.Minute
 )
 
+// FiguresOK says whether boards finished over span are enough for a rate or a median to mean something:
+// at least MinFigureBoards boards, or at least one over MinFigureSpan. The line view and the reports ask
+// the same question.
+func FiguresOK(boards int, span time.Duration) bool {
+	return boards > 0 && (boards >= MinFigureBoards || span >= MinFigureSpan)
+}
+
 // Figures are the line's speed: units per hour and median cycle time, each valid only when OK.
 type Figures struct {
 	UnitsPerHour float64
@@ -128,7 +135,7 @@ type Figures struct {
 // MinFigureSpan they are not OK (shown as a dash).
 func LineFigures(cycles []time.Duration, span time.Duration) Figures {
 	n := len(cycles)
-	if n == 0 || (n < MinFigureBoards && span < MinFigureSpan) {
+	if !FiguresOK(n, span) {
 		return Figures{}
 	}
 	f := Figures{Median: Median(cycles), OK: true}

@@ -425,7 +425,7 @@ func TestCLIQA(t *testing.T) {
 	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") {
 		t.Fatalf("verify json: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 before the inventory check") {
+	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 refused before the inventory check") {
 		t.Fatalf("PDF text: %v\n%s", err, out)
 	}
 	// A changed byte in the report: the signature fails.

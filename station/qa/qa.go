@@ -73,7 +73,7 @@ func BatchReport(ctx context.Context, st Store, id string) (reports.BatchInfo, r
 	}
 	slices.Sort(info.Stations)
 	chain, err := st.VerifyChain(ctx, id)
-	audit := reports.AuditInfo{EventCount: chain.Count, ChainHead: chain.Head, ChainVerified: err == nil}
+	audit := reports.AuditInfo{EventCount: chain.Count, ChainHead: chain.Head, ChainSeq: chain.LastSeq, ChainVerified: err == nil}
 	if err != nil && !errors.Is(err, records.ErrChainBroken) {
 		return info, nil, audit, err
 	}
@@ -128,6 +128,7 @@ func WriteBatchReports(ctx context.Context, st Store, id string, sg signed.Signe
 	if err != nil {
 		return audit, err
 	}
+	now := clock.Now()
 	for _, o := range []struct {
 		path  string
 		write func(io.Writer, reports.BatchInfo, reports.BoardSource, reports.AuditInfo, reports.Options) error
@@ -136,7 +137,8 @@ func WriteBatchReports(ctx context.Context, st Store, id string, sg signed.Signe
 			continue
 		}
 		var buf bytes.Buffer
-		if err := o.write(&buf, info, rows, audit, reports.Options{}); err != nil {
+		// The report says when it was made (its "Report generated"), not when the batch opened.
+		if err := o.write(&buf, info, rows, audit, reports.Options{GeneratedAt: now}); err != nil {
 			return audit, fmt.Errorf("%s: %w", o.path, err)
 		}
 		if err := WriteSigned(o.path, buf.Bytes(), sg); err != nil {
