@@ -289,7 +289,12 @@ func renderHeader(title, operator string, b *records.BatchSummary, w int, color 
 		}
 	}
 	if width(line) > w {
-		line = batch
+		// Cut the batch's words before dropping the station's name.
+		if room := w - width(title) - 3; room >= 12 {
+			line = join(fit(batch, room), title)
+		} else {
+			line = batch
+		}
 	}
 	return t.bold + tview.Escape(fit(line, w)) + t.reset
 }

@@ -153,8 +153,8 @@ func TestRenderCountersHeaderFooter(t *testing.T) {
 	if got := plain(renderHeader("demo station", "ana", b, 80, false)); got != "batch B7 · default · WO WO-1 │ operator ana │ demo station" {
 		t.Errorf("header %q", got)
 	}
-	// Narrow: the batch stays, the rest goes.
-	if got := plain(renderHeader("demo station", "ana", b, 30, false)); got != "batch B7 · default · WO WO-1" {
+	// Narrow: the batch is cut before the station goes.
+	if got := plain(renderHeader("demo station", "ana", b, 30, false)); got != "batch B7 · def… │ demo station" {
 		t.Errorf("narrow header %q", got)
 	}
 	if got := plain(renderHeader("s1", "", nil, 80, false)); !strings.HasPrefix(got, "no batch: F8") {
