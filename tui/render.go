@@ -241,13 +241,21 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 	if rest <= 0 {
 		return clip(lines, h)
 	}
-	// The next action is what the operator acts on, so it is shown whole where it fits beside one line of
-	// the reason; the reason (what happened, naming the board) gets the lines left, at least one.
-	var nl []string
+	// The next action is what the operator acts on, so it is shown whole where it fits beside at least one
+	// line of the reason (which then gets the lines left). Where it cannot be whole anyway, the reason (what
+	// happened, naming the other serial) comes first and the next action gets what is left.
+	var nl, rl []string
 	if next != "" {
-		nl = wrap("→ "+next, w, max(0, rest-1))
+		if whole := wrap("→ "+next, w, rest); len(whole) < rest && !strings.HasSuffix(whole[len(whole)-1], "…") {
+			nl = whole
+		}
 	}
-	rl := wrap(reason, w, max(1, rest-len(nl)))
+	if nl != nil || next == "" {
+		rl = wrap(reason, w, max(1, rest-len(nl)))
+	} else {
+		rl = wrap(reason, w, max(1, rest-1))
+		nl = wrap("→ "+next, w, max(0, rest-len(rl)))
+	}
 	for _, l := range rl {
 		add("", l)
 	}

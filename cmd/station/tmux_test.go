@@ -156,7 +156,7 @@ func TestTerminalEndToEnd(t *testing.T) {
 	w.keys("F8")
 	w.waitText(10*time.Second, "Close batch")
 	w.keys("c")
-	w.waitText(10*time.Second, "Close batch", "afterwards.", "4 passed, 0 failed, 1 set aside", "WARNING")
+	w.waitText(10*time.Second, "Close batch", "afterwards.", "done 5/4: 4 passed, 0", "1 set aside", "WARNING: 1 over the batch")
 	w.keys("Right", "Enter")
 	w.waitText(20*time.Second, "is closed: open the next batch")
 
