@@ -135,8 +135,10 @@ func (s *Store) ListBatches(ctx context.Context, state string) ([]BatchSummary, 
 }
 
 func (r *batchSummaryRow) summary() BatchSummary {
-	return BatchSummary{Batch: r.batch(), Passed: r.Passed, Failed: r.Failed, Stopped: r.Stopped,
-		InProgress: r.InProgress, Refused: r.Refused, Done: r.Passed + r.Failed + r.Stopped}
+	sum := BatchSummary{Batch: r.batch(), Passed: r.Passed, Failed: r.Failed, Stopped: r.Stopped,
+		InProgress: r.InProgress, Refused: r.Refused}
+	sum.Done = sum.Counts().Done // the one definition of done (records.Counts)
+	return sum
 }
 
 func (s *Store) getBatchTx(ctx context.Context, tx *txn, id string, lock bool) (*Batch, error) {

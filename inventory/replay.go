@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -219,7 +220,8 @@ type payload struct {
 	Kind           string  `json:"kind"`
 	Handle         string  `json:"handle"`
 	Name           string  `json:"name"`
-	PublicSHA256   string  `json:"public_sha256"`
+	PublicSHA256   string  `json:"public_sha256"`      // key_saved before migration 0002's rename
+	TPMTPublic     string  `json:"tpmt_public_sha256"` // key_saved: SHA-256 of the key's TPMT_PUBLIC bytes
 	SerialHex      string  `json:"serial_hex"`
 	NotAfter       string  `json:"not_after"`
 	SHA256         string  `json:"sha256"`
@@ -359,7 +361,7 @@ func (r *replayer) apply(e *Event) error {
 		if err != nil {
 			handle = p.Handle
 		}
-		r.keys[e.Serial+"/"+itoa(p.Attempt)+"/"+p.Kind] = &row{batch: r.batchOf(e), vals: []string{kPublic: p.PublicSHA256,
+		r.keys[e.Serial+"/"+itoa(p.Attempt)+"/"+p.Kind] = &row{batch: r.batchOf(e), vals: []string{kPublic: cmp.Or(p.TPMTPublic, p.PublicSHA256),
 			kHandle: handle, kName: p.Name, kCreated: t}}
 	case EventCertSaved:
 		notAfter := p.NotAfter

@@ -66,7 +66,8 @@ type Batch struct {
 	ClosedAt  time.Time // zero while open
 }
 
-// BatchSummary is a batch with its board counts. Done counts every board that reached an end state.
+// BatchSummary is a batch with its board counts as the inventory keeps them. Done is Counts().Done (every
+// board that reached an end, refusals included); show a batch's numbers through Counts, never these fields.
 type BatchSummary struct {
 	Batch
 	Done       int

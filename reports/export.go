@@ -18,6 +18,11 @@ import (
 )
 
 var reportHeaderColumns = []string{"format", "batch", "product", "work_order", "generated_at", "audit_event_count", "audit_chain_head"}
+
+// reportCountColumns are the CSV's last rows: the batch's counts (records.Counts) once every board has
+// been written.
+var reportCountColumns = []string{"quantity", "done", "passed", "failed", "set_aside", "stopped", "refused", "in_progress",
+	"over_quantity", "yield_percent", "units_per_hour", "cycle_time_p50_ms"}
 var reportColumns = []string{"serial", "ek_public_sha256", "tpm_vendor", "tpm_firmware", "iak_cert_serial", "idevid_cert_serial",
 	"result", "reason_code", "reason_text", "started", "finished", "cycle_time_ms"}
 
@@ -61,6 +66,21 @@ func WriteCSV(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, op
 	if err != nil {
 		return fmt.Errorf("report CSV: %w", err)
 	}
+	// The counts come after the boards (the rows are streamed, not held): a blank line, names, values.
+	sum := m.finish(&info)
+	c := sum.Counts
+	yield, uph, p50 := "", "", ""
+	if c.HasYield {
+		yield = strconv.FormatFloat(sum.YieldPercent, 'f', 1, 64)
+	}
+	if sum.FiguresOK {
+		uph, p50 = strconv.FormatFloat(sum.UnitsPerHour, 'f', 2, 64), strconv.FormatInt(sum.CycleP50.Milliseconds(), 10)
+	}
+	write()
+	write(reportCountColumns...)
+	itoa := strconv.Itoa
+	write(itoa(c.Quantity), itoa(c.Done), itoa(c.Passed), itoa(c.Failed), itoa(c.SetAside), itoa(c.Stopped), itoa(c.Refused),
+		itoa(c.InProgress), itoa(c.Over), yield, uph, p50)
 	cw.Flush()
 	if err := cw.Error(); err != nil {
 		return fmt.Errorf("report CSV: writing: %w", err)
@@ -96,6 +116,7 @@ type batchJSON struct {
 type auditJSON struct {
 	EventCount    int64  `json:"event_count"`
 	ChainHead     string `json:"chain_head"`
+	ChainSeq      int64  `json:"chain_seq"`
 	ChainVerified bool   `json:"chain_verified"`
 	// Absent from a verified report, so its bytes are those of format 1 before this field existed.
 	Unverified  bool     `json:"unverified,omitempty"`
@@ -124,14 +145,18 @@ type binJSON struct {
 
 type summaryJSON struct {
 	Boards             int          `json:"boards"`
+	Done               int          `json:"done"`
 	Provisioned        int          `json:"provisioned"`
 	Failed             int          `json:"failed"`
+	SetAside           int          `json:"set_aside"`
 	Stopped            int          `json:"stopped"`
+	Refused            int          `json:"refused"`
 	InProgress         int          `json:"in_progress"`
-	YieldPercent       float64      `json:"yield_percent"`
-	UnitsPerHour       float64      `json:"units_per_hour"`
-	CycleTimeP50MS     int64        `json:"cycle_time_p50_ms"`
-	CycleTimeP90MS     int64        `json:"cycle_time_p90_ms"`
+	OverQuantity       int          `json:"over_quantity"`
+	YieldPercent       *float64     `json:"yield_percent"`
+	UnitsPerHour       *float64     `json:"units_per_hour"`
+	CycleTimeP50MS     *int64       `json:"cycle_time_p50_ms"`
+	CycleTimeP90MS     *int64       `json:"cycle_time_p90_ms"`
 	CycleTimeMaxMS     int64        `json:"cycle_time_max_ms"`
 	FirstStarted       string       `json:"first_started"`
 	LastFinished       string       `json:"last_finished"`
@@ -155,12 +180,21 @@ func nonNilStrings(s []string) []string {
 }
 
 func toSummaryJSON(s *Summary) summaryJSON {
+	c := s.Counts
 	j := summaryJSON{
-		Boards: s.Boards, Provisioned: s.Provisioned, Failed: s.Failed, Stopped: s.Stopped, InProgress: s.InProgress,
-		YieldPercent: s.YieldPercent, UnitsPerHour: s.UnitsPerHour,
-		CycleTimeP50MS: s.CycleP50.Milliseconds(), CycleTimeP90MS: s.CycleP90.Milliseconds(), CycleTimeMaxMS: s.CycleMax.Milliseconds(),
+		Boards: s.Boards, Done: c.Done, Provisioned: c.Passed, Failed: c.Failed, SetAside: c.SetAside, Stopped: c.Stopped,
+		Refused: c.Refused, InProgress: c.InProgress, OverQuantity: c.Over, CycleTimeMaxMS: s.CycleMax.Milliseconds(),
 		FirstStarted: fmtTime(s.FirstStarted), LastFinished: fmtTime(s.LastFinished),
 		FailureReasons: []reasonJSON{}, Throughput: []bucketJSON{}, CycleTimeHistogram: []binJSON{},
+	}
+	// No yield before a board is done, no rate or percentile from too few boards (records.FiguresOK): null.
+	if c.HasYield {
+		y := s.YieldPercent
+		j.YieldPercent = &y
+	}
+	if s.FiguresOK {
+		uph, p50, p90 := s.UnitsPerHour, s.CycleP50.Milliseconds(), s.CycleP90.Milliseconds()
+		j.UnitsPerHour, j.CycleTimeP50MS, j.CycleTimeP90MS = &uph, &p50, &p90
 	}
 	for _, r := range s.Reasons {
 		j.FailureReasons = append(j.FailureReasons, reasonJSON(r))
@@ -214,7 +248,7 @@ func WriteJSON(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, o
 	if m.s.Boards > 0 {
 		bw.WriteString("\n  ")
 	}
-	fmt.Fprintf(bw, "],\n  \"summary\": %s\n}\n", indent(toSummaryJSON(m.finish())))
+	fmt.Fprintf(bw, "],\n  \"summary\": %s\n}\n", indent(toSummaryJSON(m.finish(&info))))
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("report JSON: writing: %w", err)
 	}
@@ -321,7 +355,7 @@ func ReadReportJSON(r io.Reader, maxBoards int) (*Report, error) {
 	for i := range rep.Boards {
 		m.add(&rep.Boards[i]) // already passed the same checks inside WriteJSON
 	}
-	rep.Summary = *m.finish()
+	rep.Summary = *m.finish(&rep.Batch)
 	return rep, nil
 }
 

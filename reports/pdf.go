@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jung-kurt/gofpdf"
+
+	"github.com/tpmline/tpmline/records"
 )
 
 // Page geometry, millimetres on A4 portrait.
@@ -74,7 +76,7 @@ func WritePDF(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, op
 	if err := rows(func(r BoardRow) error { return first.add(&r) }); err != nil {
 		return fmt.Errorf("report PDF: %w", err)
 	}
-	sum := first.finish()
+	sum := first.finish(&info)
 
 	d := &pdfDoc{info: &info, audit: &audit, gen: generatedAt(&info, &opts), finishedLayout: "15:04:05"}
 	if first := sum.FirstStarted; !first.IsZero() && sum.LastFinished.Truncate(24*time.Hour) != first.Truncate(24*time.Hour) {
@@ -264,16 +266,8 @@ func fmtWhen(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
 }
 
-func fmtDur(v time.Duration) string {
-	switch {
-	case v < time.Minute:
-		return strconv.FormatFloat(v.Seconds(), 'f', 1, 64) + " s"
-	case v < time.Hour:
-		return fmt.Sprintf("%dm %02ds", int(v.Minutes()), int(v.Seconds())%60)
-	default:
-		return fmt.Sprintf("%dh %02dm", int(v.Hours()), int(v.Minutes())%60)
-	}
-}
+// fmtDur is records.FormatDuration: the report says a time as the line view does.
+func fmtDur(v time.Duration) string { return records.FormatDuration(v) }
 
 func shortHex(s string, head, tail int) string {
 	if len(s) <= head+tail+1 {
@@ -297,9 +291,13 @@ func (d *pdfDoc) cover(s *Summary, a *AuditInfo) {
 	if d.info.Closed.IsZero() {
 		closed = "still open when this report was made"
 	}
-	done := fmt.Sprintf("%d provisioned of %d planned", s.Provisioned, d.info.Quantity)
-	if d.info.Quantity > 0 {
-		done += fmt.Sprintf(" (%.1f%%)", 100*float64(s.Provisioned)/float64(d.info.Quantity))
+	c := s.Counts
+	quantity := "none planned"
+	if c.Quantity > 0 {
+		quantity = fmt.Sprintf("%d planned, done %s", c.Quantity, c.DoneText())
+		if w := c.OverWarning(); w != "" {
+			quantity += ": WARNING " + w
+		}
 	}
 	verified := "verified intact by the station"
 	if !a.ChainVerified {
@@ -316,9 +314,10 @@ func (d *pdfDoc) cover(s *Summary, a *AuditInfo) {
 		{"Operators", orNone(strings.Join(d.info.Operators, ", "))},
 		{"Opened", fmtWhen(d.info.Opened)},
 		{"Closed", closed},
-		{"Quantity", done},
-		{"Boards recorded", fmt.Sprintf("%d (%d failed, %d stopped, %d in progress)", s.Boards, s.Failed, s.Stopped, s.InProgress)},
-		{"Refused", fmt.Sprintf("%d before the inventory check (clones, swapped parts, TPMs not accepted)", d.info.Refused)},
+		{"Quantity", quantity},
+		{"Counts", fmt.Sprintf("done %d: %d passed, %d failed, %d set aside, %d in progress; yield %s", c.Done, c.Passed, c.Failed,
+			c.SetAside, c.InProgress, c.YieldText())},
+		{"Set aside", fmt.Sprintf("%d stopped, %d refused before the inventory check (clones, swapped parts)", c.Stopped, c.Refused)},
 		{"Audit trail", fmt.Sprintf("%d events, chain %s", a.EventCount, verified)},
 		{"Report generated", fmtWhen(d.gen)},
 	})
@@ -328,25 +327,27 @@ func (d *pdfDoc) summaryPage(s *Summary) {
 	f := d.f
 	f.AddPage()
 	d.heading("Summary")
+	c := s.Counts
 	yield, uph := "-", "-"
-	if s.Provisioned+s.Failed+s.Stopped > 0 {
-		yield = strconv.FormatFloat(s.YieldPercent, 'f', 2, 64) + " %"
+	if c.HasYield {
+		yield = c.YieldText()
 	}
-	if s.UnitsPerHour > 0 {
+	if s.FiguresOK {
 		uph = strconv.FormatFloat(s.UnitsPerHour, 'f', 2, 64)
 	}
-	cyc := func(v time.Duration) string {
-		if s.Provisioned+s.Failed+s.Stopped == 0 {
+	// Percentiles only with enough boards behind them (records.FiguresOK); the maximum is a fact.
+	cyc := func(v time.Duration, needEnough bool) string {
+		if c.Done == 0 || (needEnough && !s.FiguresOK) {
 			return "-"
 		}
 		return fmtDur(v)
 	}
 	pairs := [][2]string{
-		{"Boards recorded", strconv.Itoa(s.Boards)}, {"Passed (provisioned)", strconv.Itoa(s.Provisioned)},
-		{"Failed", strconv.Itoa(s.Failed)}, {"Stopped", strconv.Itoa(s.Stopped)},
-		{"In progress", strconv.Itoa(s.InProgress)}, {"Yield", yield},
-		{"Units per hour", uph}, {"Cycle time p50", cyc(s.CycleP50)},
-		{"Cycle time p90", cyc(s.CycleP90)}, {"Cycle time max", cyc(s.CycleMax)},
+		{"Done", c.DoneText()}, {"Passed (provisioned)", strconv.Itoa(c.Passed)},
+		{"Failed", strconv.Itoa(c.Failed)}, {"Set aside", fmt.Sprintf("%d (%d stopped, %d refused)", c.SetAside, c.Stopped, c.Refused)},
+		{"In progress", strconv.Itoa(c.InProgress)}, {"Yield", yield},
+		{"Units per hour", uph}, {"Cycle time p50", cyc(s.CycleP50, true)},
+		{"Cycle time p90", cyc(s.CycleP90, true)}, {"Cycle time max", cyc(s.CycleMax, false)},
 		{"First start", fmtWhen(s.FirstStarted)}, {"Last finish", fmtWhen(s.LastFinished)},
 	}
 	// Two columns of label/value cells.
@@ -365,7 +366,7 @@ func (d *pdfDoc) summaryPage(s *Summary) {
 	}
 	d.font("", 7.5)
 	d.color(colMuted)
-	f.MultiCell(contentW, 3.6, "Yield is provisioned / (provisioned + failed + stopped). Units per hour is provisioned boards over the time from the first start to the last finish. Cycle times are nearest-rank percentiles over finished boards.", "", "L", false)
+	f.MultiCell(contentW, 3.6, "Done is passed + failed + set aside; set aside is stopped + refused. Yield is passed / done. Units per hour is provisioned boards over the time from the first start to the last finish. Cycle times are nearest-rank percentiles over finished boards. Rates and percentiles show once there are 5 finished boards or 2 minutes of work.", "", "L", false)
 	f.Ln(4)
 	d.subheading("Failure reasons (Pareto)")
 	y := f.GetY() + 2
@@ -690,7 +691,7 @@ func (d *pdfDoc) boardRow(r *BoardRow, i int) {
 		finished = r.Finished.Format(d.finishedLayout)
 	}
 	if r.Result != ResultInProgress {
-		cycle = strconv.FormatFloat(r.CycleTime.Seconds(), 'f', 1, 64) + "s"
+		cycle = fmtDur(r.CycleTime)
 	}
 	cells := []string{r.Serial, shortHex(r.EKPublicSHA256, 8, 4), tpm, shortHex(r.IAKCertSerial, 6, 4), shortHex(r.IDevIDCertSerial, 6, 4),
 		strings.ReplaceAll(r.Result, "_", " "), reason, finished, cycle}

@@ -13,11 +13,15 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports/signed"
 )
 
 // ReportFormat is the format version of the report's JSON and CSV forms (docs/reports.md).
-const ReportFormat = "tpmline-batch-report/1"
+//
+// Version 2 carries the batch's counts by records.Counts (done, set aside, refused, over quantity) and
+// leaves the rate and cycle-time percentiles out (null) until records.FiguresOK.
+const ReportFormat = "tpmline-batch-report/2"
 
 // Board results.
 const (
@@ -78,9 +82,13 @@ type BoardSource func(yield func(BoardRow) error) error
 
 // AuditInfo is the state of the batch's audit trail when the report was made.
 type AuditInfo struct {
-	EventCount    int64
-	ChainHead     string // lowercase hex hash of the last event of the hash chain
-	ChainVerified bool   // the station walked the chain and it was intact
+	EventCount int64
+	ChainHead  string // lowercase hex hash of the last event of the hash chain
+	// ChainSeq is the chain position the report was made at: the seq of the batch's last event in the
+	// whole chain (0 when the batch has none). With EventCount and ChainHead it lets a report made while the
+	// batch went on be checked as a prefix of the batch's trail (station/qa ReportPosition).
+	ChainSeq      int64
+	ChainVerified bool // the station walked the chain and it was intact
 	// Unverified marks a report written although the inventory's tables disagree with the state its
 	// audit chain implies (station report batch --unverified); Divergences names each difference, one
 	// line each. Every page of the PDF, the CSV's first row and the JSON say so.
@@ -118,12 +126,18 @@ type HistogramBin struct {
 
 // Summary is what the report computes from the boards.
 type Summary struct {
-	Boards       int
-	Provisioned  int
-	Failed       int
-	Stopped      int
-	InProgress   int
-	YieldPercent float64 // provisioned / (provisioned + failed + stopped), to 0.01
+	Boards      int
+	Provisioned int
+	Failed      int
+	Stopped     int
+	InProgress  int
+	// Counts are the batch's numbers by the one definition every surface uses (records.Counts): the
+	// boards' results with the batch's quantity and refusals.
+	Counts       records.Counts
+	YieldPercent float64 // Counts.Yield to 0.1, as every surface shows it: provisioned / (provisioned + failed + set aside)
+	// FiguresOK is records.FiguresOK over the finished boards and the span from the first start to the
+	// last finish; UnitsPerHour, CycleP50 and CycleP90 are meaningful (and shown) only when it holds.
+	FiguresOK    bool
 	UnitsPerHour float64 // provisioned per hour from the first start to the last finish, to 0.01
 	CycleP50     time.Duration
 	CycleP90     time.Duration
@@ -220,18 +234,29 @@ func (m *summer) add(r *BoardRow) error {
 	return nil
 }
 
-func (m *summer) finish() *Summary {
+// finish completes the summary; the batch's quantity and refusals complete its counts.
+func (m *summer) finish(b *BatchInfo) *Summary {
 	s := &m.s
-	if done := s.Provisioned + s.Failed + s.Stopped; done > 0 {
-		s.YieldPercent = round2(100 * float64(s.Provisioned) / float64(done))
+	s.Counts = records.BatchSummary{Batch: records.Batch{Quantity: b.Quantity}, Passed: s.Provisioned, Failed: s.Failed,
+		Stopped: s.Stopped, Refused: b.Refused, InProgress: s.InProgress}.Counts()
+	if s.Counts.HasYield {
+		s.YieldPercent = math.Round(s.Counts.Yield*10) / 10 // as records.Counts.YieldText shows it
 	}
+	var span time.Duration
 	if !s.FirstStarted.IsZero() && s.LastFinished.After(s.FirstStarted) {
-		s.UnitsPerHour = round2(float64(s.Provisioned) / s.LastFinished.Sub(s.FirstStarted).Hours())
+		span = s.LastFinished.Sub(s.FirstStarted)
+	}
+	s.FiguresOK = records.FiguresOK(len(m.cycles), span)
+	if s.FiguresOK && span > 0 {
+		s.UnitsPerHour = round2(float64(s.Provisioned) / span.Hours())
 	}
 	slices.Sort(m.cycles)
 	if n := len(m.cycles); n > 0 {
 		rank := func(p float64) time.Duration { return m.cycles[int(math.Ceil(p*float64(n)))-1] } // nearest rank
-		s.CycleP50, s.CycleP90, s.CycleMax = rank(0.5), rank(0.9), m.cycles[n-1]
+		s.CycleMax = m.cycles[n-1]
+		if s.FiguresOK {
+			s.CycleP50, s.CycleP90 = rank(0.5), rank(0.9)
+		}
 		s.Histogram = histogram(m.cycles)
 	}
 	total := 0
@@ -488,8 +513,8 @@ func checkBatch(b *BatchInfo) error {
 const maxDivergences = 100
 
 func checkAudit(a *AuditInfo) error {
-	if a.EventCount < 0 {
-		return errors.New("report: audit event count is negative")
+	if a.EventCount < 0 || a.ChainSeq < 0 {
+		return errors.New("report: audit event count or chain position is negative")
 	}
 	if len(a.ChainHead) > 128 || !signed.IsLowerHex(a.ChainHead) {
 		return errors.New("report: audit chain head is not lowercase hex of at most 128 digits")

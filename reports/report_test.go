@@ -196,7 +196,7 @@ func TestReportSummary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := m.finish()
+	s := m.finish(&BatchInfo{})
 	if s.Boards != 6 || s.Provisioned != 2 || s.Failed != 2 || s.Stopped != 1 || s.InProgress != 1 || s.YieldPercent != 40 {
 		t.Fatalf("counts %+v", s)
 	}
@@ -239,7 +239,7 @@ func TestReportThroughputBucketsBounded(t *testing.T) {
 	for i := range rows {
 		m.add(&rows[i])
 	}
-	s := m.finish()
+	s := m.finish(&BatchInfo{})
 	if len(s.Throughput) > maxThroughputBar || s.Throughput[0].Provisioned != 1 || s.Throughput[len(s.Throughput)-1].NotPassed != 1 {
 		t.Fatalf("%d buckets: first %+v last %+v", len(s.Throughput), s.Throughput[0], s.Throughput[len(s.Throughput)-1])
 	}

@@ -75,8 +75,11 @@ func New(cfg Config) *App {
 	if cfg.Tick == 0 {
 		cfg.Tick = 500 * time.Millisecond
 	}
-	if cfg.Title == "" {
-		cfg.Title = "station " + cfg.Station.ID()
+	// The top line names the station (docs/operator.md), whatever else the title says.
+	if id := cfg.Station.ID(); cfg.Title == "" {
+		cfg.Title = "station " + id
+	} else if !strings.Contains(cfg.Title, id) {
+		cfg.Title = "station " + id + " " + cfg.Title
 	}
 	a := &App{cfg: cfg, now: cfg.Now, m: newLineModel(cfg.Fixture.Slots()), cancels: map[int]context.CancelFunc{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -201,7 +204,9 @@ func (a *App) build() {
 	a.app = tview.NewApplication()
 	a.pages = tview.NewPages()
 
-	a.log = tview.NewTextView().SetDynamicColors(true).SetScrollable(true).SetMaxLines(1000).SetWrap(false)
+	// The log wraps: a line cut at the screen's edge would hide what an operator reads it for (a batch's
+	// quantity, a failure's reason).
+	a.log = tview.NewTextView().SetDynamicColors(true).SetScrollable(true).SetMaxLines(1000).SetWrap(true).SetWordWrap(true)
 	a.log.SetChangedFunc(func() {})
 	a.scan = tview.NewInputField().SetLabel("Scan ▸ ").SetFieldWidth(0)
 	a.scan.SetDoneFunc(func(k tcell.Key) {
@@ -277,10 +282,13 @@ func (a *App) refreshBatch() {
 			for i := range list {
 				if list[i].ID == id && a.m.batch != nil && a.m.batch.ID == id {
 					b := list[i]
-					complete := a.m.batch.Quantity > 0 && a.m.batch.Done < a.m.batch.Quantity && b.Done >= b.Quantity
+					before, after := a.m.batch.Counts(), b.Counts()
 					a.m.batch = &b
-					if complete {
-						a.say("batch %s complete: %d of %d done, %d passed; F8 to close it", b.ID, b.Done, b.Quantity, b.Passed)
+					switch {
+					case after.Over > before.Over:
+						a.say("batch %s: done %s, %s", b.ID, after.DoneText(), after.OverWarning())
+					case after.Quantity > 0 && before.Done < after.Quantity && after.Done >= after.Quantity:
+						a.say("batch %s complete: done %s, %d passed; F8 to close it", b.ID, after.DoneText(), after.Passed)
 					}
 				}
 			}

@@ -2,7 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/tpmline/tpmline/records"
@@ -42,6 +41,9 @@ type slotState struct {
 	LastStep string // the step the board was at when it ended
 }
 
+// steps are the steps the slot's board goes through, as its journal lists them (progress.BoardSteps).
+func (s *slotState) steps() []string { return progress.BoardSteps(s.Rework) }
+
 // free says whether a new serial may go into the slot.
 func (s *slotState) free() bool {
 	switch s.Status {
@@ -65,8 +67,6 @@ type lineModel struct {
 	// cycles are the passed boards' times in this session; first and last bound the session's work.
 	cycles      []time.Duration
 	first, last time.Time
-	passed      int
-	failed      int
 }
 
 func newLineModel(ids []int) *lineModel {
@@ -177,26 +177,27 @@ func (m *lineModel) apply(e progress.Event) string {
 		return fmt.Sprintf("slot %d  %s  %s", e.Slot, e.Serial, what)
 	case progress.EvStep:
 		s.Step = e.Step
-		if i := progress.StepIndex(e.Step); i >= 0 && i > s.Done {
+		if e.Step == progress.StepRecord {
+			// Recording is the board's end state, not a journaled step: every step is done.
+			s.Done = len(s.steps())
+		} else if i := progress.StepIndexIn(s.steps(), e.Step); i >= 0 && i > s.Done {
 			s.Done = i
 		}
 	case progress.EvStepDone:
-		if i := progress.StepIndex(e.Step); i >= 0 && i+1 > s.Done {
+		if i := progress.StepIndexIn(s.steps(), e.Step); i >= 0 && i+1 > s.Done {
 			s.Done = i + 1
 		}
 	case progress.EvPassed:
-		s.Status, s.Done, s.Elapsed, s.Ended, s.Failure = slotPassed, len(progress.Steps), e.Elapsed, e.Time, nil
+		s.Status, s.Done, s.Elapsed, s.Ended, s.Failure = slotPassed, len(s.steps()), e.Elapsed, e.Time, nil
 		s.LastStep, s.Step = s.Step, ""
 		m.cycles = append(m.cycles, e.Elapsed)
-		m.passed++
 		if e.Time.After(m.last) {
 			m.last = e.Time
 		}
-		return fmt.Sprintf("slot %d  %s  PASS  %s", e.Slot, e.Serial, fmtDuration(e.Elapsed))
+		return fmt.Sprintf("slot %d  %s  PASS  %s", e.Slot, e.Serial, records.FormatDuration(e.Elapsed))
 	case progress.EvFailed:
 		s.Status, s.Elapsed, s.Ended, s.Failure = slotFailed, e.Elapsed, e.Time, e.Failure
 		s.LastStep, s.Step = s.Step, ""
-		m.failed++
 		if e.Time.After(m.last) {
 			m.last = e.Time
 		}
@@ -223,61 +224,23 @@ func (m *lineModel) finish(slot, run int, out *progress.Outcome, now time.Time) 
 	return m.apply(e)
 }
 
-// Counters are the batch's numbers on the line view: the batch's counts come from the inventory (every
-// station that works on the batch), the rates from this session's events.
+// Counters are the line view's numbers: the batch's counts come from the inventory (every station that
+// works on the batch) by the one definition (records.Counts), the figures from this session's events.
 type Counters struct {
-	Quantity, Done, Passed, Failed, Stopped, InProgress int
-	// Refused are boards turned away before they had a record (clones, swapped parts).
-	Refused int
-	// Yield is passed over done in percent; HasYield is false before the first board ends.
-	Yield    float64
-	HasYield bool
-	// UnitsPerHour is this session's passed boards per hour of work; Median its median cycle time.
-	UnitsPerHour float64
-	Median       time.Duration
+	records.Counts
+	Figures records.Figures
 }
 
 // counters computes the line view's counters.
 func (m *lineModel) counters() Counters {
 	var c Counters
 	if b := m.batch; b != nil {
-		c.Quantity, c.Done, c.Passed, c.Failed, c.Stopped, c.InProgress = b.Quantity, b.Done, b.Passed, b.Failed, b.Stopped, b.InProgress
-		c.Refused = b.Refused
+		c.Counts = b.Counts()
 	}
-	c.Yield, c.HasYield = Yield(c.Passed, c.Done)
+	var span time.Duration
 	if !m.first.IsZero() && m.last.After(m.first) {
-		c.UnitsPerHour = UnitsPerHour(m.passed, m.last.Sub(m.first))
+		span = m.last.Sub(m.first)
 	}
-	c.Median = Median(m.cycles)
+	c.Figures = records.LineFigures(m.cycles, span)
 	return c
-}
-
-// Median is the median of ds (the mean of the middle two for an even count); 0 for none.
-func Median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// UnitsPerHour is the rate of units finished over span; 0 when span is not positive.
-func UnitsPerHour(units int, span time.Duration) float64 {
-	if span <= 0 || units <= 0 {
-		return 0
-	}
-	return float64(units) / span.Hours()
-}
-
-// Yield is passed/done in percent; ok is false when nothing is done yet.
-func Yield(passed, done int) (pct float64, ok bool) {
-	if done <= 0 {
-		return 0, false
-	}
-	return 100 * float64(passed) / float64(done), true
 }

@@ -11,51 +11,6 @@ import (
 
 var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 
-func TestMedian(t *testing.T) {
-	s := time.Second
-	for _, c := range []struct {
-		in   []time.Duration
-		want time.Duration
-	}{
-		{nil, 0},
-		{[]time.Duration{3 * s}, 3 * s},
-		{[]time.Duration{5 * s, 1 * s, 3 * s}, 3 * s},
-		{[]time.Duration{4 * s, 1 * s, 3 * s, 2 * s}, 2500 * time.Millisecond},
-		{[]time.Duration{9 * s, 9 * s, 1 * s}, 9 * s},
-	} {
-		in := append([]time.Duration(nil), c.in...)
-		if got := Median(c.in); got != c.want {
-			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
-		}
-		for i := range in {
-			if in[i] != c.in[i] {
-				t.Fatalf("Median reordered its input: %v", c.in)
-			}
-		}
-	}
-}
-
-func TestUnitsPerHourAndYield(t *testing.T) {
-	if got := UnitsPerHour(30, 30*time.Minute); got != 60 {
-		t.Errorf("30 units in 30 min = %v u/h, want 60", got)
-	}
-	if got := UnitsPerHour(4, 20*time.Second); got != 720 {
-		t.Errorf("4 units in 20 s = %v u/h, want 720", got)
-	}
-	if got := UnitsPerHour(5, 0); got != 0 {
-		t.Errorf("no span: %v, want 0", got)
-	}
-	if got := UnitsPerHour(0, time.Hour); got != 0 {
-		t.Errorf("no units: %v, want 0", got)
-	}
-	if y, ok := Yield(3, 4); !ok || y != 75 {
-		t.Errorf("Yield(3,4) = %v %v, want 75 true", y, ok)
-	}
-	if _, ok := Yield(0, 0); ok {
-		t.Error("Yield with nothing done must say so")
-	}
-}
-
 func ev(kind progress.EventKind, slot int, serial, step string, at time.Duration) progress.Event {
 	return progress.Event{Time: t0.Add(at), Kind: kind, Slot: slot, Serial: serial, Step: step}
 }
@@ -70,12 +25,16 @@ func TestApplyEvents(t *testing.T) {
 	}
 	m.apply(ev(progress.EvStep, 1, "SN1", progress.StepClaim, time.Second))
 	s := m.slot(1)
-	if s.Step != progress.StepClaim || s.Done != progress.StepIndex(progress.StepClaim) {
+	if s.Step != progress.StepClaim || s.Done != progress.StepIndexIn(progress.BoardSteps(false), progress.StepClaim) {
 		t.Errorf("after step: step %q done %d", s.Step, s.Done)
 	}
 	m.apply(ev(progress.EvStepDone, 1, "SN1", progress.StepClaim, 2*time.Second))
-	if s.Done != progress.StepIndex(progress.StepClaim)+1 {
+	if s.Done != progress.StepIndexIn(progress.BoardSteps(false), progress.StepClaim)+1 {
 		t.Errorf("after step done: done %d", s.Done)
+	}
+	// The bar counts the steps the board's journal lists (board show), not every name in progress.Steps.
+	if n := len(progress.BoardSteps(false)); n != 16 {
+		t.Errorf("a board has %d steps, board show lists 16", n)
 	}
 	// An event naming another serial (a stale run) changes nothing.
 	m.apply(ev(progress.EvPassed, 1, "OTHER", "", 3*time.Second))
@@ -87,7 +46,7 @@ func TestApplyEvents(t *testing.T) {
 	if line := m.apply(pass); !strings.Contains(line, "PASS") {
 		t.Errorf("pass line %q", line)
 	}
-	if s.Status != slotPassed || s.Done != len(progress.Steps) || s.LastStep != progress.StepClaim {
+	if s.Status != slotPassed || s.Done != len(progress.BoardSteps(false)) || s.LastStep != progress.StepClaim {
 		t.Errorf("after pass: %+v", s)
 	}
 	m.apply(ev(progress.EvStarted, 2, "SN2", "", 1*time.Second))
@@ -105,9 +64,18 @@ func TestApplyEvents(t *testing.T) {
 	if c.Done != 2 || c.Passed != 1 || c.Stopped != 1 || !c.HasYield || c.Yield != 50 {
 		t.Errorf("counters %+v", c)
 	}
-	// One pass in the session, first start at t0, last end at t0+10s: 360 u/h.
-	if c.UnitsPerHour != 360 || c.Median != 10*time.Second {
-		t.Errorf("rates %+v", c)
+	// One pass in the session, 10 s of work: too little for a rate or a median (issue 15: never a figure
+	// from one sample).
+	if c.Figures.OK || c.Figures.RateText() != "- u/h" || c.Figures.MedianText() != "median -" {
+		t.Errorf("figures from one board: %+v", c.Figures)
+	}
+	// Five passes: the figures show.
+	for i := 0; i < 4; i++ {
+		m.cycles = append(m.cycles, 10*time.Second)
+	}
+	m.last = t0.Add(50 * time.Second)
+	if c := m.counters(); !c.Figures.OK || c.Figures.RateText() != "360 u/h" || c.Figures.MedianText() != "median 10.0 s" {
+		t.Errorf("figures from five boards: %+v", c.Figures)
 	}
 }
 

@@ -139,18 +139,6 @@ func progressBar(done, total, w int) string {
 	return strings.Repeat("█", full) + strings.Repeat("░", bw-full) + label
 }
 
-func fmtDuration(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0.0 s"
-	case d < time.Minute:
-		return fmt.Sprintf("%.1f s", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
-	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-}
-
 // slotTitle is the panel's border title; the focused slot is marked so it shows without colour too.
 func slotTitle(s *slotState, focused bool) string {
 	if focused {
@@ -197,16 +185,22 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 	if s.Rework {
 		serial += " (rework)"
 	}
-	lines = append(lines, t.bold+esc(spread(serial, fmtDuration(elapsed), w))+t.reset)
-	lines = append(lines, esc(progressBar(s.Done, len(progress.Steps), w)))
+	lines = append(lines, t.bold+esc(spread(serial, records.FormatDuration(elapsed), w))+t.reset)
+	total := len(s.steps())
+	lines = append(lines, esc(progressBar(s.Done, total, w)))
 
 	switch s.Status {
 	case slotRunning, slotAborting:
 		step := s.Step
-		if step == "" {
-			step = "starting"
+		switch {
+		case step == progress.StepRecord:
+			add("", fit("recording the board", w))
+		default:
+			if step == "" {
+				step = "starting"
+			}
+			add("", fit(fmt.Sprintf("step %d/%d: %s", min(s.Done+1, total), total, step), w))
 		}
-		add("", fit(fmt.Sprintf("step %d/%d: %s", min(s.Done+1, len(progress.Steps)), len(progress.Steps), step), w))
 		if s.Status == slotAborting {
 			add(t.warn, fit("aborting at the next safe point", w))
 		}
@@ -247,13 +241,26 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 	if rest <= 0 {
 		return clip(lines, h)
 	}
-	// The reason (what happened, naming the board) comes first; the next action gets what is left.
-	rl := wrap(reason, w, max(1, rest-1))
+	// The next action is what the operator acts on, so it is shown whole where it fits beside at least one
+	// line of the reason (which then gets the lines left). Where it cannot be whole anyway, the reason (what
+	// happened, naming the other serial) comes first and the next action gets what is left.
+	var nl, rl []string
+	if next != "" {
+		if whole := wrap("→ "+next, w, rest); len(whole) < rest && !strings.HasSuffix(whole[len(whole)-1], "…") {
+			nl = whole
+		}
+	}
+	if nl != nil || next == "" {
+		rl = wrap(reason, w, max(1, rest-len(nl)))
+	} else {
+		rl = wrap(reason, w, max(1, rest-1))
+		nl = wrap("→ "+next, w, max(0, rest-len(rl)))
+	}
 	for _, l := range rl {
 		add("", l)
 	}
-	if left := rest - len(rl); left > 0 && next != "" {
-		for _, l := range wrap("→ "+next, w, left) {
+	for _, l := range nl {
+		if len(lines) < h {
 			add(fg, l)
 		}
 	}
@@ -267,57 +274,50 @@ func clip(lines []string, h int) []string {
 	return lines
 }
 
-// renderHeader is the top line: the batch first (what the operator works on), then who, then where.
+// renderHeader is the top line: the batch first (what the operator works on), then who, then where. The
+// station is named even where the operator's name does not fit; a work order that is the batch ID is not
+// said twice.
 func renderHeader(title, operator string, b *records.BatchSummary, w int, color bool) string {
 	t := themeFor(color)
 	batch := "no batch: F8 to open one"
 	if b != nil {
-		batch = fmt.Sprintf("batch %s · %s · WO %s", b.ID, b.Product, b.WorkOrder)
+		batch = fmt.Sprintf("batch %s · %s", b.ID, b.Product)
+		if b.WorkOrder != "" && b.WorkOrder != b.ID {
+			batch += " · WO " + b.WorkOrder
+		}
 		if b.State != "open" {
 			batch += " (closed: F8)"
 		}
 	}
-	parts := []string{batch}
+	join := func(parts ...string) string { return strings.Join(parts, " │ ") }
+	line := join(batch, title)
 	if operator != "" {
-		parts = append(parts, "operator "+operator)
+		if all := join(batch, "operator "+operator, title); width(all) <= w {
+			line = all
+		}
 	}
-	parts = append(parts, title)
-	line := ""
-	for _, p := range parts {
-		next := p
-		if line != "" {
-			next = line + " │ " + p
+	if width(line) > w {
+		// Cut the batch's words before dropping the station's name.
+		if room := w - width(title) - 3; room >= 12 {
+			line = join(fit(batch, room), title)
+		} else {
+			line = batch
 		}
-		if width(next) > w && line != "" {
-			break
-		}
-		line = next
 	}
 	return t.bold + tview.Escape(fit(line, w)) + t.reset
 }
 
-// renderCounters is the batch counter line.
+// renderCounters is the batch counter line: the numbers of records.Counts in its words, the figures a
+// dash until they mean something; over the quantity it warns.
 func renderCounters(c Counters, running int, w int, color bool) string {
 	t := themeFor(color)
-	done := fmt.Sprintf("done %d", c.Done)
-	if c.Quantity > 0 {
-		done = fmt.Sprintf("done %d/%d", c.Done, c.Quantity)
+	done := "done " + c.DoneText()
+	if c.Over > 0 {
+		done += fmt.Sprintf(" (%d OVER)", c.Over)
 	}
-	yield := "yield -"
-	if c.HasYield {
-		yield = fmt.Sprintf("yield %.1f%%", c.Yield)
-	}
-	median := "median -"
-	if c.Median > 0 {
-		median = "median " + fmtDuration(c.Median)
-	}
-	// A board refused before it had a record (a clone) failed and was set aside like a stopped one.
-	failed := fmt.Sprintf("failed %d", c.Failed+c.Stopped+c.Refused)
-	if aside := c.Stopped + c.Refused; aside > 0 {
-		failed += fmt.Sprintf(" (%d set aside)", aside)
-	}
-	parts := []string{done, fmt.Sprintf("passed %d", c.Passed), failed, yield,
-		fmt.Sprintf("%.0f u/h", c.UnitsPerHour), median, fmt.Sprintf("running %d", running)}
+	parts := []string{done, fmt.Sprintf("passed %d", c.Passed), fmt.Sprintf("failed %d", c.Failed),
+		fmt.Sprintf("set aside %d", c.SetAside), "yield " + c.YieldText(), c.Figures.RateText(), c.Figures.MedianText(),
+		fmt.Sprintf("running %d", running)}
 	// Two spaces between the numbers when they fit, one when not, then the least needed go first.
 	line := strings.Join(parts, "  ")
 	for sep := " "; width(line) > w && len(parts) > 1; parts = parts[:len(parts)-1] {
@@ -326,7 +326,10 @@ func renderCounters(c Counters, running int, w int, color bool) string {
 		}
 	}
 	s := tview.Escape(fit(line, w))
-	if c.Quantity > 0 && c.Done >= c.Quantity {
+	switch {
+	case c.Over > 0:
+		return t.warn + s + t.reset
+	case c.Quantity > 0 && c.Done >= c.Quantity:
 		return t.pass + s + t.reset
 	}
 	return s
@@ -345,50 +348,77 @@ func renderLogLine(at time.Time, line string, color bool) string {
 	return t.dim + at.Format("15:04:05") + t.reset + " " + tag + tview.Escape(line) + t.reset
 }
 
-// footerKeys are the line view's keys, in the order the footer lists them.
-var footerKeys = []struct{ key, what string }{
-	{"F1", "help"}, {"F2", "start"}, {"F3", "retry"}, {"F4", "abort"}, {"F5", "rework"},
-	{"F6", "clear"}, {"F7", "clone"}, {"F8", "batch"}, {"F9", "QA"}, {"F10", "quit"},
+// footerKeys are the line view's keys, in the order the footer lists them; keep is the order in which
+// they are kept when not all fit (quit and help first: an operator must always see how to leave and
+// where the rest is; QA, which help lists, goes first).
+var footerKeys = []struct {
+	key, what string
+	keep      int
+}{
+	{"F1", "help", 1}, {"F2", "start", 2}, {"F3", "retry", 3}, {"F4", "abort", 4}, {"F5", "rework", 6},
+	{"F6", "clear", 5}, {"F7", "clone", 8}, {"F8", "batch", 7}, {"F9", "QA", 9}, {"F10", "quit", 0},
 }
 
-// renderFooter lists the keys that fit in w cells; clone only where the fixture can clone.
+// renderFooter lists the keys that fit in w cells, quit always among them; clone only where the fixture
+// can clone.
 func renderFooter(w int, clone bool, color bool) string {
 	t := themeFor(color)
-	var b strings.Builder
-	used := 0
+	type item struct {
+		key, what string
+		keep      int
+	}
+	var items []item
 	for _, k := range footerKeys {
 		if k.key == "F7" && !clone {
 			continue
 		}
-		item := k.key + " " + k.what
-		n := width(item)
-		if used > 0 {
-			n++
+		items = append(items, item{k.key, k.what, k.keep})
+	}
+	size := func(its []item) int {
+		n := 0
+		for i, it := range its {
+			if i > 0 {
+				n++
+			}
+			n += width(it.key + " " + it.what)
 		}
-		if used+n > w {
-			break
+		return n
+	}
+	for size(items) > w && len(items) > 1 {
+		drop := 0
+		for i := range items {
+			if items[i].keep > items[drop].keep {
+				drop = i
+			}
 		}
-		if used > 0 {
+		items = append(items[:drop], items[drop+1:]...)
+	}
+	var b strings.Builder
+	for i, it := range items {
+		if i > 0 {
 			b.WriteString(" ")
 		}
-		b.WriteString(t.bold + k.key + t.reset + " " + k.what)
-		used += n
+		b.WriteString(t.bold + it.key + t.reset + " " + it.what)
+	}
+	if size(items) > w {
+		return t.bold + "F10" + t.reset + " quit"
 	}
 	return b.String()
 }
 
-// batchRow is one QA table row: the batch and its counts.
+// batchRow is one QA table row: the batch and its counts (records.Counts).
 func batchRow(b records.BatchSummary) []string {
-	yield := "-"
-	if y, ok := Yield(b.Passed, b.Done); ok {
-		yield = fmt.Sprintf("%.1f%%", y)
-	}
+	c := b.Counts()
 	qty := "-"
-	if b.Quantity > 0 {
-		qty = fmt.Sprint(b.Quantity)
+	if c.Quantity > 0 {
+		qty = fmt.Sprint(c.Quantity)
 	}
-	return []string{b.ID, b.Product, b.WorkOrder, b.State, qty, fmt.Sprint(b.Done), fmt.Sprint(b.Passed),
-		fmt.Sprint(b.Failed), fmt.Sprint(b.Stopped + b.Refused), fmt.Sprint(b.InProgress), yield, b.OpenedAt.Local().Format("2006-01-02 15:04")}
+	done := fmt.Sprint(c.Done)
+	if c.Over > 0 {
+		done += " OVER"
+	}
+	return []string{b.ID, b.Product, b.WorkOrder, b.State, qty, done, fmt.Sprint(c.Passed), fmt.Sprint(c.Failed),
+		fmt.Sprint(c.SetAside), fmt.Sprint(c.InProgress), c.YieldText(), b.OpenedAt.Local().Format("2006-01-02 15:04")}
 }
 
 // batchColumns are the QA table's headings, matching batchRow.

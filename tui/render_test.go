@@ -47,7 +47,7 @@ func sampleSlots() map[string]*slotState {
 		"loading": {ID: 1, Status: slotLoading},
 		"running": {ID: 1, Status: slotRunning, Serial: "SN-0001", Step: "enroll", Done: 10, Started: t0},
 		"abort":   {ID: 1, Status: slotAborting, Serial: "SN-0001", Step: "activate", Done: 11, Started: t0},
-		"passed":  {ID: 1, Status: slotPassed, Serial: "SN-0002", Done: len(progress.Steps), Elapsed: 5200 * time.Millisecond},
+		"passed":  {ID: 1, Status: slotPassed, Serial: "SN-0002", Done: len(progress.BoardSteps(false)), Elapsed: 5200 * time.Millisecond},
 		"failed": {ID: 1, Status: slotFailed, Serial: "SN-0004", Done: 6, LastStep: progress.StepClaim,
 			Elapsed: 1300 * time.Millisecond, Failure: cloneFailure},
 		"noboard": {ID: 1, Status: slotNoBoard, Message: "simulated board exited before it was ready: bad flag; F6 to try again"},
@@ -130,21 +130,31 @@ func TestRenderSlotFitsAndSays(t *testing.T) {
 }
 
 func TestRenderCountersHeaderFooter(t *testing.T) {
-	c := Counters{Quantity: 100, Done: 40, Passed: 38, Failed: 1, Stopped: 1, Yield: 95, HasYield: true, UnitsPerHour: 412.4, Median: 5200 * time.Millisecond}
+	many := make([]time.Duration, 38)
+	for i := range many {
+		many[i] = 5200 * time.Millisecond
+	}
+	c := Counters{Counts: records.CountBatch(100, nil, 0), Figures: records.LineFigures(many, 38*time.Hour/412)}
+	c.Counts = (records.BatchSummary{Batch: records.Batch{Quantity: 100}, Passed: 38, Failed: 1, Stopped: 1}).Counts()
 	got := plain(renderCounters(c, 3, 80, false))
-	want := "done 40/100 passed 38 failed 2 (1 set aside) yield 95.0% 412 u/h median 5.2 s"
+	want := "done 40/100 passed 38 failed 1 set aside 1 yield 95.0% 412 u/h median 5.2 s"
 	if got != want {
 		t.Errorf("counters\n got %q\nwant %q", got, want)
 	}
-	if got := plain(renderCounters(Counters{}, 0, 80, true)); got != "done 0  passed 0  failed 0  yield -  0 u/h  median -  running 0" {
+	if got := plain(renderCounters(Counters{}, 0, 100, true)); got != "done 0  passed 0  failed 0  set aside 0  yield -  - u/h  median -  running 0" {
 		t.Errorf("empty counters %q", got)
+	}
+	// Over the quantity: the line says so, first.
+	over := Counters{Counts: (records.BatchSummary{Batch: records.Batch{Quantity: 8}, Passed: 9}).Counts()}
+	if got := plain(renderCounters(over, 0, 80, false)); !strings.HasPrefix(got, "done 9/8 (1 OVER)") {
+		t.Errorf("over quantity %q", got)
 	}
 	b := &records.BatchSummary{Batch: records.Batch{ID: "B7", Product: "default", WorkOrder: "WO-1", State: "open"}}
 	if got := plain(renderHeader("demo station", "ana", b, 80, false)); got != "batch B7 · default · WO WO-1 │ operator ana │ demo station" {
 		t.Errorf("header %q", got)
 	}
-	// Narrow: the batch stays, the rest goes.
-	if got := plain(renderHeader("demo station", "ana", b, 30, false)); got != "batch B7 · default · WO WO-1" {
+	// Narrow: the batch is cut before the station goes.
+	if got := plain(renderHeader("demo station", "ana", b, 30, false)); got != "batch B7 · def… │ demo station" {
 		t.Errorf("narrow header %q", got)
 	}
 	if got := plain(renderHeader("s1", "", nil, 80, false)); !strings.HasPrefix(got, "no batch: F8") {

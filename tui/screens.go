@@ -91,7 +91,8 @@ func (a *App) fillBatches(list []records.BatchSummary, err error) {
 	a.batches.Clear()
 	cur := "No batch chosen."
 	if b := a.m.batch; b != nil {
-		cur = fmt.Sprintf("Current batch %s (%s, WO %s): %d of %d done, %d passed.", b.ID, b.Product, b.WorkOrder, b.Done, b.Quantity, b.Passed)
+		c := b.Counts()
+		cur = fmt.Sprintf("Current batch %s (%s, WO %s): done %s, %d passed.", b.ID, b.Product, b.WorkOrder, c.DoneText(), c.Passed)
 		if b.State != "open" {
 			cur = fmt.Sprintf("Batch %s is closed: open the next batch.", b.ID)
 		}
@@ -104,7 +105,7 @@ func (a *App) fillBatches(list []records.BatchSummary, err error) {
 	short := '1'
 	for i := range list {
 		b := list[i]
-		label := fmt.Sprintf("Continue batch %s  %s  WO %s  %d/%d done", b.ID, b.Product, b.WorkOrder, b.Done, b.Quantity)
+		label := fmt.Sprintf("Continue batch %s  %s  WO %s  done %s", b.ID, b.Product, b.WorkOrder, b.Counts().DoneText())
 		if b.Station != a.cfg.Station.ID() {
 			label += "  (opened at " + b.Station + ")"
 		}
@@ -114,9 +115,7 @@ func (a *App) fillBatches(list []records.BatchSummary, err error) {
 			short++
 		}
 		a.batches.AddItem(tview.Escape(label), "", r, func() {
-			bb := b.Batch
-			a.m.batch = &records.BatchSummary{Batch: bb}
-			a.m.batch.Done, a.m.batch.Passed, a.m.batch.Failed, a.m.batch.Stopped, a.m.batch.InProgress = b.Done, b.Passed, b.Failed, b.Stopped, b.InProgress
+			a.m.batch = &b
 			a.logLine(a.now(), fmt.Sprintf("batch %s chosen by operator %s", b.ID, a.m.operator))
 			a.pages.SwitchToPage(pageLine)
 			a.refreshBatch()
@@ -180,7 +179,7 @@ func (a *App) openBatch() {
 				return
 			}
 			a.setBatch(b)
-			a.logLine(a.now(), fmt.Sprintf("batch %s opened by operator %s: product %s, WO %s, quantity %d", b.ID, a.m.operator, b.Product, b.WorkOrder, b.Quantity))
+			a.logLine(a.now(), fmt.Sprintf("batch %s opened, quantity %d: product %s, WO %s, operator %s", b.ID, b.Quantity, b.Product, b.WorkOrder, a.m.operator))
 			a.pages.SwitchToPage(pageLine)
 		})
 	})
@@ -196,8 +195,13 @@ func (a *App) askCloseBatch() {
 		a.batchMsg.SetText(a.warn(fmt.Sprintf("%d board(s) are running: let them finish or abort them (F4) before closing the batch", n)))
 		return
 	}
-	text := fmt.Sprintf("Close batch %s?\n\n%d of %d done: %d passed, %d failed, %d set aside, %d in progress.\nNo board can be added afterwards.",
-		b.ID, b.Done, b.Quantity, b.Passed, b.Failed, b.Stopped, b.InProgress)
+	c := b.Counts()
+	text := fmt.Sprintf("Close batch %s?\n\ndone %s: %d passed, %d failed, %d set aside, %d in progress, yield %s.\n",
+		b.ID, c.DoneText(), c.Passed, c.Failed, c.SetAside, c.InProgress, c.YieldText())
+	if w := c.OverWarning(); w != "" {
+		text += "WARNING: " + w + ".\n"
+	}
+	text += "No board can be added afterwards."
 	m := tview.NewModal().SetText(text).AddButtons([]string{"Cancel", "Close batch"}).
 		SetDoneFunc(func(_ int, label string) {
 			a.closeModal()

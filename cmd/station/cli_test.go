@@ -397,8 +397,26 @@ func TestCLIQA(t *testing.T) {
 		t.Fatalf("push: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 
+	// A JSON report made while the batch is open keeps verifying once the batch goes on (issue 17 point 2).
+	early := filepath.Join(dir, "early.json")
+	mustRun(t, "station", append(append([]string{}, g...), "report", "batch", "--batch", "QA1", "--json", early)...)
+	// Counts agree between batch list, batch show and the report (issue 17 point 1): 3 passed, 1 refused.
+	if out := mustRun(t, "station", append(append([]string{}, g...), "batch", "list")...); !regexp.MustCompile(`QA1\s+default\s+open\s+4/3\s+3\s+0\s+1\s+0\s+1\s+0\s+75\.0%`).MatchString(out) {
+		t.Fatalf("batch list:\n%s", out)
+	}
+	if r := st("batch", "show", "QA1"); r.code != 0 || !strings.Contains(r.stdout, "counts done 4/3  passed 3  failed 0  set aside 1 (0 stopped, 1 refused)  in progress 0  yield 75.0%") ||
+		!strings.Contains(r.stderr, "warning: batch QA1: done 4/3, 1 over the batch quantity of 3") {
+		t.Fatalf("batch show: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if b, _ := os.ReadFile(early); !strings.Contains(string(b), `"done": 4`) || !strings.Contains(string(b), `"set_aside": 1`) || !strings.Contains(string(b), `"yield_percent": 75`) {
+		t.Fatalf("report JSON counts:\n%s", b)
+	}
+
 	// Reports.
 	mustRun(t, "station", append(append([]string{}, g...), "batch", "close", "--id", "QA1")...)
+	if r := st("report", "verify", early); r.code != 0 || !strings.Contains(r.stdout, "the batch has 1 events since this report") {
+		t.Fatalf("verify a report of a batch that went on: %d %s %s", r.code, r.stdout, r.stderr)
+	}
 	pdf, csvf, jsonf := filepath.Join(dir, "r.pdf"), filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.json")
 	mustRun(t, "station", append(append([]string{}, g...), "report", "batch", "--batch", "QA1", "--pdf", pdf, "--csv", csvf, "--json", jsonf)...)
 	for _, f := range []string{pdf, csvf} {
@@ -415,7 +433,7 @@ func TestCLIQA(t *testing.T) {
 	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") {
 		t.Fatalf("verify json: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 before the inventory check") {
+	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 refused before the inventory check") {
 		t.Fatalf("PDF text: %v\n%s", err, out)
 	}
 	// The ek-list push had the CA witness the chain head; a cut, an old file or a recomputed chain shows.

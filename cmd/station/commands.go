@@ -143,13 +143,25 @@ func cmdBatchList(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		if err != nil {
 			return err
 		}
+		// The counts are records.Counts, the numbers every other surface shows.
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "BATCH\tPRODUCT\tSTATE\tQTY\tDONE\tPASSED\tFAILED\tSTOPPED\tREFUSED\tIN PROGRESS\tOPENED")
+		fmt.Fprintln(tw, "BATCH\tPRODUCT\tSTATE\tDONE\tPASSED\tFAILED\tSET ASIDE\tSTOPPED\tREFUSED\tIN PROGRESS\tYIELD\tOPENED")
+		var warnings []string
 		for _, b := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", b.ID, b.Product, b.State, b.Quantity, b.Done,
-				b.Passed, b.Failed, b.Stopped, b.Refused, b.InProgress, b.OpenedAt.Format(time.RFC3339))
+			c := b.Counts()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.Product, b.State, c.DoneText(),
+				c.Passed, c.Failed, c.SetAside, c.Stopped, c.Refused, c.InProgress, c.YieldText(), b.OpenedAt.Format(time.RFC3339))
+			if w := c.OverWarning(); w != "" {
+				warnings = append(warnings, fmt.Sprintf("warning: batch %s: done %s, %s", b.ID, c.DoneText(), w))
+			}
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			fmt.Fprintln(g.stderr, w)
+		}
+		return nil
 	})
 }
 
@@ -173,6 +185,19 @@ func cmdBatchShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			b.ID, b.Product, b.WorkOrder, b.Quantity, b.Operator, b.Station, b.State, b.OpenedAt.Format(time.RFC3339))
 		if !b.ClosedAt.IsZero() {
 			fmt.Fprintf(g.stdout, "closed %s\n", b.ClosedAt.Format(time.RFC3339))
+		}
+		sums, err := inv.ListBatches(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, sm := range sums {
+			if sm.ID == id {
+				c := sm.Counts()
+				fmt.Fprintf(g.stdout, "counts %s\n\n", c.Line())
+				if w := c.OverWarning(); w != "" {
+					fmt.Fprintf(g.stderr, "warning: batch %s: done %s, %s\n", id, c.DoneText(), w)
+				}
+			}
 		}
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SERIAL\tSTATE\tSTEP\tREASON\tEK SHA-256\tUPDATED")

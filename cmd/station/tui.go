@@ -62,7 +62,7 @@ func demoTerminal(ctx context.Context, env *demoEnv, s *station.Settings, inv *i
 		}
 	}
 	return runTerminal(ctx, termSetup{settings: s, inv: inv, ca: ca, fixture: fx, observe: passed,
-		title: "demo station (simulated boards)", operator: operator, logDir: env.dir,
+		title: "(demo)", operator: operator, logDir: env.dir,
 		report: reportHook(s, inv, filepath.Join(env.dir, "reports"))})
 }
 

@@ -59,6 +59,27 @@ const (
 	StepRecord  = "record"
 )
 
+// BoardSteps are the steps a board's journal lists (`station board show`), in the order the station runs
+// them: every step of Steps but the rework's clear for a board that is not reworked (a rework clears the
+// TPM right after its inventory check, before the new keys), and without record, which is the board's end
+// state (board.provisioned), not a journaled step. The terminal's progress bar counts these.
+func BoardSteps(rework bool) []string {
+	out := make([]string, 0, len(Steps))
+	for _, s := range Steps {
+		switch {
+		case s == StepRecord, s == StepClear && !rework:
+		case rework && (s == StepIAK || s == StepIDevID):
+			// After the claim and the clear in a rework.
+		default:
+			out = append(out, s)
+		}
+		if rework && s == StepClear {
+			out = append(out, StepIAK, StepIDevID)
+		}
+	}
+	return out
+}
+
 // StepIndex is the position of step in Steps, or -1.
 func StepIndex(step string) int {
 	for i, s := range Steps {
@@ -178,3 +199,13 @@ const (
 // ReasonInterrupted is a board the station stopped working on (crash, power loss) whose slot no longer
 // holds a TPM the station can reach; scanning it again resumes it.
 const ReasonInterrupted = "interrupted"
+
+// StepIndexIn is the position of step in steps, or -1.
+func StepIndexIn(steps []string, step string) int {
+	for i, s := range steps {
+		if s == step {
+			return i
+		}
+	}
+	return -1
+}

@@ -26,3 +26,21 @@ func TestFailureLine(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestBoardSteps(t *testing.T) {
+	plain := BoardSteps(false)
+	if len(plain) != len(Steps)-2 || StepIndexIn(plain, StepClear) != -1 || StepIndexIn(plain, StepRecord) != -1 {
+		t.Errorf("a board's steps: %v", plain)
+	}
+	rw := BoardSteps(true)
+	want := []string{StepConnect, StepFlush, StepTPMInfo, StepEKCerts, StepEK, StepEKCheck, StepClaim, StepClear, StepIAK, StepIDevID,
+		StepEnroll, StepActivate, StepCertify, StepIssue, StepPersist, StepNVWrite, StepReadBack}
+	if len(rw) != len(want) {
+		t.Fatalf("a rework's steps: %v", rw)
+	}
+	for i := range want {
+		if rw[i] != want[i] {
+			t.Fatalf("a rework's steps: %v, want %v", rw, want)
+		}
+	}
+}

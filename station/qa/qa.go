@@ -142,6 +142,7 @@ func WriteBatchReportsWith(ctx context.Context, st Store, id string, sg signed.S
 	if err != nil {
 		return audit, err
 	}
+	now := clock.Now()
 	for _, o := range []struct {
 		path  string
 		write func(io.Writer, reports.BatchInfo, reports.BoardSource, reports.AuditInfo, reports.Options) error
@@ -150,7 +151,8 @@ func WriteBatchReportsWith(ctx context.Context, st Store, id string, sg signed.S
 			continue
 		}
 		var buf bytes.Buffer
-		if err := o.write(&buf, info, rows, audit, reports.Options{}); err != nil {
+		// The report says when it was made (its "Report generated"), not when the batch opened.
+		if err := o.write(&buf, info, rows, audit, reports.Options{GeneratedAt: now}); err != nil {
 			return audit, fmt.Errorf("%s: %w", o.path, err)
 		}
 		if err := WriteSigned(o.path, buf.Bytes(), sg); err != nil {

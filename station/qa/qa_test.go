@@ -152,6 +152,9 @@ func TestReportsCompareWithInventory(t *testing.T) {
 	root := certFor(t, "test station root", rootKey, nil, nil, true)
 	sg := signed.Signer{Key: leafKey, Chain: []*x509.Certificate{certFor(t, "st1", leafKey, root, rootKey, false)}}
 	base := filepath.Join(t.TempDir(), "B1")
+	// The batch opened a while ago (its open time is in the past of the report's).
+	time.Sleep(1100 * time.Millisecond)
+	made := clock.Now()
 	if _, err := WriteBatchReports(ctx, inv, "B1", sg, base+".pdf", "", base+".json"); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +195,54 @@ func TestReportsCompareWithInventory(t *testing.T) {
 	}
 	if compare() {
 		t.Fatal("the report still matches after the batch's audit trail grew")
+	}
+	// ...but its position is still in the trail: the batch went on, nothing was changed (issue 17 point 2).
+	rep, err := reports.ReadReportJSON(bytesReader(content), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Audit.ChainSeq == 0 || rep.Audit.EventCount == 0 {
+		t.Fatalf("the report does not record its chain position: %+v", rep.Audit)
+	}
+	events := func(ctx context.Context, batch string, fn func(*records.Event) error) error {
+		return inv.ListEvents(ctx, inventory.EventFilter{Batch: batch}, fn)
+	}
+	pos, err := ReportPosition(ctx, events, rep)
+	if err != nil || !pos.Prefix || pos.Since != 1 {
+		t.Fatalf("position after one more event: %+v, %v", pos, err)
+	}
+	// A recomputed chain (an event of the covered prefix edited and every hash after it redone) no longer
+	// holds the report's head at its position.
+	recomputed := func(ctx context.Context, batch string, fn func(*records.Event) error) error {
+		n := 0
+		return inv.ListEvents(ctx, inventory.EventFilter{Batch: batch}, func(e *records.Event) error {
+			n++
+			if n >= 2 {
+				sum := sha256.Sum256([]byte(e.Hash + "edited"))
+				e.Hash = hex.EncodeToString(sum[:])
+			}
+			return fn(e)
+		})
+	}
+	if pos, err := ReportPosition(ctx, recomputed, rep); err != nil || pos.Prefix || !strings.Contains(pos.Why, "has hash") {
+		t.Fatalf("position in a recomputed trail: %+v, %v", pos, err)
+	}
+	// A cut trail (events removed from the end) cannot hold the position either.
+	cut := func(ctx context.Context, batch string, fn func(*records.Event) error) error {
+		n := int64(0)
+		return inv.ListEvents(ctx, inventory.EventFilter{Batch: batch}, func(e *records.Event) error {
+			if n++; n >= rep.Audit.EventCount {
+				return nil
+			}
+			return fn(e)
+		})
+	}
+	if pos, err := ReportPosition(ctx, cut, rep); err != nil || pos.Prefix || !strings.Contains(pos.Why, "has only") {
+		t.Fatalf("position in a cut trail: %+v, %v", pos, err)
+	}
+	// The report says when it was made, not when the batch opened.
+	if rep.GeneratedAt.Before(made.Truncate(time.Second)) || rep.GeneratedAt.After(clock.Now()) {
+		t.Errorf("report generated at %v, made at %v", rep.GeneratedAt, made)
 	}
 }
 

@@ -67,7 +67,7 @@ func (v *Verification) Lines() []string {
 const maxReportDivergences = 99
 
 func (v *Verification) auditInfo() reports.AuditInfo {
-	a := reports.AuditInfo{EventCount: v.Chain.Count, ChainHead: v.Chain.Head, ChainVerified: v.ChainErr == nil}
+	a := reports.AuditInfo{EventCount: v.Chain.Count, ChainHead: v.Chain.Head, ChainSeq: v.Chain.LastSeq, ChainVerified: v.ChainErr == nil}
 	if !v.OK() {
 		lines := v.Lines()
 		if len(lines) > maxReportDivergences {
