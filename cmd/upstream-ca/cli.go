@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/hsm"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
@@ -32,6 +33,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 const usageText = `usage:
   upstream-ca init --dir DIR [--org NAME]
+      [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]
   upstream-ca station add --dir DIR --name NAME --out OUTDIR
   upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
   upstream-ca ek-list import --dir DIR FILE [--sig FILE.sig]
@@ -113,13 +115,26 @@ func cmdInit(args []string, stdout io.Writer) error {
 	fs := newFlags("init")
 	dir := fs.String("dir", "", "CA directory to create")
 	org := fs.String("org", "tpmline", "organization in issued certificates")
+	var p11 hsm.Config
+	fs.StringVar(&p11.Module, "pkcs11-module", "", "PKCS#11 library: generate the CA keys on a token instead of files")
+	fs.StringVar(&p11.Token, "pkcs11-token", "", "label of the PKCS#11 token")
+	fs.StringVar(&p11.PINFile, "pkcs11-pin-file", "", "file holding the token's user PIN")
+	fs.StringVar(&p11.PINEnv, "pkcs11-pin-env", "", "environment variable holding the token's user PIN")
+	prefix := fs.String("pkcs11-key-prefix", ca.DefaultKeyLabelPrefix, "start of the labels of the keys generated on the token")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return usagef("init: --dir is required")
 	}
-	made, err := ca.Init(*dir, *org)
+	var opts ca.InitOptions
+	if p11 != (hsm.Config{}) {
+		if err := p11.Check(); err != nil {
+			return usagef("init: %v", err)
+		}
+		opts = ca.InitOptions{PKCS11: &p11, KeyLabelPrefix: *prefix}
+	}
+	made, err := ca.InitWith(*dir, *org, opts)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func sign(t *testing.T, s crypto.Signer) error {
 }
 
 func TestGenerateFindSign(t *testing.T) {
-	tk := hsmtest.New(t, "gen")
+	tk := hsmtest.New(t)
 	tok, err := hsm.Open(tk.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestGenerateFindSign(t *testing.T) {
 }
 
 func TestWrongPIN(t *testing.T) {
-	tk := hsmtest.New(t, "pin")
+	tk := hsmtest.New(t)
 	bad := filepath.Join(t.TempDir(), "pin")
 	os.WriteFile(bad, []byte("0000\n"), 0o600)
 	c := tk.Config
@@ -81,7 +81,7 @@ func TestWrongPIN(t *testing.T) {
 }
 
 func TestTokenRemoved(t *testing.T) {
-	tk := hsmtest.New(t, "rm")
+	tk := hsmtest.New(t)
 	tok, err := hsm.Open(tk.Config)
 	if err != nil {
 		t.Fatal(err)

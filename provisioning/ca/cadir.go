@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/hsm"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/reports/signed"
@@ -53,6 +54,8 @@ type Config struct {
 	DB             string `json:"db,omitempty"`       // default sqlite://DIR/ca.db
 	EKRoots        string `json:"ek_roots,omitempty"` // PEM file or directory of TPM vendor CAs
 	RequireEKList  bool   `json:"require_ek_list,omitempty"`
+	// PKCS11, when set, holds the root, issuing and station access CA keys (keys.go).
+	PKCS11 *PKCS11Keys `json:"pkcs11,omitempty"`
 }
 
 // Initialised is what Init made.
@@ -63,28 +66,60 @@ type Initialised struct {
 // Init creates the CA directory dir with the certificates of a new CA for organization org: a root and
 // the issuing CA under it, a separate station access CA, a TLS server certificate, the stations' trust
 // file and config.json. It refuses a directory that already holds a CA.
-func Init(dir, org string) (*Initialised, error) {
+func Init(dir, org string) (*Initialised, error) { return InitWith(dir, org, InitOptions{}) }
+
+// InitWith is Init with its options: with o.PKCS11 the three CA keys are generated on the token.
+func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{ConfigFile, RootKeyFile, IssuingKeyFile, AccessKeyFile, ServerKeyFile, "ca.db"} {
+	for _, f := range []string{ConfigFile, RootCertFile, RootKeyFile, IssuingKeyFile, AccessKeyFile, ServerKeyFile, "ca.db"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return nil, fmt.Errorf("%s already holds a CA (%s exists); refusing to overwrite it", dir, f)
 		}
+	}
+	var p11 *PKCS11Keys
+	var tok *hsm.Token
+	if o.PKCS11 != nil {
+		prefix := o.KeyLabelPrefix
+		if prefix == "" {
+			prefix = DefaultKeyLabelPrefix
+		}
+		p11 = &PKCS11Keys{Config: *o.PKCS11, RootKey: prefix + "root", IssuingKey: prefix + "issuing", AccessKey: prefix + "access"}
+		var err error
+		if tok, err = hsm.Open(*o.PKCS11); err != nil {
+			return nil, err
+		}
+		defer tok.Close()
+	}
+	// newCA makes a CA key: in the token when there is one, else in memory for WriteKeyPair.
+	newCA := func(spec CertSpec, label string, parent *KeyPair, now time.Time) (*KeyPair, error) {
+		if tok == nil {
+			return NewCertificate(spec, parent, now)
+		}
+		key, err := tok.Generate(label)
+		if err != nil {
+			return nil, err
+		}
+		return NewCertificateFor(spec, key, parent, now)
 	}
 	now := clock.Now()
 	// The root signs only the issuing CA. The station access CA is a separate self-signed root: stations and
 	// the server trust it alone, so no certificate under the device root (an IDevID above all) can ever
 	// authenticate as a station, and a station credential can never pass as a device identity.
-	root, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, nil, now)
+	var labels PKCS11Keys
+	if p11 != nil {
+		labels = *p11
+	}
+	root, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, labels.RootKey, nil, now)
 	if err != nil {
 		return nil, err
 	}
-	issuing, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"}, NotAfter: now.AddDate(25, 0, 0), IsCA: true}, root, now)
+	issuing, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"}, NotAfter: now.AddDate(25, 0, 0), IsCA: true}, labels.IssuingKey, root, now)
 	if err != nil {
 		return nil, err
 	}
-	access, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, nil, now)
+	access, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, labels.AccessKey, nil, now)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +132,12 @@ func Init(dir, org string) (*Initialised, error) {
 		kp        *KeyPair
 		cert, key string
 	}{{root, RootCertFile, RootKeyFile}, {issuing, IssuingCertFile, IssuingKeyFile}, {access, AccessCertFile, AccessKeyFile}, {server, ServerCertFile, ServerKeyFile}} {
+		if _, onToken := kp.kp.Key.(*hsm.Signer); onToken {
+			if err := writeNew(filepath.Join(dir, kp.cert), PEMCertificates(kp.kp.Cert), 0o644); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := WriteKeyPair(kp.kp, filepath.Join(dir, kp.cert), filepath.Join(dir, kp.key)); err != nil {
 			return nil, err
 		}
@@ -104,7 +145,7 @@ func Init(dir, org string) (*Initialised, error) {
 	if err := writeNew(filepath.Join(dir, TrustFile), PEMCertificates(access.Cert), 0o644); err != nil {
 		return nil, err
 	}
-	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String()}, "", "  ")
+	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String(), PKCS11: p11}, "", "  ")
 	if err := writeNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, err
 	}
@@ -136,7 +177,16 @@ func AddStation(dir, name, out string) (*StationFiles, error) {
 	if err := CheckStationName(name); err != nil {
 		return nil, err
 	}
-	access, err := ReadKeyPair(filepath.Join(dir, AccessCertFile), filepath.Join(dir, AccessKeyFile))
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := openCAKeys(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Close()
+	access, err := keys.load(AccessCertFile, AccessKeyFile, func(p *PKCS11Keys) string { return p.AccessKey })
 	if err != nil {
 		return nil, fmt.Errorf("reading the station access CA: %w", err)
 	}
@@ -230,8 +280,14 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	issuing, err := ReadKeyPair(filepath.Join(dir, IssuingCertFile), filepath.Join(dir, IssuingKeyFile))
+	// A token stays open for the process: the Verifier signs with it until the process ends.
+	keys, err := openCAKeys(dir, cfg)
 	if err != nil {
+		return nil, nil, err
+	}
+	issuing, err := keys.load(IssuingCertFile, IssuingKeyFile, func(p *PKCS11Keys) string { return p.IssuingKey })
+	if err != nil {
+		keys.Close()
 		return nil, nil, err
 	}
 	is := &Issuer{CA: issuing.Cert, Key: issuing.Key, Root: root, Organization: cfg.Organization, CommonName: cfg.CommonName}
@@ -321,7 +377,7 @@ func Serve(ctx context.Context, c ServeConfig) error {
 	}
 	log.Info("upstream CA serving", append([]any{"addr", ln.Addr().String(), "db", v.Store.Engine(), "ek_roots", len(v.EKVerifier.Roots),
 		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList}, c.LogAttrs...)...)
-	srv := &Server{Verifier: v, Log: log}
+	srv := &Server{Verifier: v, Log: log, Ready: func() error { return Ready(v.Issuer.Key) }}
 	go purgeChallenges(ctx, v.Store, log, clock.Now)
 	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
 	log.Info("upstream CA stopped")

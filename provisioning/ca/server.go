@@ -53,6 +53,10 @@ func StatusOf(code provisioning.ErrorCode) int {
 type Server struct {
 	Verifier *Verifier
 	Log      *slog.Logger // one line per request; default: discard
+	// Ready, when set, is asked before a request that leads to issuing (enroll, activate): while the
+	// issuing key cannot sign (its PKCS#11 token is gone) the request is refused with 503 before a
+	// challenge is made or claimed, so the station retries later and nothing is burnt.
+	Ready func() error
 }
 
 // requestNote carries what the verifier learns about a request (the board serial of round 2) back to the
@@ -126,6 +130,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, provisioning.Errorf(provisioning.CodeBadRequest,
 			"%s takes a JSON body (Content-Type: application/json), not %q", r.URL.Path, printable(r.Header.Get("Content-Type"))))
 		return
+	}
+	if s.Ready != nil && r.URL.Path != provisioning.PathEKLists {
+		if err := s.Ready(); err != nil {
+			s.log().Error("issuing key unavailable", "err", err)
+			status, code = http.StatusServiceUnavailable, provisioning.CodeInternal
+			w.Header().Set("Retry-After", "30")
+			writeError(w, status, provisioning.Errorf(provisioning.CodeInternal, "the CA's issuing key is unavailable (its key token is not answering); retry later or contact the CA operator"))
+			return
+		}
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	switch r.URL.Path {

@@ -3,10 +3,12 @@
 package hsmtest
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tpmline/tpmline/internal/hsm"
@@ -20,14 +22,75 @@ const PIN = "1234-test"
 
 // Token is a SoftHSM2 token for one test.
 type Token struct {
-	Config   hsm.Config
-	TokenDir string // SoftHSM2's directories.tokendir
+	Config hsm.Config
+	Dir    string // the token's own directory under SoftHSM2's tokendir
 }
 
-// New initialises token label in a fresh SoftHSM2 configuration and points SOFTHSM2_CONF at it for the
-// rest of the test (t.Setenv: tests using it cannot run in parallel). It skips the test when SoftHSM2 is
-// not installed (scripts/testenv.sh installs it).
-func New(t testing.TB, label string) *Token {
+// The PKCS#11 library reads SOFTHSM2_CONF and lists its tokens once, when it is first initialised, and a
+// process keeps it initialised while any session is open (a CA opened by a test holds its token until the
+// process ends). So every test of a process shares one configuration, and its tokens are all made before
+// the library is first loaded: New hands out the next one.
+const poolSize = 12
+
+var (
+	once    sync.Once
+	pool    []*Token
+	tokens  string
+	onceErr error
+	next    int
+	mu      sync.Mutex
+)
+
+func setup(util string) {
+	dir, err := os.MkdirTemp("", "tpmline-softhsm-")
+	if err != nil {
+		onceErr = err
+		return
+	}
+	tokens = filepath.Join(dir, "tokens")
+	if onceErr = os.Mkdir(tokens, 0o700); onceErr != nil {
+		return
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if onceErr = os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); onceErr != nil {
+		return
+	}
+	os.Setenv("SOFTHSM2_CONF", conf)
+	pinFile := filepath.Join(dir, "pin")
+	if onceErr = os.WriteFile(pinFile, []byte(PIN+"\n"), 0o600); onceErr != nil {
+		return
+	}
+	for i := 1; i <= poolSize; i++ {
+		label := fmt.Sprintf("tpmline-test-%d", i)
+		before, _ := os.ReadDir(tokens)
+		out, err := exec.Command(util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "so-"+PIN).CombinedOutput()
+		if err != nil {
+			onceErr = fmt.Errorf("softhsm2-util --init-token: %v\n%s", err, out)
+			return
+		}
+		after, _ := os.ReadDir(tokens)
+		seen := map[string]bool{}
+		for _, e := range before {
+			seen[e.Name()] = true
+		}
+		tk := &Token{Config: hsm.Config{Module: Module, Token: label, PINFile: pinFile}}
+		for _, e := range after {
+			if !seen[e.Name()] {
+				tk.Dir = filepath.Join(tokens, e.Name())
+			}
+		}
+		if tk.Dir == "" {
+			onceErr = errors.New("softhsm2-util made no token directory")
+			return
+		}
+		pool = append(pool, tk)
+	}
+}
+
+// New returns a fresh, initialised SoftHSM2 token (user PIN PIN, in the file Config.PINFile) and points
+// SOFTHSM2_CONF at the process's configuration. A test that changes the PIN file puts it back. New skips
+// the test when SoftHSM2 is not installed (scripts/testenv.sh installs it).
+func New(t testing.TB) *Token {
 	t.Helper()
 	if _, err := os.Stat(Module); err != nil {
 		t.Skipf("SoftHSM2 is not installed (%v); scripts/testenv.sh installs softhsm2", err)
@@ -36,48 +99,32 @@ func New(t testing.TB, label string) *Token {
 	if err != nil {
 		t.Skipf("softhsm2-util is not installed: %v", err)
 	}
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
+	once.Do(func() { setup(util) })
+	if onceErr != nil {
+		t.Fatalf("setting up SoftHSM2: %v", onceErr)
 	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"), 0o600); err != nil {
-		t.Fatal(err)
+	mu.Lock()
+	defer mu.Unlock()
+	if next == len(pool) {
+		t.Fatalf("hsmtest: all %d tokens of this process are used; raise poolSize", poolSize)
 	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "so-"+PIN).CombinedOutput()
-	if err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	pinFile := filepath.Join(dir, "pin")
-	if err := os.WriteFile(pinFile, []byte(PIN+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &Token{Config: hsm.Config{Module: Module, Token: label, PINFile: pinFile}, TokenDir: tokens}
+	tk := pool[next]
+	next++
+	c := *tk
+	return &c
 }
 
-// Remove takes the token away as pulling an HSM would (its directory moved aside) and returns the function
-// that puts it back.
+// Remove takes the token away as pulling an HSM would (its directory moved out of the token directory)
+// and returns the function that puts it back.
 func (tk *Token) Remove(t testing.TB) (restore func()) {
 	t.Helper()
-	aside := tk.TokenDir + ".removed"
-	if err := os.Rename(tk.TokenDir, aside); err != nil {
+	aside := filepath.Join(filepath.Dir(tokens), filepath.Base(tk.Dir)+".removed")
+	if err := os.Rename(tk.Dir, aside); err != nil {
 		t.Fatal(err)
 	}
 	return func() {
-		if err := os.Rename(aside, tk.TokenDir); err != nil {
+		if err := os.Rename(aside, tk.Dir); err != nil {
 			t.Fatal(err)
 		}
 	}
-}
-
-// Contains reports whether s mentions every one of words (for checking error lines).
-func Contains(s string, words ...string) bool {
-	for _, w := range words {
-		if !strings.Contains(s, w) {
-			return false
-		}
-	}
-	return true
 }
