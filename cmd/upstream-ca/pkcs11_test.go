@@ -32,7 +32,7 @@ type servedCA struct {
 	stop   func() int
 }
 
-func serveCA(t *testing.T, dir, stationDir, name string) *servedCA {
+func serveCA(t testing.TB, dir, stationDir, name string) *servedCA {
 	t.Helper()
 	roots := filepath.Join(t.TempDir(), "vendor.pem")
 	if err := os.WriteFile(roots, append(vendor.RootPEM(), vendor.IntermediatePEM()...), 0o644); err != nil {
@@ -304,4 +304,46 @@ func TestPKCS11SignEKList(t *testing.T) {
 			t.Fatalf("ek-list import: %d %s %s", code, out, errOut)
 		}
 	}
+}
+
+// BenchmarkEnrollKeys measures whole enrollments (both rounds over HTTPS, the simulator answering) against
+// two CAs served in the same run, one with its keys in files and one with them in SoftHSM2, alternating
+// so both see the same machine; it reports each rate and their ratio, and the issuing signature alone.
+func BenchmarkEnrollKeys(b *testing.B) {
+	tk := hsmtest.New(b)
+	ctx := context.Background()
+	mk := func(name string, extra ...string) (*servedCA, string) {
+		dir := filepath.Join(b.TempDir(), name)
+		if code, _, errOut := runCLI(b, ctx, append([]string{"init", "--dir", dir}, extra...)...); code != ExitOK {
+			b.Fatalf("init %s: %s", name, errOut)
+		}
+		out := filepath.Join(b.TempDir(), name+"-station")
+		if code, _, errOut := runCLI(b, ctx, "station", "add", "--dir", dir, "--name", "bench", "--out", out); code != ExitOK {
+			b.Fatalf("station add: %s", errOut)
+		}
+		return serveCA(b, dir, out, "bench"), dir
+	}
+	files, _ := mk("files")
+	token, _ := mk("pkcs11", pkcs11Args(tk.Config)...)
+	brd := newBoard(b, "SN-BENCH")
+	brd.req.Rework = true
+	var dFiles, dToken time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, c := range []struct {
+			s *servedCA
+			d *time.Duration
+		}{{files, &dFiles}, {token, &dToken}} {
+			start := time.Now()
+			if _, st, body := c.s.enroll(b, brd); st != 200 {
+				b.Fatalf("enroll: %d %s", st, body)
+			}
+			*c.d += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	fr, tr := float64(b.N)/dFiles.Seconds(), float64(b.N)/dToken.Seconds()
+	b.ReportMetric(fr, "files-enroll/s")
+	b.ReportMetric(tr, "softhsm-enroll/s")
+	b.ReportMetric(tr/fr, "softhsm/files")
 }
