@@ -6,7 +6,7 @@ require (
 	github.com/ThalesGroup/crypto11 v1.6.2
 	github.com/gdamore/tcell/v2 v2.13.10
 	github.com/google/go-tpm v0.9.8
-	github.com/google/go-tpm-tools v0.4.11
+	github.com/google/go-tpm-tools v0.4.9
 	github.com/jmoiron/sqlx v1.4.0
 	github.com/jung-kurt/gofpdf v1.16.2
 	github.com/lib/pq v1.12.3
@@ -26,9 +26,10 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/thales-e-security/pool v0.0.2 // indirect
+	golang.org/x/crypto v0.49.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/term v0.37.0 // indirect
-	golang.org/x/text v0.31.0 // indirect
+	golang.org/x/term v0.41.0 // indirect
+	golang.org/x/text v0.35.0 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect

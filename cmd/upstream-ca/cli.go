@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -32,10 +33,12 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 const usageText = `usage:
-  upstream-ca init --dir DIR [--org NAME]
+  upstream-ca init --dir DIR [--org NAME] [--public-url http://HOST:PORT]
       [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]
   upstream-ca station add --dir DIR --name NAME --out OUTDIR
   upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
+      [--public-listen ADDR]
+  upstream-ca revoke --dir DIR (--board SERIAL | --cert-serial HEX | --station-cert FILE) [--reason NAME] [--db URL]
   upstream-ca ek-list import --dir DIR FILE [--sig FILE.sig]
   upstream-ca ek-cert verify --ek-roots PEM-or-dir [--at RFC3339-TIME] FILE...
 `
@@ -75,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStationAdd(rest[1:], stdout)
 	case "serve":
 		return cmdServe(ctx, rest, stderr)
+	case "revoke":
+		return cmdRevoke(ctx, rest, stdout)
 	case "ek-list":
 		if len(rest) == 0 || rest[0] != "import" {
 			return usagef("ek-list takes the subcommand import")
@@ -121,6 +126,7 @@ func cmdInit(args []string, stdout io.Writer) error {
 	fs.StringVar(&p11.PINFile, "pkcs11-pin-file", "", "file holding the token's user PIN")
 	fs.StringVar(&p11.PINEnv, "pkcs11-pin-env", "", "environment variable holding the token's user PIN")
 	prefix := fs.String("pkcs11-key-prefix", ca.DefaultKeyLabelPrefix, "start of the labels of the keys generated on the token")
+	publicURL := fs.String("public-url", "", "base URL of the CRL and OCSP endpoints, named in issued certificates")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -133,6 +139,12 @@ func cmdInit(args []string, stdout io.Writer) error {
 			return usagef("init: %v", err)
 		}
 		opts = ca.InitOptions{PKCS11: &p11, KeyLabelPrefix: *prefix}
+	}
+	if *publicURL != "" {
+		if u, err := url.Parse(*publicURL); err != nil || u.Scheme != "http" || u.Host == "" || strings.TrimSuffix(u.Path, "/") != "" {
+			return usagef("init: --public-url %q is not http://HOST[:PORT] (relying parties fetch CRLs over plain HTTP)", *publicURL)
+		}
+		opts.PublicURL = strings.TrimSuffix(*publicURL, "/")
 	}
 	made, err := ca.InitWith(*dir, *org, opts)
 	if err != nil {
@@ -171,6 +183,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ekRoots := fs.String("ek-roots", "", "PEM file or directory of TPM vendor root and intermediate CAs")
 	requireList := fs.Bool("require-ek-list", false, "refuse EKs not on an uploaded EK list")
 	dbURL := fs.String("db", "", "sqlite://PATH or postgres://... (default sqlite in DIR)")
+	publicListen := fs.String("public-listen", "", "address of the plain-HTTP CRL and OCSP endpoints (default from config, else off)")
 	// Not in the usage text: for whoever measures the CA. The environment variable reaches a serve process
 	// that a benchmark starts.
 	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to this file when it stops")
@@ -189,7 +202,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	gcPercent, memLimit := tuneGC(os.Getenv)
 	err := ca.Serve(ctx, ca.ServeConfig{
-		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList,
+		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList, PublicListen: *publicListen,
 		Log:      slog.New(slog.NewTextHandler(stderr, nil)),
 		LogAttrs: []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},
 	})
@@ -301,4 +314,53 @@ func cmdEKCertVerify(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d of %d EK certificates did not verify", failed, fs.NArg())
 	}
 	return nil
+}
+
+func cmdRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("revoke")
+	dir := fs.String("dir", "", "CA directory")
+	dbURL := fs.String("db", "", "database URL (default from config, else sqlite in DIR)")
+	board := fs.String("board", "", "revoke every certificate issued to the board with this serial")
+	certSerial := fs.String("cert-serial", "", "revoke the board certificate with this serial (hex)")
+	stationCert := fs.String("station-cert", "", "revoke the station credential in this PEM file")
+	reason := fs.String("reason", "unspecified", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ...")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	n := 0
+	for _, f := range []string{*board, *certSerial, *stationCert} {
+		if f != "" {
+			n++
+		}
+	}
+	if *dir == "" || n != 1 {
+		return usagef("revoke: --dir and exactly one of --board, --cert-serial and --station-cert are required")
+	}
+	code, err := ca.ParseReason(*reason)
+	if err != nil {
+		return usagef("revoke: %v", err)
+	}
+	req := ca.RevokeRequest{Dir: *dir, DB: *dbURL, BoardSerial: *board, CertSerial: *certSerial, Reason: code}
+	if *stationCert != "" {
+		if req.StationCert, err = ca.ReadCertificate(*stationCert); err != nil {
+			return err
+		}
+	}
+	res, err := ca.Revoke(ctx, req)
+	if res != nil {
+		for _, r := range res.Revoked {
+			fmt.Fprintf(stdout, "revoked %s certificate %s%s, reason %d\n", r.Kind, r.SerialNumber, revokedWho(r), r.Reason)
+		}
+		for _, r := range res.Already {
+			fmt.Fprintf(stdout, "already revoked: %s certificate %s%s on %s\n", r.Kind, r.SerialNumber, revokedWho(r), r.RevokedAt.Format(time.RFC3339))
+		}
+	}
+	return err
+}
+
+func revokedWho(r ca.Revocation) string {
+	if r.BoardSerial != "" {
+		return " of board " + r.BoardSerial
+	}
+	return " of station " + r.Subject
 }

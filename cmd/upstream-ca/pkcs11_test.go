@@ -32,7 +32,7 @@ type servedCA struct {
 	stop   func() int
 }
 
-func serveCA(t testing.TB, dir, stationDir, name string) *servedCA {
+func serveCA(t testing.TB, dir, stationDir, name string, extra ...string) *servedCA {
 	t.Helper()
 	roots := filepath.Join(t.TempDir(), "vendor.pem")
 	if err := os.WriteFile(roots, append(vendor.RootPEM(), vendor.IntermediatePEM()...), 0o644); err != nil {
@@ -48,7 +48,7 @@ func serveCA(t testing.TB, dir, stationDir, name string) *servedCA {
 	done := make(chan int, 1)
 	logs := &syncBuffer{}
 	go func() {
-		done <- Main(sctx, []string{"serve", "--dir", dir, "--listen", addr, "--ek-roots", roots}, logs, logs)
+		done <- Main(sctx, append([]string{"serve", "--dir", dir, "--listen", addr, "--ek-roots", roots}, extra...), logs, logs)
 	}()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(stationDir, name+".crt"), filepath.Join(stationDir, name+".key"))
 	if err != nil {

@@ -54,6 +54,10 @@ type Config struct {
 	DB             string `json:"db,omitempty"`       // default sqlite://DIR/ca.db
 	EKRoots        string `json:"ek_roots,omitempty"` // PEM file or directory of TPM vendor CAs
 	RequireEKList  bool   `json:"require_ek_list,omitempty"`
+	// PublicURL is where relying parties reach the CRL and OCSP endpoints (http://HOST:PORT); when set,
+	// issued certificates name PublicURL/crl and PublicURL/ocsp. PublicListen is where serve answers them.
+	PublicURL    string `json:"public_url,omitempty"`
+	PublicListen string `json:"public_listen,omitempty"`
 	// PKCS11, when set, holds the root, issuing and station access CA keys (keys.go).
 	PKCS11 *PKCS11Keys `json:"pkcs11,omitempty"`
 }
@@ -145,7 +149,7 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 	if err := writeNew(filepath.Join(dir, TrustFile), PEMCertificates(access.Cert), 0o644); err != nil {
 		return nil, err
 	}
-	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String(), PKCS11: p11}, "", "  ")
+	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String(), PKCS11: p11, PublicURL: o.PublicURL}, "", "  ")
 	if err := writeNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, err
 	}
@@ -291,6 +295,9 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 		return nil, nil, err
 	}
 	is := &Issuer{CA: issuing.Cert, Key: issuing.Key, Root: root, Organization: cfg.Organization, CommonName: cfg.CommonName}
+	if cfg.PublicURL != "" {
+		is.CRLDistributionPoints, is.OCSPServer = []string{cfg.PublicURL + CRLPath}, []string{cfg.PublicURL + OCSPPath}
+	}
 	for _, f := range []struct {
 		v   string
 		dst *time.Time
@@ -331,6 +338,7 @@ type ServeConfig struct {
 	EKRoots       string // default: config.json's ek_roots; one of the two is required
 	DB            string // default: config.json's db, else sqlite://DIR/ca.db
 	RequireEKList bool   // on top of config.json's require_ek_list
+	PublicListen  string // CRL and OCSP over plain HTTP; default config.json's public_listen, else none
 	Log           *slog.Logger
 	// LogAttrs are added to the "upstream CA serving" line (the command's runtime settings).
 	LogAttrs []any
@@ -379,7 +387,38 @@ func Serve(ctx context.Context, c ServeConfig) error {
 		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList}, c.LogAttrs...)...)
 	srv := &Server{Verifier: v, Log: log, Ready: func() error { return Ready(v.Issuer.Key) }}
 	go purgeChallenges(ctx, v.Store, log, clock.Now)
-	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
+	if c.PublicListen == "" {
+		c.PublicListen = cfg.PublicListen
+	}
+	if c.PublicListen != "" {
+		pln, err := net.Listen("tcp", c.PublicListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening for CRL and OCSP: %w", err)
+		}
+		log.Info("CRL and OCSP serving", "addr", pln.Addr().String(), "public_url", cfg.PublicURL)
+		pub := &Public{Store: v.Store, Issuing: &KeyPair{Cert: v.Issuer.CA, Key: v.Issuer.Key}, Log: log}
+		go func() {
+			if err := pub.ServePublic(ctx, pln); err != nil {
+				log.Error("CRL and OCSP stopped", "err", err)
+			}
+		}()
+	}
+	tlsConf := ServerTLSConfig(serverCert, pool)
+	revoked := StationRevocationCheck(v.Store)
+	tlsConf.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil // RequireAndVerifyClientCert has refused it already
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := revoked(cctx, cs.PeerCertificates[0])
+		if err != nil {
+			log.Warn("station refused at the handshake", "err", err)
+		}
+		return err
+	}
+	err = srv.Serve(ctx, ln, tlsConf)
 	log.Info("upstream CA stopped")
 	return err
 }

@@ -54,6 +54,9 @@ type Issuer struct {
 
 	Now  func() time.Time // default time.Now
 	Rand io.Reader        // serial numbers; default crypto/rand
+
+	// CRLDistributionPoints and OCSPServer, when set, go into every certificate issued (crl.go).
+	CRLDistributionPoints, OCSPServer []string
 }
 
 // Board is who a certificate is for.
@@ -144,6 +147,8 @@ func (is *Issuer) template(pub crypto.PublicKey, b Board, notAfter time.Time) (*
 		IsCA:                  false,
 		SubjectKeyId:          keyID(spki),
 		ExtraExtensions:       []pkix.Extension{{Id: oidSubjectAltName, Critical: false, Value: san}},
+		CRLDistributionPoints: is.CRLDistributionPoints,
+		OCSPServer:            is.OCSPServer,
 	}, nil
 }
 

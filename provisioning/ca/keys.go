@@ -36,6 +36,8 @@ type InitOptions struct {
 	// KeyLabelPrefix starts the labels of the generated keys (root, issuing, access); default
 	// DefaultKeyLabelPrefix. Two CAs on one token need two prefixes.
 	KeyLabelPrefix string
+	// PublicURL is config.json's public_url (CRL and OCSP, named in issued certificates).
+	PublicURL string
 }
 
 // caKeys makes (init) or finds (every other command) the CA's keys.
