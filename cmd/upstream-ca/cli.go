@@ -37,7 +37,7 @@ const usageText = `usage:
       [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]
   upstream-ca station add --dir DIR --name NAME --out OUTDIR
   upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
-      [--public-listen ADDR]
+      [--public-listen ADDR] [--metrics-listen ADDR]
   upstream-ca revoke --dir DIR (--board SERIAL | --cert-serial HEX | --station-cert FILE) [--reason NAME] [--db URL]
   upstream-ca ek-list import --dir DIR FILE [--sig FILE.sig]
   upstream-ca ek-cert verify --ek-roots PEM-or-dir [--at RFC3339-TIME] FILE...
@@ -184,6 +184,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	requireList := fs.Bool("require-ek-list", false, "refuse EKs not on an uploaded EK list")
 	dbURL := fs.String("db", "", "sqlite://PATH or postgres://... (default sqlite in DIR)")
 	publicListen := fs.String("public-listen", "", "address of the plain-HTTP CRL and OCSP endpoints (default from config, else off)")
+	metricsListen := fs.String("metrics-listen", "", "address of the Prometheus /metrics endpoint (plain HTTP; default off)")
 	// Not in the usage text: for whoever measures the CA. The environment variable reaches a serve process
 	// that a benchmark starts.
 	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to this file when it stops")
@@ -203,8 +204,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	gcPercent, memLimit := tuneGC(os.Getenv)
 	err := ca.Serve(ctx, ca.ServeConfig{
 		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList, PublicListen: *publicListen,
-		Log:      slog.New(slog.NewTextHandler(stderr, nil)),
-		LogAttrs: []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},
+		MetricsListen: *metricsListen,
+		Log:           slog.New(slog.NewTextHandler(stderr, nil)),
+		LogAttrs:      []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},
 	})
 	if errors.Is(err, ca.ErrNoEKRoots) {
 		return usagef("serve: --ek-roots is required (or ek_roots in %s)", ca.ConfigFile)

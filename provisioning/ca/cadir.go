@@ -18,6 +18,7 @@ import (
 
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/internal/hsm"
+	"github.com/tpmline/tpmline/internal/metrics"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/reports/signed"
@@ -339,6 +340,7 @@ type ServeConfig struct {
 	DB            string // default: config.json's db, else sqlite://DIR/ca.db
 	RequireEKList bool   // on top of config.json's require_ek_list
 	PublicListen  string // CRL and OCSP over plain HTTP; default config.json's public_listen, else none
+	MetricsListen string // Prometheus /metrics over plain HTTP; default none
 	Log           *slog.Logger
 	// LogAttrs are added to the "upstream CA serving" line (the command's runtime settings).
 	LogAttrs []any
@@ -401,6 +403,26 @@ func Serve(ctx context.Context, c ServeConfig) error {
 		go func() {
 			if err := pub.ServePublic(ctx, pln); err != nil {
 				log.Error("CRL and OCSP stopped", "err", err)
+			}
+		}()
+	}
+	if c.MetricsListen != "" {
+		reg := metrics.NewRegistry()
+		srv.Metrics = metrics.NewCA(reg, func() map[string]int {
+			n, err := v.Store.RevocationCounts(context.Background())
+			if err != nil {
+				log.Warn("metrics: counting revocations", "err", err)
+			}
+			return n
+		})
+		mln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening for /metrics: %w", err)
+		}
+		go func() {
+			if err := metrics.ServeListener(ctx, mln, reg, log); err != nil {
+				log.Error("metrics stopped", "err", err)
 			}
 		}()
 	}

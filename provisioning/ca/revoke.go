@@ -133,6 +133,25 @@ func (s *Store) BoardRevocations(ctx context.Context) ([]Revocation, error) {
 	return out, rows.Err()
 }
 
+// RevocationCounts is the number of revoked certificates by kind.
+func (s *Store) RevocationCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryxContext(ctx, `SELECT kind, COUNT(*) FROM ca_revocations GROUP BY kind`)
+	if err != nil {
+		return nil, fmt.Errorf("counting revocations: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		out[k] = n
+	}
+	return out, rows.Err()
+}
+
 // CertificateBySerial is the board certificate this CA issued under serial (SerialHex), nil when none.
 func (s *Store) CertificateBySerial(ctx context.Context, serial string) (*IssuedCert, error) {
 	var c IssuedCert
