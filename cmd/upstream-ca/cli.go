@@ -35,7 +35,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 const usageText = `usage:
   upstream-ca init --dir DIR [--org NAME] [--public-url http://HOST:PORT]
       [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]
-  upstream-ca station add --dir DIR --name NAME --out OUTDIR
+  upstream-ca station add --dir DIR --name NAME --out OUTDIR [--csr FILE]
   upstream-ca serve --dir DIR [--listen 127.0.0.1:8443] [--ek-roots PEM-or-dir] [--require-ek-list] [--db URL]
       [--public-listen ADDR] [--metrics-listen ADDR]
   upstream-ca revoke --dir DIR (--board SERIAL | --cert-serial HEX | --station-cert FILE) [--reason NAME] [--db URL]
@@ -159,6 +159,7 @@ func cmdStationAdd(args []string, stdout io.Writer) error {
 	dir := fs.String("dir", "", "CA directory")
 	name := fs.String("name", "", "station name (the client certificate CN)")
 	out := fs.String("out", "", "directory for NAME.crt, NAME.key and ca-trust.pem")
+	csr := fs.String("csr", "", "certify the key of this PEM CSR (a key kept in the station's token) instead of making one")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -167,6 +168,18 @@ func cmdStationAdd(args []string, stdout io.Writer) error {
 	}
 	if err := ca.CheckStationName(*name); err != nil {
 		return usagef("station add: %v", err)
+	}
+	if *csr != "" {
+		pub, err := ca.StationCSR(*csr)
+		if err != nil {
+			return err
+		}
+		files, err := ca.AddStationKey(*dir, *name, *out, pub)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "station %s: %s (its key stays where the CSR was made), %s\n", *name, files.Cert, files.Trust)
+		return nil
 	}
 	files, err := ca.AddStation(*dir, *name, *out)
 	if err != nil {

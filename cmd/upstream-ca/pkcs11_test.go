@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -34,6 +36,16 @@ type servedCA struct {
 
 func serveCA(t testing.TB, dir, stationDir, name string, extra ...string) *servedCA {
 	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(stationDir, name+".crt"), filepath.Join(stationDir, name+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveCAWithCert(t, dir, stationDir, cert, extra...)
+}
+
+// serveCAWithCert is serveCA with the station's client certificate and key given.
+func serveCAWithCert(t testing.TB, dir, stationDir string, cert tls.Certificate, extra ...string) *servedCA {
+	t.Helper()
 	roots := filepath.Join(t.TempDir(), "vendor.pem")
 	if err := os.WriteFile(roots, append(vendor.RootPEM(), vendor.IntermediatePEM()...), 0o644); err != nil {
 		t.Fatal(err)
@@ -50,10 +62,6 @@ func serveCA(t testing.TB, dir, stationDir, name string, extra ...string) *serve
 	go func() {
 		done <- Main(sctx, append([]string{"serve", "--dir", dir, "--listen", addr, "--ek-roots", roots}, extra...), logs, logs)
 	}()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(stationDir, name+".crt"), filepath.Join(stationDir, name+".key"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	trustPEM, err := os.ReadFile(filepath.Join(stationDir, ca.TrustFile))
 	if err != nil {
 		t.Fatal(err)
@@ -346,4 +354,74 @@ func BenchmarkEnrollKeys(b *testing.B) {
 	b.ReportMetric(fr, "files-enroll/s")
 	b.ReportMetric(tr, "softhsm-enroll/s")
 	b.ReportMetric(tr/fr, "softhsm/files")
+}
+
+// TestPKCS11StationKey: a station's client key generated on its own token is certified from a CSR
+// (station add --csr, no key file written) and the station enrolls a board over mutual TLS with it.
+func TestPKCS11StationKey(t *testing.T) {
+	tk := hsmtest.New(t)
+	dir := filepath.Join(t.TempDir(), "ca")
+	ctx := context.Background()
+	if code, _, errOut := runCLI(t, ctx, "init", "--dir", dir); code != ExitOK {
+		t.Fatalf("init: %s", errOut)
+	}
+	tok, err := hsm.Open(tk.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.Generate("station-line-9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "line-9"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := filepath.Join(t.TempDir(), "line-9.csr")
+	os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644)
+	out := filepath.Join(t.TempDir(), "st")
+	if code, o, errOut := runCLI(t, ctx, "station", "add", "--dir", dir, "--name", "line-9", "--out", out, "--csr", csrFile); code != ExitOK {
+		t.Fatalf("station add --csr: %d %s %s", code, o, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(out, "line-9.key")); !os.IsNotExist(err) {
+		t.Fatalf("a key file was written: %v", err)
+	}
+	cert, err := ca.ReadCertificate(filepath.Join(out, "line-9.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.CheckSignatureFrom(mustCert(t, filepath.Join(dir, ca.AccessCertFile))); err != nil || !bytes.Equal(cert.RawSubjectPublicKeyInfo, mustSPKI(t, key.Public())) {
+		t.Fatalf("station certificate: %v", err)
+	}
+	// A tampered CSR is refused.
+	bad := append([]byte{}, der...)
+	bad[len(bad)-5] ^= 1
+	os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: bad}), 0o644)
+	if code, _, _ := runCLI(t, ctx, "station", "add", "--dir", dir, "--name", "line-10", "--out", out, "--csr", csrFile); code != ExitFailure {
+		t.Fatalf("tampered CSR: exit %d", code)
+	}
+
+	s := serveCAWithCert(t, dir, out, tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert})
+	if _, st, body := s.enroll(t, newBoard(t, "SN-STATION-HSM")); st != 200 {
+		t.Fatalf("enroll with the station key on a token: %d %s\n%s", st, body, s.logs.String())
+	}
+}
+
+func mustCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	c, err := ca.ReadCertificate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustSPKI(t *testing.T, pub any) []byte {
+	t.Helper()
+	b, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

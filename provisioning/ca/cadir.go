@@ -3,6 +3,7 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -178,7 +179,18 @@ type StationFiles struct {
 // AddStation issues station name's TLS client certificate under the station access CA of the CA in dir
 // and writes NAME.crt, NAME.key (0600) and the trust file into out. A trust file already in out must
 // trust this CA.
-func AddStation(dir, name, out string) (*StationFiles, error) {
+func AddStation(dir, name, out string) (*StationFiles, error) { return addStation(dir, name, out, nil) }
+
+// AddStationKey is AddStation for a station whose key lives elsewhere (a PKCS#11 token on the station):
+// it certifies pub, the key of the station's CSR (StationCSR), and writes NAME.crt and the trust file only.
+func AddStationKey(dir, name, out string, pub crypto.PublicKey) (*StationFiles, error) {
+	if pub == nil {
+		return nil, errors.New("no station public key")
+	}
+	return addStation(dir, name, out, pub)
+}
+
+func addStation(dir, name, out string, pub crypto.PublicKey) (*StationFiles, error) {
 	if err := CheckStationName(name); err != nil {
 		return nil, err
 	}
@@ -196,7 +208,13 @@ func AddStation(dir, name, out string) (*StationFiles, error) {
 		return nil, fmt.Errorf("reading the station access CA: %w", err)
 	}
 	now := clock.Now()
-	kp, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: name}, NotAfter: now.AddDate(2, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, access, now)
+	spec := CertSpec{Subject: pkix.Name{CommonName: name}, NotAfter: now.AddDate(2, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	var kp *KeyPair
+	if pub == nil {
+		kp, err = NewCertificate(spec, access, now)
+	} else {
+		kp, err = newCertificatePub(spec, pub, access, now)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +222,12 @@ func AddStation(dir, name, out string) (*StationFiles, error) {
 		return nil, err
 	}
 	files := &StationFiles{Cert: filepath.Join(out, name+".crt"), Key: filepath.Join(out, name+".key"), Trust: filepath.Join(out, TrustFile)}
-	if err := WriteKeyPair(kp, files.Cert, files.Key); err != nil {
+	if pub != nil {
+		files.Key = ""
+		if err := writeNew(files.Cert, PEMCertificates(kp.Cert), 0o644); err != nil {
+			return nil, err
+		}
+	} else if err := WriteKeyPair(kp, files.Cert, files.Key); err != nil {
 		return nil, err
 	}
 	if existing, err := os.ReadFile(files.Trust); err == nil {

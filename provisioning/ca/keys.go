@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
+	"time"
 
 	"github.com/tpmline/tpmline/internal/hsm"
 )
@@ -107,4 +110,45 @@ func Ready(key crypto.Signer) error {
 		return s.Ready()
 	}
 	return nil
+}
+
+// publicOnly is a crypto.Signer that has only the public half: NewCertificateFor needs the subject's key
+// as a Signer, and for a certificate signed by a parent it only ever reads Public.
+type publicOnly struct{ pub crypto.PublicKey }
+
+func (p publicOnly) Public() crypto.PublicKey { return p.pub }
+
+func (p publicOnly) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("a station key held elsewhere cannot sign here")
+}
+
+func newCertificatePub(spec CertSpec, pub crypto.PublicKey, parent *KeyPair, now time.Time) (*KeyPair, error) {
+	kp, err := NewCertificateFor(spec, publicOnly{pub}, parent, now)
+	if err != nil {
+		return nil, err
+	}
+	kp.Key = nil
+	return kp, nil
+}
+
+// StationCSR reads a station's PEM certificate request (made where its key lives, openssl req or a
+// token's tool) and checks its self-signature, so the station proved it holds the key; the CSR's subject
+// is not used: the CA names the station.
+func StationCSR(path string) (crypto.PublicKey, error) {
+	raw, err := readBounded(path, 64<<10)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(raw)
+	if blk == nil || (blk.Type != "CERTIFICATE REQUEST" && blk.Type != "NEW CERTIFICATE REQUEST") {
+		return nil, fmt.Errorf("%s: no CERTIFICATE REQUEST PEM block", path)
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%s: the request's signature does not verify: %w", path, err)
+	}
+	return csr.PublicKey, nil
 }
