@@ -44,6 +44,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.clientKey, "client-key", g.clientKey, "this station's client key (PEM)")
 	fs.StringVar(&g.stationID, "station-id", g.stationID, "station ID recorded with every board")
 	fs.StringVar(&g.profile, "profile", g.profile, "product profile file (adds to the config's profiles)")
+	fs.StringVar(&metricsListen, "metrics-listen", metricsListen, "serve Prometheus /metrics on this address (plain HTTP; default off)")
 }
 
 // flags returns a subcommand's flag set that also takes the globals.
@@ -142,6 +143,9 @@ func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, 
 	profiles, err := station.LoadProfiles(s.Profiles)
 	if err != nil {
 		return nil, usagef("%v", err)
+	}
+	if onEvent, err = withMetrics(onEvent); err != nil {
+		return nil, err
 	}
 	return station.New(station.Config{
 		StationID: s.StationID,

@@ -3,6 +3,8 @@
 package stationmetrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpmline/tpmline/station/progress"
@@ -14,6 +16,7 @@ type Station struct {
 	steps     *prometheus.HistogramVec // by step
 	busy      prometheus.Gauge
 	tpmErrors *prometheus.CounterVec // by failure code
+	mu        sync.Mutex             // slots: events come from every slot's goroutine
 	slots     map[int]bool
 }
 
@@ -33,7 +36,7 @@ func New(reg prometheus.Registerer) *Station {
 	return s
 }
 
-// Observe counts one event. It is called from the one goroutine that reads the station's event stream.
+// Observe counts one event; slots may call it concurrently.
 func (s *Station) Observe(ev progress.Event) {
 	switch ev.Kind {
 	case progress.EvStarted:
@@ -61,6 +64,8 @@ func (s *Station) Observe(ev progress.Event) {
 }
 
 func (s *Station) setBusy(slot int, busy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.slots[slot] == busy {
 		return
 	}
