@@ -14,7 +14,7 @@ set -euo pipefail
 
 # The packages the suite needs, one place: swtpm boards, tpm2-tools cross-checks, openssl, the TUI's tmux
 # tests, pdftotext for the PDF tests, faketime for the moved-clock check of swtpm vendor material.
-PACKAGES=(swtpm swtpm-tools tpm2-tools tpm2-openssl libssl-dev tmux poppler-utils openssl faketime)
+PACKAGES=(swtpm swtpm-tools tpm2-tools tpm2-openssl libssl-dev tmux poppler-utils openssl faketime softhsm2)
 
 say() { echo "testenv: $*" >&2; }
 

@@ -51,6 +51,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.stationID, "station-id", g.stationID, "station `ID` recorded with every board (default: the host name)")
 	fs.StringVar(&g.profile, "profile", g.profile, "product profile `FILE` (adds to the config's profiles)")
 	fs.BoolVar(&g.insecurePlaintext, "insecure-plaintext", g.insecurePlaintext, "allow relay:// board-agents (unauthenticated TPM link; a bench you trust only)")
+	fs.StringVar(&metricsListen, "metrics-listen", metricsListen, "serve Prometheus /metrics on this `ADDR` (plain HTTP; default off)")
 }
 
 // settings merges the config file with the flags; flags win.
@@ -154,6 +155,9 @@ func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, 
 	}
 	openOpts, err := relayOptions(s)
 	if err != nil {
+		return nil, err
+	}
+	if onEvent, err = withMetrics(onEvent); err != nil {
 		return nil, err
 	}
 	return station.New(station.Config{

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/cli"
+	"github.com/tpmline/tpmline/internal/hsm"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 )
@@ -35,19 +37,25 @@ func program(stdout, stderr io.Writer) *cli.Program {
 		Name:    "upstream-ca",
 		Summary: "upstream-ca: tpmline's reference upstream attestation CA.",
 		Commands: []cli.Command{
-			{Name: "init", Synopsis: "--dir DIR [--org NAME]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
+			{Name: "init", Synopsis: "--dir DIR [--org NAME] [--public-url URL] [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
 				Example: "upstream-ca init --dir ca --org Acme",
 				Run:     func(ctx context.Context, fs *flag.FlagSet, args []string) error { return cmdInit(fs, args, stdout) }},
-			{Name: "station add", Synopsis: "--dir DIR --name NAME --out OUTDIR", Summary: "issue a station's client certificate: OUTDIR/NAME.crt, NAME.key and ca-trust.pem",
+			{Name: "station add", Synopsis: "--dir DIR --name NAME --out OUTDIR [--csr FILE]", Summary: "issue a station's client certificate: OUTDIR/NAME.crt, NAME.key and ca-trust.pem",
 				Example: "upstream-ca station add --dir ca --name st1 --out st1",
 				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 					return cmdStationAdd(fs, args, stdout)
 				}},
-			{Name: "serve", Synopsis: "--dir DIR --ek-roots PEM-or-DIR [--listen ADDR] [--require-ek-list] [--db URL] [--cpuprofile FILE]",
+			{Name: "serve", Synopsis: "--dir DIR --ek-roots PEM-or-DIR [--listen ADDR] [--require-ek-list] [--db URL] [--public-listen ADDR] [--metrics-listen ADDR] [--cpuprofile FILE]",
 				Summary: "serve the enrollment API over HTTPS with mutual TLS",
 				Example: "upstream-ca serve --dir ca --listen 127.0.0.1:8443 --ek-roots /var/lib/swtpm-localca/",
 				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
 					return cmdServe(ctx, fs, args, stderr)
+				}},
+			{Name: "revoke", Synopsis: "--dir DIR (--board SERIAL | --cert-serial HEX | --station-cert FILE) [--reason NAME] [--db URL]",
+				Summary: "revoke a board's certificates or a station's credential (RFC 5280 reason); the CRL, OCSP and the TLS handshake follow",
+				Example: "upstream-ca revoke --dir ca --board SN0001 --reason keyCompromise",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdRevoke(ctx, fs, args, stdout)
 				}},
 			{Name: "ek-list import", Synopsis: "--dir DIR FILE [--sig FILE.sig] [--db URL]", Summary: "import a station-signed EK list file",
 				Example: "upstream-ca ek-list import --dir ca B1-ek.json --sig B1-ek.json.sig",
@@ -85,13 +93,33 @@ func parseFlags(fs *flag.FlagSet, args []string, positional bool) error {
 func cmdInit(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	dir := fs.String("dir", "", "CA directory `DIR` to create (required)")
 	org := fs.String("org", "tpmline", "organization `NAME` in issued certificates")
+	var p11 hsm.Config
+	fs.StringVar(&p11.Module, "pkcs11-module", "", "PKCS#11 `LIB`rary: generate the CA keys on a token instead of files")
+	fs.StringVar(&p11.Token, "pkcs11-token", "", "`LABEL` of the PKCS#11 token")
+	fs.StringVar(&p11.PINFile, "pkcs11-pin-file", "", "`FILE` holding the token's user PIN")
+	fs.StringVar(&p11.PINEnv, "pkcs11-pin-env", "", "environment `VAR`iable holding the token's user PIN")
+	prefix := fs.String("pkcs11-key-prefix", ca.DefaultKeyLabelPrefix, "start of the labels of the keys generated on the token")
+	publicURL := fs.String("public-url", "", "base `URL` of the CRL and OCSP endpoints, named in issued certificates")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return usagef("--dir is required")
 	}
-	made, err := ca.Init(*dir, *org)
+	var opts ca.InitOptions
+	if p11 != (hsm.Config{}) {
+		if err := p11.Check(); err != nil {
+			return usagef("init: %v", err)
+		}
+		opts = ca.InitOptions{PKCS11: &p11, KeyLabelPrefix: *prefix}
+	}
+	if *publicURL != "" {
+		if u, err := url.Parse(*publicURL); err != nil || u.Scheme != "http" || u.Host == "" || strings.TrimSuffix(u.Path, "/") != "" {
+			return usagef("init: --public-url %q is not http://HOST[:PORT] (relying parties fetch CRLs over plain HTTP)", *publicURL)
+		}
+		opts.PublicURL = strings.TrimSuffix(*publicURL, "/")
+	}
+	made, err := ca.InitWith(*dir, *org, opts)
 	if err != nil {
 		return err
 	}
@@ -103,6 +131,7 @@ func cmdStationAdd(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	dir := fs.String("dir", "", "CA directory `DIR` (required)")
 	name := fs.String("name", "", "station `NAME` (the client certificate CN; required)")
 	out := fs.String("out", "", "`OUTDIR` for NAME.crt, NAME.key and ca-trust.pem (required)")
+	csr := fs.String("csr", "", "certify the key of this PEM CSR `FILE` (a key kept in the station's token) instead of making one")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -111,6 +140,18 @@ func cmdStationAdd(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	}
 	if err := ca.CheckStationName(*name); err != nil {
 		return usagef("%v", err)
+	}
+	if *csr != "" {
+		pub, err := ca.StationCSR(*csr)
+		if err != nil {
+			return err
+		}
+		files, err := ca.AddStationKey(*dir, *name, *out, pub)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "station %s: %s (its key stays where the CSR was made), %s\n", *name, files.Cert, files.Trust)
+		return nil
 	}
 	files, err := ca.AddStation(*dir, *name, *out)
 	if err != nil {
@@ -128,6 +169,8 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	dbURL := fs.String("db", "", "database `URL`: sqlite://PATH or postgres://... (default: the config's db, else sqlite://DIR/ca.db)")
 	// The environment variable reaches a serve process that a benchmark starts.
 	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to `FILE` when it stops (or set "+CPUProfileEnv+")")
+	publicListen := fs.String("public-listen", "", "`ADDR` of the plain-HTTP CRL and OCSP endpoints (default from config, else off)")
+	metricsListen := fs.String("metrics-listen", "", "`ADDR` of the Prometheus /metrics endpoint (plain HTTP; default off)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -143,9 +186,10 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	}
 	gcPercent, memLimit := tuneGC(os.Getenv)
 	err := ca.Serve(ctx, ca.ServeConfig{
-		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList,
-		Log:      slog.New(slog.NewTextHandler(stderr, nil)),
-		LogAttrs: []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},
+		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList, PublicListen: *publicListen,
+		MetricsListen: *metricsListen,
+		Log:           slog.New(slog.NewTextHandler(stderr, nil)),
+		LogAttrs:      []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},
 	})
 	if errors.Is(err, ca.ErrNoEKRoots) {
 		return usagef("--ek-roots is required (or ek_roots in %s)", ca.ConfigFile)
@@ -279,4 +323,52 @@ func missingIssuer(raw []byte, v *ekcert.Verifier) string {
 	}
 	return fmt.Sprintf("hint:       its issuer %q is none of the %d CAs given in --ek-roots: an intermediate CA is probably missing; add the vendor's intermediate (for swtpm, issuercert.pem) to the PEM file or folder",
 		c.Issuer.String(), len(v.Roots)+len(v.Intermediates))
+}
+
+func cmdRevoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	dir := fs.String("dir", "", "CA directory")
+	dbURL := fs.String("db", "", "database URL (default from config, else sqlite in DIR)")
+	board := fs.String("board", "", "revoke every certificate issued to the board with this serial")
+	certSerial := fs.String("cert-serial", "", "revoke the board certificate with this serial (hex)")
+	stationCert := fs.String("station-cert", "", "revoke the station credential in this PEM file")
+	reason := fs.String("reason", "unspecified", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ...")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	n := 0
+	for _, f := range []string{*board, *certSerial, *stationCert} {
+		if f != "" {
+			n++
+		}
+	}
+	if *dir == "" || n != 1 {
+		return usagef("revoke: --dir and exactly one of --board, --cert-serial and --station-cert are required")
+	}
+	code, err := ca.ParseReason(*reason)
+	if err != nil {
+		return usagef("revoke: %v", err)
+	}
+	req := ca.RevokeRequest{Dir: *dir, DB: *dbURL, BoardSerial: *board, CertSerial: *certSerial, Reason: code}
+	if *stationCert != "" {
+		if req.StationCert, err = ca.ReadCertificate(*stationCert); err != nil {
+			return err
+		}
+	}
+	res, err := ca.Revoke(ctx, req)
+	if res != nil {
+		for _, r := range res.Revoked {
+			fmt.Fprintf(stdout, "revoked %s certificate %s%s, reason %d\n", r.Kind, r.SerialNumber, revokedWho(r), r.Reason)
+		}
+		for _, r := range res.Already {
+			fmt.Fprintf(stdout, "already revoked: %s certificate %s%s on %s\n", r.Kind, r.SerialNumber, revokedWho(r), r.RevokedAt.Format(time.RFC3339))
+		}
+	}
+	return err
+}
+
+func revokedWho(r ca.Revocation) string {
+	if r.BoardSerial != "" {
+		return " of board " + r.BoardSerial
+	}
+	return " of station " + r.Subject
 }

@@ -3,6 +3,7 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/hsm"
+	"github.com/tpmline/tpmline/internal/metrics"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
 	"github.com/tpmline/tpmline/reports/signed"
@@ -53,6 +56,12 @@ type Config struct {
 	DB             string `json:"db,omitempty"`       // default sqlite://DIR/ca.db
 	EKRoots        string `json:"ek_roots,omitempty"` // PEM file or directory of TPM vendor CAs
 	RequireEKList  bool   `json:"require_ek_list,omitempty"`
+	// PublicURL is where relying parties reach the CRL and OCSP endpoints (http://HOST:PORT); when set,
+	// issued certificates name PublicURL/crl and PublicURL/ocsp. PublicListen is where serve answers them.
+	PublicURL    string `json:"public_url,omitempty"`
+	PublicListen string `json:"public_listen,omitempty"`
+	// PKCS11, when set, holds the root, issuing and station access CA keys (keys.go).
+	PKCS11 *PKCS11Keys `json:"pkcs11,omitempty"`
 }
 
 // Initialised is what Init made.
@@ -63,28 +72,60 @@ type Initialised struct {
 // Init creates the CA directory dir with the certificates of a new CA for organization org: a root and
 // the issuing CA under it, a separate station access CA, a TLS server certificate, the stations' trust
 // file and config.json. It refuses a directory that already holds a CA.
-func Init(dir, org string) (*Initialised, error) {
+func Init(dir, org string) (*Initialised, error) { return InitWith(dir, org, InitOptions{}) }
+
+// InitWith is Init with its options: with o.PKCS11 the three CA keys are generated on the token.
+func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{ConfigFile, RootKeyFile, IssuingKeyFile, AccessKeyFile, ServerKeyFile, "ca.db"} {
+	for _, f := range []string{ConfigFile, RootCertFile, RootKeyFile, IssuingKeyFile, AccessKeyFile, ServerKeyFile, "ca.db"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return nil, fmt.Errorf("%s already holds a CA (%s exists); refusing to overwrite it", dir, f)
 		}
+	}
+	var p11 *PKCS11Keys
+	var tok *hsm.Token
+	if o.PKCS11 != nil {
+		prefix := o.KeyLabelPrefix
+		if prefix == "" {
+			prefix = DefaultKeyLabelPrefix
+		}
+		p11 = &PKCS11Keys{Config: *o.PKCS11, RootKey: prefix + "root", IssuingKey: prefix + "issuing", AccessKey: prefix + "access"}
+		var err error
+		if tok, err = hsm.Open(*o.PKCS11); err != nil {
+			return nil, err
+		}
+		defer tok.Close()
+	}
+	// newCA makes a CA key: in the token when there is one, else in memory for WriteKeyPair.
+	newCA := func(spec CertSpec, label string, parent *KeyPair, now time.Time) (*KeyPair, error) {
+		if tok == nil {
+			return NewCertificate(spec, parent, now)
+		}
+		key, err := tok.Generate(label)
+		if err != nil {
+			return nil, err
+		}
+		return NewCertificateFor(spec, key, parent, now)
 	}
 	now := clock.Now()
 	// The root signs only the issuing CA. The station access CA is a separate self-signed root: stations and
 	// the server trust it alone, so no certificate under the device root (an IDevID above all) can ever
 	// authenticate as a station, and a station credential can never pass as a device identity.
-	root, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, nil, now)
+	var labels PKCS11Keys
+	if p11 != nil {
+		labels = *p11
+	}
+	root, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, labels.RootKey, nil, now)
 	if err != nil {
 		return nil, err
 	}
-	issuing, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"}, NotAfter: now.AddDate(25, 0, 0), IsCA: true}, root, now)
+	issuing, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"}, NotAfter: now.AddDate(25, 0, 0), IsCA: true}, labels.IssuingKey, root, now)
 	if err != nil {
 		return nil, err
 	}
-	access, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, nil, now)
+	access, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, labels.AccessKey, nil, now)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +138,12 @@ func Init(dir, org string) (*Initialised, error) {
 		kp        *KeyPair
 		cert, key string
 	}{{root, RootCertFile, RootKeyFile}, {issuing, IssuingCertFile, IssuingKeyFile}, {access, AccessCertFile, AccessKeyFile}, {server, ServerCertFile, ServerKeyFile}} {
+		if _, onToken := kp.kp.Key.(*hsm.Signer); onToken {
+			if err := writeNew(filepath.Join(dir, kp.cert), PEMCertificates(kp.kp.Cert), 0o644); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := WriteKeyPair(kp.kp, filepath.Join(dir, kp.cert), filepath.Join(dir, kp.key)); err != nil {
 			return nil, err
 		}
@@ -104,7 +151,7 @@ func Init(dir, org string) (*Initialised, error) {
 	if err := writeNew(filepath.Join(dir, TrustFile), PEMCertificates(access.Cert), 0o644); err != nil {
 		return nil, err
 	}
-	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String()}, "", "  ")
+	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String(), PKCS11: p11, PublicURL: o.PublicURL}, "", "  ")
 	if err := writeNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, err
 	}
@@ -132,16 +179,42 @@ type StationFiles struct {
 // AddStation issues station name's TLS client certificate under the station access CA of the CA in dir
 // and writes NAME.crt, NAME.key (0600) and the trust file into out. A trust file already in out must
 // trust this CA.
-func AddStation(dir, name, out string) (*StationFiles, error) {
+func AddStation(dir, name, out string) (*StationFiles, error) { return addStation(dir, name, out, nil) }
+
+// AddStationKey is AddStation for a station whose key lives elsewhere (a PKCS#11 token on the station):
+// it certifies pub, the key of the station's CSR (StationCSR), and writes NAME.crt and the trust file only.
+func AddStationKey(dir, name, out string, pub crypto.PublicKey) (*StationFiles, error) {
+	if pub == nil {
+		return nil, errors.New("no station public key")
+	}
+	return addStation(dir, name, out, pub)
+}
+
+func addStation(dir, name, out string, pub crypto.PublicKey) (*StationFiles, error) {
 	if err := CheckStationName(name); err != nil {
 		return nil, err
 	}
-	access, err := ReadKeyPair(filepath.Join(dir, AccessCertFile), filepath.Join(dir, AccessKeyFile))
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := openCAKeys(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Close()
+	access, err := keys.load(AccessCertFile, AccessKeyFile, func(p *PKCS11Keys) string { return p.AccessKey })
 	if err != nil {
 		return nil, fmt.Errorf("reading the station access CA: %w", err)
 	}
 	now := clock.Now()
-	kp, err := NewCertificate(CertSpec{Subject: pkix.Name{CommonName: name}, NotAfter: now.AddDate(2, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, access, now)
+	spec := CertSpec{Subject: pkix.Name{CommonName: name}, NotAfter: now.AddDate(2, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	var kp *KeyPair
+	if pub == nil {
+		kp, err = NewCertificate(spec, access, now)
+	} else {
+		kp, err = newCertificatePub(spec, pub, access, now)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +222,12 @@ func AddStation(dir, name, out string) (*StationFiles, error) {
 		return nil, err
 	}
 	files := &StationFiles{Cert: filepath.Join(out, name+".crt"), Key: filepath.Join(out, name+".key"), Trust: filepath.Join(out, TrustFile)}
-	if err := WriteKeyPair(kp, files.Cert, files.Key); err != nil {
+	if pub != nil {
+		files.Key = ""
+		if err := writeNew(files.Cert, PEMCertificates(kp.Cert), 0o644); err != nil {
+			return nil, err
+		}
+	} else if err := WriteKeyPair(kp, files.Cert, files.Key); err != nil {
 		return nil, err
 	}
 	if existing, err := os.ReadFile(files.Trust); err == nil {
@@ -230,11 +308,20 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	issuing, err := ReadKeyPair(filepath.Join(dir, IssuingCertFile), filepath.Join(dir, IssuingKeyFile))
+	// A token stays open for the process: the Verifier signs with it until the process ends.
+	keys, err := openCAKeys(dir, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
+	issuing, err := keys.load(IssuingCertFile, IssuingKeyFile, func(p *PKCS11Keys) string { return p.IssuingKey })
+	if err != nil {
+		keys.Close()
+		return nil, nil, err
+	}
 	is := &Issuer{CA: issuing.Cert, Key: issuing.Key, Root: root, Organization: cfg.Organization, CommonName: cfg.CommonName}
+	if cfg.PublicURL != "" {
+		is.CRLDistributionPoints, is.OCSPServer = []string{cfg.PublicURL + CRLPath}, []string{cfg.PublicURL + OCSPPath}
+	}
 	for _, f := range []struct {
 		v   string
 		dst *time.Time
@@ -275,6 +362,8 @@ type ServeConfig struct {
 	EKRoots       string // default: config.json's ek_roots; one of the two is required
 	DB            string // default: config.json's db, else sqlite://DIR/ca.db
 	RequireEKList bool   // on top of config.json's require_ek_list
+	PublicListen  string // CRL and OCSP over plain HTTP; default config.json's public_listen, else none
+	MetricsListen string // Prometheus /metrics over plain HTTP; default none
 	Log           *slog.Logger
 	// LogAttrs are added to the "upstream CA serving" line (the command's runtime settings).
 	LogAttrs []any
@@ -321,9 +410,60 @@ func Serve(ctx context.Context, c ServeConfig) error {
 	}
 	log.Info("upstream CA serving", append([]any{"addr", ln.Addr().String(), "db", v.Store.Engine(), "ek_roots", len(v.EKVerifier.Roots),
 		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList}, c.LogAttrs...)...)
-	srv := &Server{Verifier: v, Log: log}
+	srv := &Server{Verifier: v, Log: log, Ready: func() error { return Ready(v.Issuer.Key) }}
 	go purgeChallenges(ctx, v.Store, log, clock.Now)
-	err = srv.Serve(ctx, ln, ServerTLSConfig(serverCert, pool))
+	if c.PublicListen == "" {
+		c.PublicListen = cfg.PublicListen
+	}
+	if c.PublicListen != "" {
+		pln, err := net.Listen("tcp", c.PublicListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening for CRL and OCSP: %w", err)
+		}
+		log.Info("CRL and OCSP serving", "addr", pln.Addr().String(), "public_url", cfg.PublicURL)
+		pub := &Public{Store: v.Store, Issuing: &KeyPair{Cert: v.Issuer.CA, Key: v.Issuer.Key}, Log: log}
+		go func() {
+			if err := pub.ServePublic(ctx, pln); err != nil {
+				log.Error("CRL and OCSP stopped", "err", err)
+			}
+		}()
+	}
+	if c.MetricsListen != "" {
+		reg := metrics.NewRegistry()
+		srv.Metrics = metrics.NewCA(reg, func() map[string]int {
+			n, err := v.Store.RevocationCounts(context.Background())
+			if err != nil {
+				log.Warn("metrics: counting revocations", "err", err)
+			}
+			return n
+		})
+		mln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening for /metrics: %w", err)
+		}
+		go func() {
+			if err := metrics.ServeListener(ctx, mln, reg, log); err != nil {
+				log.Error("metrics stopped", "err", err)
+			}
+		}()
+	}
+	tlsConf := ServerTLSConfig(serverCert, pool)
+	revoked := StationRevocationCheck(v.Store)
+	tlsConf.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil // RequireAndVerifyClientCert has refused it already
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := revoked(cctx, cs.PeerCertificates[0])
+		if err != nil {
+			log.Warn("station refused at the handshake", "err", err)
+		}
+		return err
+	}
+	err = srv.Serve(ctx, ln, tlsConf)
 	log.Info("upstream CA stopped")
 	return err
 }

@@ -72,6 +72,9 @@ type Issuer struct {
 
 	Now  func() time.Time // default time.Now
 	Rand io.Reader        // serial numbers; default crypto/rand
+
+	// CRLDistributionPoints and OCSPServer, when set, go into every certificate issued (crl.go).
+	CRLDistributionPoints, OCSPServer []string
 }
 
 // Board is who a certificate is for.
@@ -203,6 +206,8 @@ func (is *Issuer) base(pub crypto.PublicKey, notAfter time.Time) (*x509.Certific
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		SubjectKeyId:          keyID(spki),
+		CRLDistributionPoints: is.CRLDistributionPoints,
+		OCSPServer:            is.OCSPServer,
 	}, nil
 }
 

@@ -56,6 +56,12 @@ func NewCertificate(spec CertSpec, parent *KeyPair, now time.Time) (*KeyPair, er
 	if err != nil {
 		return nil, err
 	}
+	return NewCertificateFor(spec, key, parent, now)
+}
+
+// NewCertificateFor makes a certificate for spec over key (a key in a PKCS#11 token, say), signed by
+// parent (self-signed when parent is nil).
+func NewCertificateFor(spec CertSpec, key crypto.Signer, parent *KeyPair, now time.Time) (*KeyPair, error) {
 	serial, err := randomSerial(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -83,7 +89,7 @@ func NewCertificate(spec CertSpec, parent *KeyPair, now time.Time) (*KeyPair, er
 	} else {
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	}
-	signerCert, signerKey := tmpl, crypto.Signer(key)
+	signerCert, signerKey := tmpl, key
 	if parent != nil {
 		signerCert, signerKey = parent.Cert, parent.Key
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/metrics"
 	"github.com/tpmline/tpmline/provisioning"
 )
 
@@ -54,6 +55,12 @@ func StatusOf(code provisioning.ErrorCode) int {
 type Server struct {
 	Verifier *Verifier
 	Log      *slog.Logger // one line per request; default: discard
+	// Ready, when set, is asked before a request that leads to issuing (enroll, activate): while the
+	// issuing key cannot sign (its PKCS#11 token is gone) the request is refused with 503 before a
+	// challenge is made or claimed, so the station retries later and nothing is burnt.
+	Ready func() error
+	// Metrics, when set, counts every request (internal/metrics).
+	Metrics *metrics.CA
 }
 
 // requestNote carries what the verifier learns about a request (the board serial of round 2) back to the
@@ -87,8 +94,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	station := ""
 	status, code := http.StatusOK, provisioning.ErrorCode("ok")
 	defer func() {
+		d := time.Since(start)
 		s.log().Info("request", "method", r.Method, "path", r.URL.Path, "station", station, "serial", note.serial,
-			"status", status, "outcome", string(code), "duration", time.Since(start).Round(time.Microsecond))
+			"status", status, "outcome", string(code), "duration", d.Round(time.Microsecond))
+		path := r.URL.Path
+		if path != provisioning.PathEnroll && path != provisioning.PathActivate && path != provisioning.PathEKLists {
+			path = "other" // a label per unknown path would let any client grow the series without bound
+		}
+		s.Metrics.Request(path, string(code), d, path == provisioning.PathActivate && status == http.StatusOK)
 	}()
 	fail := func(err error) {
 		var pe *provisioning.Error
@@ -129,6 +142,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, provisioning.Errorf(provisioning.CodeBadRequest,
 			"%s takes a JSON body (Content-Type: application/json), not %q", r.URL.Path, printable(r.Header.Get("Content-Type"))))
 		return
+	}
+	if s.Ready != nil && r.URL.Path != provisioning.PathEKLists {
+		if err := s.Ready(); err != nil {
+			s.log().Error("issuing key unavailable", "err", err)
+			status, code = http.StatusServiceUnavailable, provisioning.CodeInternal
+			w.Header().Set("Retry-After", "30")
+			writeError(w, status, provisioning.Errorf(provisioning.CodeInternal, "the CA's issuing key is unavailable (its key token is not answering); retry later or contact the CA operator"))
+			return
+		}
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	switch r.URL.Path {
