@@ -36,6 +36,7 @@ func TestEKIdentityIsWhatOpenSSLPrints(t *testing.T) {
 	run := func(args ...string) string {
 		return mustRun(t, "station", append(append([]string{}, g...), args...)...)
 	}
+	run("init")
 	run("batch", "open", "--id", "ID1", "--quantity", "1")
 	addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "701", ca.dir)
 	if err != nil {
