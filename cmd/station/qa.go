@@ -157,47 +157,10 @@ func cmdReportBatch(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 }
 
 func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	sigPath := fs.String("sig", "", "detached signature `FILE` (default: the file's name + .sig)")
-	trust := fs.String("trust", "", "`PEM` trust anchor the station certificate must chain to, e.g. the ca-trust.pem of upstream-ca station add (optional)")
-	if err := parse(fs, args); err != nil {
+	path, content, err := verifySignedFile(g, fs, args, "report", "")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("give one report file")
-	}
-	path := fs.Arg(0)
-	if *sigPath == "" {
-		*sigPath = path + ".sig"
-	}
-	content, err := os.ReadFile(path)
-	if err != nil {
-		return refusef("%v", err)
-	}
-	sig, err := os.ReadFile(*sigPath)
-	if err != nil {
-		return refusef("%v", err)
-	}
-	var roots *x509.CertPool
-	if *trust != "" {
-		pemb, err := os.ReadFile(*trust)
-		if err != nil {
-			return refusef("%v", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemb) {
-			return refusef("%s holds no PEM certificate", *trust)
-		}
-	}
-	ver, err := signed.Verify(content, sig, roots)
-	if err != nil {
-		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
-		return errFailed
-	}
-	fmt.Fprintf(g.stdout, "%s: signature OK (station %s, signed %s", path, ver.Signer().Subject.CommonName, ver.SignedAt.Format(time.RFC3339))
-	if ver.ChainVerified {
-		fmt.Fprint(g.stdout, ", chain to the trust anchor OK")
-	}
-	fmt.Fprintln(g.stdout, ")")
 	if isEKList(content) {
 		// An EK list is no batch report: it is checked by itself, without the inventory.
 		return describeEKList(g, path, content)
@@ -290,51 +253,10 @@ func describeEKList(g *globals, path string, content []byte) error {
 }
 
 func cmdEKListVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	sigPath := fs.String("sig", "", "detached signature `FILE` (default: the list's name + .sig)")
-	trust := fs.String("trust", "", "`PEM` trust anchor the station certificate must chain to, e.g. the ca-trust.pem of upstream-ca station add (optional)")
-	if err := parse(fs, args); err != nil {
+	path, content, err := verifySignedFile(g, fs, args, "EK list", " (the station writes an EK list's signature beside it as FILE.sig)")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("give one EK list file")
-	}
-	path := fs.Arg(0)
-	if *sigPath == "" {
-		*sigPath = path + ".sig"
-	}
-	content, err := os.ReadFile(path)
-	if err != nil {
-		return refusef("%v", err)
-	}
-	sig, err := os.ReadFile(*sigPath)
-	if err != nil {
-		return refusef("%v (the station writes an EK list's signature beside it as FILE.sig)", err)
-	}
-	var roots *x509.CertPool
-	if *trust != "" {
-		pemb, err := os.ReadFile(*trust)
-		if err != nil {
-			return refusef("%v", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemb) {
-			return refusef("%s holds no PEM certificate", *trust)
-		}
-	}
-	if !isEKList(content) {
-		fmt.Fprintf(g.stderr, "%s: not an EK list (no %s header); for a batch report use 'station report verify'\n", path, signed.EKListFormat)
-		return errFailed
-	}
-	ver, err := signed.Verify(content, sig, roots)
-	if err != nil {
-		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
-		return errFailed
-	}
-	fmt.Fprintf(g.stdout, "%s: signature OK (station %s, signed %s", path, ver.Signer().Subject.CommonName, ver.SignedAt.Format(time.RFC3339))
-	if ver.ChainVerified {
-		fmt.Fprint(g.stdout, ", chain to the trust anchor OK")
-	}
-	fmt.Fprintln(g.stdout, ")")
 	return describeEKList(g, path, content)
 }
 
@@ -343,4 +265,57 @@ func batchEvents(inv *inventory.Store) qa.EventSource {
 	return func(ctx context.Context, batch string, fn func(*records.Event) error) error {
 		return inv.ListEvents(ctx, inventory.EventFilter{Batch: batch}, fn)
 	}
+}
+
+// verifySignedFile is what report verify and ek-list verify share: it takes one FILE, its detached
+// signature (--sig, default FILE.sig) and an optional trust anchor (--trust), checks the signature and says
+// who signed it, and returns the file's content. sigHint follows an unreadable signature file's error. An
+// EK list given to ek-list verify must be one; report verify tells the two apart itself.
+func verifySignedFile(g *globals, fs *flag.FlagSet, args []string, what, sigHint string) (string, []byte, error) {
+	sigPath := fs.String("sig", "", "detached signature `FILE` (default: the file's name + .sig)")
+	trust := fs.String("trust", "", "`PEM` trust anchor the station certificate must chain to, e.g. the ca-trust.pem of upstream-ca station add (optional)")
+	if err := parse(fs, args); err != nil {
+		return "", nil, err
+	}
+	if fs.NArg() != 1 {
+		return "", nil, usagef("give one %s file", what)
+	}
+	path := fs.Arg(0)
+	if *sigPath == "" {
+		*sigPath = path + ".sig"
+	}
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, refusef("%v", err)
+	}
+	sig, err := os.ReadFile(*sigPath)
+	if err != nil {
+		return "", nil, refusef("%v%s", err, sigHint)
+	}
+	var roots *x509.CertPool
+	if *trust != "" {
+		pemb, err := os.ReadFile(*trust)
+		if err != nil {
+			return "", nil, refusef("%v", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pemb) {
+			return "", nil, refusef("%s holds no PEM certificate", *trust)
+		}
+	}
+	if what == "EK list" && !isEKList(content) {
+		fmt.Fprintf(g.stderr, "%s: not an EK list (no %s header); for a batch report use 'station report verify'\n", path, signed.EKListFormat)
+		return "", nil, errFailed
+	}
+	ver, err := signed.Verify(content, sig, roots)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
+		return "", nil, errFailed
+	}
+	fmt.Fprintf(g.stdout, "%s: signature OK (station %s, signed %s", path, ver.Signer().Subject.CommonName, ver.SignedAt.Format(time.RFC3339))
+	if ver.ChainVerified {
+		fmt.Fprint(g.stdout, ", chain to the trust anchor OK")
+	}
+	fmt.Fprintln(g.stdout, ")")
+	return path, content, nil
 }
