@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/tpmline/tpmline/internal/metrics"
-	"github.com/tpmline/tpmline/internal/metrics/stationmetrics"
+	"github.com/tpmline/tpmline/station/stationmetrics"
 	"github.com/tpmline/tpmline/station"
 )
 
