@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"github.com/tpmline/tpmline/internal/metrics"
-	"github.com/tpmline/tpmline/station/stationmetrics"
 	"github.com/tpmline/tpmline/station"
+	"github.com/tpmline/tpmline/station/stationmetrics"
 )
 
 // metricsListen is the global --metrics-listen flag: where the station serves Prometheus /metrics.
