@@ -83,7 +83,7 @@ func TestRevoke(t *testing.T) {
 		if clock.Shifted() {
 			// The moved-clock check: openssl verifies the chain at the product's time (-attime), and checks a
 			// response's thisUpdate against its own clock, so it is given the shift as allowed skew.
-			skew := clock.Now().Sub(time.Now()).Abs() + 24*time.Hour
+			skew := time.Until(clock.Now()).Abs() + 24*time.Hour
 			args = append(append(args, clock.OpenSSLAtTime()...), "-validity_period", strconv.FormatInt(int64(skew.Seconds()), 10))
 		}
 		return openssl(t, args...)
