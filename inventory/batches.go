@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/tpmline/tpmline/records"
 )
 
 const batchColumns = "id, product, work_order, quantity, operator, station, state, opened_at, closed_at"
@@ -110,9 +112,7 @@ const batchSummaryQuery = `SELECT b.id, b.product, b.work_order, b.quantity, b.o
 	COALESCE(SUM(CASE WHEN bo.state = 'provisioned' THEN 1 ELSE 0 END), 0) AS passed,
 	COALESCE(SUM(CASE WHEN bo.state = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
 	COALESCE(SUM(CASE WHEN bo.state = 'stopped' THEN 1 ELSE 0 END), 0) AS stopped,
-	COALESCE(SUM(CASE WHEN bo.state = 'in_progress' THEN 1 ELSE 0 END), 0) AS in_progress,
-	(SELECT COUNT(*) FROM events e WHERE e.batch = b.id AND (e.kind = '` + EventBoardRefused + `' OR (e.kind = '` + EventClaimRefused + `'
-		AND (e.payload LIKE '%"reason":"ek_bound_to_other_serial"%' OR e.payload LIKE '%"reason":"serial_bound_to_other_ek"%')))) AS refused
+	COALESCE(SUM(CASE WHEN bo.state = 'in_progress' THEN 1 ELSE 0 END), 0) AS in_progress
 	FROM batches b LEFT JOIN boards bo ON bo.batch = b.id`
 
 // ListBatches returns batches with their board counts, oldest first. state "open" or "closed" filters;
@@ -127,9 +127,30 @@ func (s *Store) ListBatches(ctx context.Context, state string) ([]BatchSummary, 
 	if err := s.r.SelectContext(ctx, &rows, s.q(query+" GROUP BY b.id ORDER BY b.opened_at, b.id"), args...); err != nil {
 		return nil, fmt.Errorf("listing batches: %w", err)
 	}
+	refused, err := s.refusalEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]BatchSummary, len(rows))
 	for i := range rows {
+		rows[i].Refused = records.CountRefused(refused[rows[i].ID])
 		out[i] = rows[i].summary()
+	}
+	return out, nil
+}
+
+// refusalEvents are the refusal events (a refused claim, a board refused before its inventory check) by
+// batch; which of them count, and how often a board scanned twice counts, is CountRefused's.
+func (s *Store) refusalEvents(ctx context.Context) (map[string][]Event, error) {
+	var rows []eventRow
+	if err := s.r.SelectContext(ctx, &rows, s.q(`SELECT seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash
+		FROM events WHERE kind IN (?, ?) ORDER BY seq`), EventClaimRefused, EventBoardRefused); err != nil {
+		return nil, fmt.Errorf("reading the refusals: %w", err)
+	}
+	out := map[string][]Event{}
+	for i := range rows {
+		e := rows[i].event()
+		out[e.Batch] = append(out[e.Batch], *e)
 	}
 	return out, nil
 }

@@ -87,7 +87,7 @@ type batchSummaryRow struct {
 	Failed     int `db:"failed"`
 	Stopped    int `db:"stopped"`
 	InProgress int `db:"in_progress"`
-	Refused    int `db:"refused"`
+	Refused    int `db:"-"` // records.CountRefused over the batch's refusal events
 }
 
 type boardRow struct {

@@ -1,6 +1,7 @@
 package records
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -16,7 +17,8 @@ import (
 //   - Stopped: boards the station stopped (state stopped: a TPM not accepted, an EK mismatch, an abort);
 //     only a rework takes them again.
 //   - Refused: boards turned away before they had a record of their own (a clone, a swapped part, a board
-//     refused before its inventory check), one per refusal.
+//     refused before its inventory check), one per refused board, however often it was scanned
+//     (CountRefused says which refusals are the same board).
 //   - SetAside = Stopped + Refused: boards that go to QA rather than back into the line.
 //   - Done = Passed + Failed + SetAside: every board that reached an end.
 //   - Yield = Passed / Done, in percent, once Done > 0.
@@ -66,6 +68,48 @@ func newCounts(quantity, passed, failed, stopped, refused, inProgress int) Count
 		c.Over = c.Done - c.Quantity
 	}
 	return c
+}
+
+// CountRefused is Counts.Refused from a batch's refusal events (EventClaimRefused, EventBoardRefused; other
+// events are ignored): one per refused board, not one per scan. A board scanned again after its refusal is
+// refused again, and counting each scan would put one clone twice into set aside and done. The same board
+// is:
+//   - a clone (EK bound to another serial): the same EK colliding with the same other serial, under
+//     whatever serial it was scanned (the copied TPM is the board, its label is not);
+//   - a swapped part (serial bound to another EK): the same serial with the same EK;
+//   - a board refused before its inventory check: the same serial for the same reason.
+//
+// Other refused claims (a board in progress elsewhere, already provisioned, already stopped) are not counted:
+// the board has a record of its own and is counted by its state.
+func CountRefused(events []Event) int {
+	seen := map[string]bool{}
+	for _, e := range events {
+		var p struct {
+			Reason      string `json:"reason"`
+			Code        string `json:"code"`
+			EK          string `json:"ek_pub_sha256"`
+			OtherSerial string `json:"other_serial"`
+		}
+		// A payload that does not parse still is a refusal; it counts on its own (its sequence number).
+		bad := json.Unmarshal(e.Payload, &p) != nil
+		var key string
+		switch {
+		case e.Kind == EventBoardRefused && bad:
+			key = fmt.Sprintf("event %d", e.Seq)
+		case e.Kind == EventBoardRefused:
+			key = fmt.Sprintf("refused %q %q", p.Code, e.Serial)
+		case e.Kind != EventClaimRefused || bad:
+			continue
+		case p.Reason == "ek_bound_to_other_serial":
+			key = fmt.Sprintf("clone %q %q", p.EK, p.OtherSerial)
+		case p.Reason == "serial_bound_to_other_ek":
+			key = fmt.Sprintf("swap %q %q", e.Serial, p.EK)
+		default:
+			continue
+		}
+		seen[key] = true
+	}
+	return len(seen)
 }
 
 // Counts are the summary's numbers by the one definition (the inventory counts boards by state and

@@ -112,3 +112,41 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestCountRefusedOncePerBoard: a refused board scanned again is refused again, and counts once (a clone
+// scanned twice put one board twice into set aside and done); distinct boards each count.
+func TestCountRefusedOncePerBoard(t *testing.T) {
+	claim := func(serial, payload string) Event {
+		return Event{Kind: EventClaimRefused, Serial: serial, Payload: []byte(payload)}
+	}
+	clone := `{"reason":"ek_bound_to_other_serial","ek_pub_sha256":"aa","other_serial":"SN-1"}`
+	swap := `{"reason":"serial_bound_to_other_ek","ek_pub_sha256":"bb","bound_ek_pub_sha256":"cc"}`
+	early := Event{Kind: EventBoardRefused, Serial: "SN-7", Payload: []byte(`{"code":"tpm_not_accepted","slot":1}`)}
+	for _, c := range []struct {
+		name   string
+		events []Event
+		want   int
+	}{
+		{"none", nil, 0},
+		{"one clone", []Event{claim("SN-9", clone)}, 1},
+		{"the same clone scanned twice", []Event{claim("SN-9", clone), claim("SN-9", clone)}, 1},
+		{"the same clone under another label", []Event{claim("SN-9", clone), claim("SN-10", clone)}, 1},
+		{"two clones of one board", []Event{claim("SN-9", clone),
+			claim("SN-10", `{"reason":"ek_bound_to_other_serial","ek_pub_sha256":"dd","other_serial":"SN-1"}`)}, 2},
+		{"a clone of another board", []Event{claim("SN-9", clone),
+			claim("SN-9", `{"reason":"ek_bound_to_other_serial","ek_pub_sha256":"aa","other_serial":"SN-2"}`)}, 2},
+		{"a swap scanned twice", []Event{claim("SN-2", swap), claim("SN-2", swap)}, 1},
+		{"a swap and a clone", []Event{claim("SN-2", swap), claim("SN-9", clone)}, 2},
+		{"refused before the check, twice", []Event{early, early}, 1},
+		{"refused before the check, another board", []Event{early, {Kind: EventBoardRefused, Serial: "SN-8", Payload: early.Payload}}, 2},
+		{"claims refused for a board with a record", []Event{claim("SN-1", `{"reason":"already_provisioned"}`),
+			claim("SN-3", `{"reason":"in_progress_elsewhere"}`), claim("SN-4", `{"reason":"stopped"}`)}, 0},
+		{"other events", []Event{{Kind: EventBoardClaimed, Serial: "SN-1", Payload: []byte(`{}`)}}, 0},
+		{"unreadable payloads", []Event{claim("SN-9", `{`), {Seq: 4, Kind: EventBoardRefused, Serial: "SN-7", Payload: []byte(`{`)},
+			{Seq: 5, Kind: EventBoardRefused, Serial: "SN-7", Payload: []byte(`{`)}}, 2},
+	} {
+		if got := CountRefused(c.events); got != c.want {
+			t.Errorf("%s: CountRefused = %d, want %d", c.name, got, c.want)
+		}
+	}
+}

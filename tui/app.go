@@ -151,6 +151,29 @@ func (a *App) goDo(f func()) {
 // screen); call it before Run.
 func (a *App) SetScreen(screen tcell.Screen) { a.app.SetScreen(screen) }
 
+// ScreenText is what a simulation screen shows, as lines of plain text, read on the UI goroutine (the
+// simulation screen hands out its live cell buffer). It is how tests outside this package read the real
+// screens (cmd/station drives a batch through the real station and compares every surface's counts); the
+// terminal must be running (Run).
+func ScreenText(a *App, screen tcell.SimulationScreen) string {
+	var b strings.Builder
+	a.app.QueueUpdate(func() {
+		cells, w, ht := screen.GetContents()
+		for y := 0; y < ht; y++ {
+			for x := 0; x < w; x++ {
+				c := cells[y*w+x]
+				if len(c.Runes) == 0 {
+					b.WriteByte(' ')
+					continue
+				}
+				b.WriteString(string(c.Runes))
+			}
+			b.WriteByte('\n')
+		}
+	})
+	return b.String()
+}
+
 // Run shows the terminal until the operator quits or ctx ends. Boards still running are aborted on the way
 // out and waited for (at most wait), so their records end in a known state.
 func (a *App) Run(ctx context.Context, wait time.Duration) error {

@@ -195,28 +195,8 @@ func startSized(t *testing.T, w, ht int, operator string, batches ...records.Bat
 	return h
 }
 
-// text is the screen as lines of plain text, read on the UI goroutine (the simulation screen hands out
-// its live cell buffer).
-func (h *harness) text() string {
-	var b strings.Builder
-	h.app.app.QueueUpdate(func() { h.dump(&b) })
-	return b.String()
-}
-
-func (h *harness) dump(b *strings.Builder) {
-	cells, w, ht := h.screen.GetContents()
-	for y := 0; y < ht; y++ {
-		for x := 0; x < w; x++ {
-			c := cells[y*w+x]
-			if len(c.Runes) == 0 {
-				b.WriteByte(' ')
-				continue
-			}
-			b.WriteString(string(c.Runes))
-		}
-		b.WriteByte('\n')
-	}
-}
+// text is the screen as lines of plain text (ScreenText).
+func (h *harness) text() string { return ScreenText(h.app, h.screen) }
 
 // waitFor polls the screen until every want shows (bounded), and returns the screen.
 func (h *harness) waitFor(want ...string) string {
