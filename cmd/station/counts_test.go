@@ -26,6 +26,7 @@ import (
 	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports/signed"
 	"github.com/tpmline/tpmline/station"
@@ -34,7 +35,9 @@ import (
 )
 
 // TestEveryCountSurfaceAgrees is issue 17 point 1's test: one batch driven through the real station
-// (simulator boards, the real CA over mutual TLS, a real inventory) with every outcome the line has, then
+// (simulator boards, the real CA over mutual TLS, a real inventory) with every outcome the line has
+// (passes, a TPM failing a step, a failed board re-run to a pass, a clone scanned twice, a swapped part, a
+// board stopped mid-flow, a board left in progress whose slot holds another TPM on resume), then
 // the counts read back from every surface that shows them (the terminal's line view, QA view and
 // close-batch dialog, `batch list`, `batch show`, and the PDF, CSV and JSON reports), each parsed from
 // what the operator or QA would read, and compared with each other and with the numbers the outcomes
@@ -121,7 +124,7 @@ func everySurface(t *testing.T, dbURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inv.OpenBatch(ctx, records.NewBatch{ID: "CNT1", Product: "default", WorkOrder: "WO-CNT1", Quantity: 8,
+	if _, err := inv.OpenBatch(ctx, records.NewBatch{ID: "CNT1", Product: "default", WorkOrder: "WO-CNT1", Quantity: 10,
 		Operator: "ana", Station: "st1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,10 +155,38 @@ func everySurface(t *testing.T, dbURL string) {
 	run("CNT-2", "sim:7", station.ReasonSwap, records.StateStopped)
 	// A stopped board: the CA does not trust its TPM's vendor; the station stops it mid-flow.
 	run("CNT-8", "untrusted:8", "ca_ek_untrusted", records.StateStopped)
+	// A swapped board on resume: the CA is away while CNT-9 enrolls (it stays in progress); by the time the
+	// station comes back its slot holds another TPM, so reconcile's resume meets another EK.
+	down, err := station.New(station.Config{StationID: "st1", Inventory: inv, Open: open,
+		CA:    provisioning.NewClient("https://127.0.0.1:1", ca.ClientTLS),
+		Timed: func(t transport.TPM) station.TimedTPM { return fixtures.NewRecorder(t) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := down.Provision(ctx, station.Job{Batch: "CNT1", Serial: "CNT-9", Slot: 2, TPM: "sim:9"}); out.State != records.StateInProgress {
+		t.Fatalf("CNT-9 with the CA away: %s %+v", out.State, out.Failure)
+	}
+	rep, err := st.ReconcileReport(ctx, map[int]string{2: "sim:10"})
+	if err != nil || len(rep) != 1 || rep[0].Resumed == nil {
+		t.Fatalf("reconcile: %+v %v", rep, err)
+	}
+	if f := rep[0].Resumed.Failure; f == nil || f.Code != station.ReasonSwap {
+		t.Fatalf("CNT-9 resumed on another TPM: %s %+v", rep[0].Resumed.State, f)
+	}
+	// The part in the slot is refused as a swapped part; CNT-9's record keeps its own TPM and stays in
+	// progress, and once that TPM is back in the slot the next reconcile finishes it.
+	if b, err := inv.GetBoardBySerial(ctx, "CNT-9"); err != nil || b.State != records.StateInProgress {
+		t.Fatalf("CNT-9 after the refused resume: %+v %v", b, err)
+	}
+	if rep, err = st.ReconcileReport(ctx, map[int]string{2: "sim:9"}); err != nil || len(rep) != 1 || rep[0].Resumed == nil ||
+		rep[0].Resumed.State != records.StateProvisioned {
+		t.Fatalf("reconcile with CNT-9's own TPM back: %+v %v", rep, err)
+	}
 
-	// What these outcomes are by the definitions (records.Counts): 4 passed (CNT-1, 2, 3, 5), 1 failed
-	// (CNT-4), 1 stopped (CNT-8), 2 refused (the clone once, the swap), 3 set aside, 8 done, 4/8 = 50 %.
-	want := batchCounts{Done: 8, Passed: 4, Failed: 1, SetAside: 3, Stopped: 1, Refused: 2, InProgress: 0, Yield: "50.0%"}
+	// What these outcomes are by the definitions (records.Counts): 5 passed (CNT-1, 2, 3, 5, 9), 1 failed
+	// (CNT-4), 1 stopped (CNT-8), 3 refused (the clone once however often scanned, the swapped CNT-2, the
+	// part found in CNT-9's slot), 4 set aside, 10 done, 5/10 = 50 %.
+	want := batchCounts{Done: 10, Passed: 5, Failed: 1, SetAside: 4, Stopped: 1, Refused: 3, InProgress: 0, Yield: "50.0%"}
 
 	surfaces := map[string]batchCounts{}
 	surfaces["batch list"], surfaces["batch show"] = cliCounts(t, dbURL)
@@ -201,14 +232,14 @@ func cliCounts(t *testing.T, dbURL string) (list, show batchCounts) {
 	}
 	// BATCH PRODUCT STATE DONE PASSED FAILED SET-ASIDE STOPPED REFUSED IN-PROGRESS YIELD OPENED
 	out := cli("batch", "list")
-	m := regexp.MustCompile(`(?m)^CNT1\s+default\s+open\s+(\d+)/8\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`(?m)^CNT1\s+default\s+open\s+(\d+)/10\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("batch list has no row for CNT1:\n%s", out)
 	}
 	list = batchCounts{atoi(t, "list done", m[1]), atoi(t, "list passed", m[2]), atoi(t, "list failed", m[3]), atoi(t, "list set aside", m[4]),
 		atoi(t, "list stopped", m[5]), atoi(t, "list refused", m[6]), atoi(t, "list in progress", m[7]), m[8]}
 	out = cli("batch", "show", "CNT1")
-	m = regexp.MustCompile(`(?m)^counts done (\d+)/8  passed (\d+)  failed (\d+)  set aside (\d+) \((\d+) stopped, (\d+) refused\)  in progress (\d+)  yield (\S+)`).FindStringSubmatch(out)
+	m = regexp.MustCompile(`(?m)^counts done (\d+)/10  passed (\d+)  failed (\d+)  set aside (\d+) \((\d+) stopped, (\d+) refused\)  in progress (\d+)  yield (\S+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("batch show has no counts line:\n%s", out)
 	}
@@ -258,7 +289,7 @@ func reportCounts(t *testing.T, inv *inventory.Store, ca *fixturestest.CA) (cove
 		re  string
 		dst *int
 	}{
-		{`Done\s+(\d+)/8`, &summary.Done}, {`Passed \(provisioned\)\s+(\d+)`, &summary.Passed}, {`Failed\s+(\d+)\s`, &summary.Failed},
+		{`Done\s+(\d+)/10`, &summary.Done}, {`Passed \(provisioned\)\s+(\d+)`, &summary.Passed}, {`Failed\s+(\d+)\s`, &summary.Failed},
 		{`Set aside\s+(\d+) \(`, &summary.SetAside}, {`Set aside\s+\d+ \((\d+) stopped`, &summary.Stopped},
 		{`Set aside\s+\d+ \(\d+ stopped, (\d+) refused\)`, &summary.Refused}, {`In progress\s+(\d+)`, &summary.InProgress},
 	} {
@@ -378,7 +409,7 @@ func terminalCounts(t *testing.T, st *station.Station) (line, qaView, closeDialo
 	waitFor("Continue batch CNT1")
 	key(tcell.KeyEnter)
 	s := waitFor("ready: scan a serial", "yield ")
-	m := regexp.MustCompile(`done (\d+)/8(?: \(\d+ OVER\))?\s+passed (\d+)\s+failed (\d+)\s+set aside (\d+)\s+yield (\S+)`).FindStringSubmatch(s)
+	m := regexp.MustCompile(`done (\d+)/10(?: \(\d+ OVER\))?\s+passed (\d+)\s+failed (\d+)\s+set aside (\d+)\s+yield (\S+)`).FindStringSubmatch(s)
 	if m == nil {
 		t.Fatalf("line view has no counters:\n%s", s)
 	}
@@ -408,7 +439,7 @@ func terminalCounts(t *testing.T, st *station.Station) (line, qaView, closeDialo
 	waitFor("Close batch CNT1")
 	scr.InjectKey(tcell.KeyRune, 'c', tcell.ModNone)
 	s = waitFor("Close batch CNT1?", "afterwards.")
-	m = regexp.MustCompile(`done (\d+)/8: (\d+) passed, (\d+) failed, (\d+) set aside, (\d+) in progress, yield (\S+)\.`).FindStringSubmatch(s)
+	m = regexp.MustCompile(`done (\d+)/10: (\d+) passed, (\d+) failed, (\d+) set aside, (\d+) in progress, yield (\S+)\.`).FindStringSubmatch(s)
 	if m == nil {
 		t.Fatalf("close dialog has no counts on one line:\n%s", s)
 	}
