@@ -127,30 +127,30 @@ func (s *Store) ListBatches(ctx context.Context, state string) ([]BatchSummary, 
 	if err := s.r.SelectContext(ctx, &rows, s.q(query+" GROUP BY b.id ORDER BY b.opened_at, b.id"), args...); err != nil {
 		return nil, fmt.Errorf("listing batches: %w", err)
 	}
-	refused, err := s.refusalEvents(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := make([]BatchSummary, len(rows))
 	for i := range rows {
-		rows[i].Refused = records.CountRefused(refused[rows[i].ID])
+		refused, err := s.refusalEvents(ctx, rows[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		rows[i].Refused = records.CountRefused(refused)
 		out[i] = rows[i].summary()
 	}
 	return out, nil
 }
 
-// refusalEvents are the refusal events (a refused claim, a board refused before its inventory check) by
-// batch; which of them count, and how often a board scanned twice counts, is CountRefused's.
-func (s *Store) refusalEvents(ctx context.Context) (map[string][]Event, error) {
+// refusalEvents are a batch's refusal events (a refused claim, a board refused before its inventory check;
+// read by the batch's index, as the batch's own events); which of them count, and how often a board
+// scanned twice counts, is records.CountRefused's.
+func (s *Store) refusalEvents(ctx context.Context, batch string) ([]Event, error) {
 	var rows []eventRow
 	if err := s.r.SelectContext(ctx, &rows, s.q(`SELECT seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash
-		FROM events WHERE kind IN (?, ?) ORDER BY seq`), EventClaimRefused, EventBoardRefused); err != nil {
-		return nil, fmt.Errorf("reading the refusals: %w", err)
+		FROM events WHERE batch = ? AND kind IN (?, ?) ORDER BY seq`), batch, EventClaimRefused, EventBoardRefused); err != nil {
+		return nil, fmt.Errorf("reading the refusals of batch %s: %w", batch, err)
 	}
-	out := map[string][]Event{}
+	out := make([]Event, len(rows))
 	for i := range rows {
-		e := rows[i].event()
-		out[e.Batch] = append(out[e.Batch], *e)
+		out[i] = *rows[i].event()
 	}
 	return out, nil
 }
