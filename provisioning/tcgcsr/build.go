@@ -30,7 +30,7 @@ func Build(tpm transport.TPM, b Board, iak, idevid *provisioning.Key) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("building the TCG-CSR-IDEVID: %w", err)
 	}
-	scheme, hashAlg, err := signScheme(&idevid.Public)
+	_, hashAlg, err := signScheme(&idevid.Public)
 	if err != nil {
 		return nil, fmt.Errorf("building the TCG-CSR-IDEVID: IDevID: %w", err)
 	}
@@ -39,13 +39,25 @@ func Build(tpm transport.TPM, b Board, iak, idevid *provisioning.Key) ([]byte, e
 		AttestPub: iak.PublicBytes, SigningPub: idevid.PublicBytes, SgnCertifyInfo: attest,
 		SgnCertifyInfoSignature: attestSig,
 	}
+	return Sign(tpm, idevid, c)
+}
+
+// Sign marshals c and signs it with idevid in the TPM (TPM2_Sign over c.HashAlg's digest of the content,
+// with the IDevID's scheme), returning the TCG_CSR_IDEVID. c.HashAlg should be the IDevID's scheme hash
+// (Build sets it); a TPM refuses another for a key with a fixed scheme.
+func Sign(tpm transport.TPM, idevid *provisioning.Key, c *Content) ([]byte, error) {
+	scheme, _, err := signScheme(&idevid.Public)
+	if err != nil {
+		return nil, fmt.Errorf("signing the TCG-CSR-IDEVID: IDevID: %w", err)
+	}
+	scheme.Details = tpm2.NewTPMUSigScheme(scheme.Scheme, &tpm2.TPMSSchemeHash{HashAlg: c.HashAlg})
 	content, err := c.Marshal()
 	if err != nil {
-		return nil, fmt.Errorf("building the TCG-CSR-IDEVID: %w", err)
+		return nil, fmt.Errorf("signing the TCG-CSR-IDEVID: %w", err)
 	}
 	digest, err := Digest(c.HashAlg, content)
 	if err != nil {
-		return nil, fmt.Errorf("building the TCG-CSR-IDEVID: %w", err)
+		return nil, fmt.Errorf("signing the TCG-CSR-IDEVID: %w", err)
 	}
 	rsp, err := (tpm2.Sign{
 		KeyHandle:  tpm2.AuthHandle{Handle: idevid.Handle, Name: idevid.Name, Auth: tpm2.PasswordAuth(nil)},
@@ -54,7 +66,7 @@ func Build(tpm transport.TPM, b Board, iak, idevid *provisioning.Key) ([]byte, e
 		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
 	}).Execute(tpm)
 	if err != nil {
-		return nil, fmt.Errorf("building the TCG-CSR-IDEVID: signing with the IDevID: %w", err)
+		return nil, fmt.Errorf("signing the TCG-CSR-IDEVID with the IDevID: %w", err)
 	}
 	return Envelope(content, tpm2.Marshal(rsp.Signature)), nil
 }
