@@ -278,3 +278,54 @@ func TestTCGCSRRefused(t *testing.T) {
 	_, err = e.v.EnrollTCGCSR(ctx, "station-1", b.request(b.resign(t, func(c *tcgcsr.Content) { c.ProdSerial = "SN-CSR-CLONE" })))
 	wantCode(t, err, provisioning.CodeEKSerialConflict)
 }
+
+// TestTCGCSRForBoard: the station-side export of a board that has no keys yet (the CSR is for the
+// profile's deterministic primaries), accepted and issued by the CA; its request carries the EK public and
+// the TPM description the CSR has no field for.
+func TestTCGCSRForBoard(t *testing.T) {
+	ctx := context.Background()
+	tpmMu.Lock()
+	defer tpmMu.Unlock()
+	defer provisioning.FlushTransients(simTPM)
+	if err := provisioning.FlushTransients(simTPM); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := tcgcsr.ForBoard(simTPM, tcgcsr.Export{Serial: "SN-CSR-EXPORT", Model: "widget-1", Keys: provisioning.KeyP256, Layout: provisioning.DefaultLayout()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Persisted {
+		t.Fatal("the simulator has no persisted keys, yet the CSR says it used them")
+	}
+	e := newEnv(t, "")
+	ch, err := e.v.EnrollTCGCSR(ctx, "station-1", ex.Request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := tcgcsr.Parse(ex.CSR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ekAlg := provisioning.EKRSA2048
+	if pub, err := provisioning.DecodePublic(ex.Request.EKPublic); err == nil && pub.Type == tpm2.TPMAlgECC {
+		ekAlg = provisioning.EKP256
+	}
+	ek, err := provisioning.CreateEK(simTPM, ekAlg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iak, err := provisioning.CreateIAK(simTPM, provisioning.KeyP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := provisioning.ActivateCredential(simTPM, ek, iak, ch.CredentialBlob, ch.EncryptedSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := e.v.Activate(ctx, "station-1", &provisioning.ActivateRequest{Version: provisioning.ProtocolVersion,
+		SessionID: ch.SessionID, Secret: secret, CertifyInfo: parsed.SgnCertifyInfo, CertifySignature: parsed.SgnCertifyInfoSignature})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIssued(t, e, certs, "SN-CSR-EXPORT")
+}
