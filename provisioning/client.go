@@ -64,6 +64,16 @@ func (c *Client) Enroll(ctx context.Context, req *EnrollRequest) (*Challenge, er
 	return &ch, nil
 }
 
+// EnrollTCGCSR sends round 1 with a TCG-CSR-IDEVID (POST PathEnrollTCGCSR); round 2 is Activate with the
+// CSR's certify evidence.
+func (c *Client) EnrollTCGCSR(ctx context.Context, req *TCGCSREnrollRequest) (*Challenge, error) {
+	var ch Challenge
+	if err := c.postLimit(ctx, PathEnrollTCGCSR, req, &ch, MaxTCGCSRRequestBytes); err != nil {
+		return nil, err
+	}
+	return &ch, nil
+}
+
 // Activate sends round 2 and returns the issued certificates.
 func (c *Client) Activate(ctx context.Context, req *ActivateRequest) (*Certificates, error) {
 	var certs Certificates

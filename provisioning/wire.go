@@ -29,12 +29,18 @@ const (
 	PathEnroll   = "/v1/enroll"   // round 1: evidence in, credential challenge out
 	PathActivate = "/v1/activate" // round 2: proof in, certificates out
 	PathEKLists  = "/v1/ek-lists" // signed EK list upload
+	// PathEnrollTCGCSR is round 1 with a TCG-CSR-IDEVID as the evidence; round 2 is PathActivate.
+	PathEnrollTCGCSR = "/v1/enroll/tcg-csr"
 )
 
 // MaxRequestBytes bounds every request body the CA reads. An enrollment carries at most a few EK
 // certificates (NV_INDEX_MAX is 2048 bytes on most TPMs; a chain of 8 fits comfortably) and three public
 // areas of a few hundred bytes; base64 and JSON add a third.
 const MaxRequestBytes = 64 << 10
+
+// MaxTCGCSRRequestBytes bounds a TCG-CSR-IDEVID enrollment body: a CSR of up to tcgcsr.MaxBytes (96 KiB,
+// a boot event log included) in base64, and the fields of an enrollment.
+const MaxTCGCSRRequestBytes = 192 << 10
 
 // MaxEKListRequestBytes bounds an EK list upload body. It is larger than MaxRequestBytes (an
 // enrollment) because a list carries a whole batch: an entry with an RSA EK certificate is ~2.5 KiB of JSON,
@@ -86,6 +92,21 @@ type EnrollRequest struct {
 	IAKPublic    []byte  `json:"iak_public"`
 	IDevIDPublic []byte  `json:"idevid_public"`
 	TPM          TPMInfo `json:"tpm"`
+}
+
+// TCGCSREnrollRequest is round 1 with a TCG-CSR-IDEVID (provisioning/tcgcsr): the CSR carries the serial,
+// product, EK certificate, IAK and IDevID publics and the IDevID's TPM2_Certify by the IAK; the request adds
+// what the CSR has no field for and the JSON flow's round 1 carries. Round 2 is an ActivateRequest whose
+// certify_info and certify_signature are the CSR's sgnCertifyInfo and sgnCertifyInfoSignature.
+type TCGCSREnrollRequest struct {
+	Version int    `json:"version"`
+	CSR     []byte `json:"csr"` // a TCG_CSR_IDEVID
+	Rework  bool   `json:"rework,omitempty"`
+	// EKPublic is the EK's TPMT_PUBLIC: the credential needs the EK's template (name algorithm, symmetric
+	// algorithm), which its certificate does not carry.
+	EKPublic []byte   `json:"ek_public"`
+	EKChain  [][]byte `json:"ek_chain,omitempty"`
+	TPM      TPMInfo  `json:"tpm"`
 }
 
 // Challenge is the CA's answer to round 1.
@@ -147,6 +168,8 @@ const (
 	CodeAttestName         ErrorCode = "attest_name"         // 422 attested Name is not the submitted IDevID's
 	CodeAttestSignature    ErrorCode = "attest_signature"    // 422 signature does not verify under the IAK
 	CodeEKListInvalid      ErrorCode = "ek_list_invalid"     // 422 EK list malformed or its signature does not verify
+	CodeCSRInvalid         ErrorCode = "csr_invalid"         // 422 not a TCG-CSR-IDEVID the CA parses
+	CodeCSRSignature       ErrorCode = "csr_signature"       // 422 the CSR's signature does not verify under its IDevID
 	CodeInternal           ErrorCode = "internal"            // 500
 )
 

@@ -43,7 +43,7 @@ func StatusOf(code provisioning.ErrorCode) int {
 		provisioning.CodeEKMismatch, provisioning.CodeIAKAttributes, provisioning.CodeIAKAlgorithm,
 		provisioning.CodeIDevIDAttributes, provisioning.CodeAttestInvalid, provisioning.CodeAttestNonce,
 		provisioning.CodeAttestName, provisioning.CodeAttestSignature, provisioning.CodeEKListInvalid,
-		provisioning.CodeCheckpointInvalid:
+		provisioning.CodeCheckpointInvalid, provisioning.CodeCSRInvalid, provisioning.CodeCSRSignature:
 		return http.StatusUnprocessableEntity
 	default:
 		return http.StatusInternalServerError
@@ -98,7 +98,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log().Info("request", "method", r.Method, "path", r.URL.Path, "station", station, "serial", note.serial,
 			"status", status, "outcome", string(code), "duration", d.Round(time.Microsecond))
 		path := r.URL.Path
-		if path != provisioning.PathEnroll && path != provisioning.PathActivate && path != provisioning.PathEKLists {
+		if path != provisioning.PathEnroll && path != provisioning.PathActivate && path != provisioning.PathEKLists &&
+			path != provisioning.PathEnrollTCGCSR {
 			path = "other" // a label per unknown path would let any client grow the series without bound
 		}
 		s.Metrics.Request(path, string(code), d, path == provisioning.PathActivate && status == http.StatusOK)
@@ -117,6 +118,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case provisioning.PathEnroll, provisioning.PathActivate:
 		limit = provisioning.MaxRequestBytes
+	case provisioning.PathEnrollTCGCSR:
+		limit = provisioning.MaxTCGCSRRequestBytes
 	case provisioning.PathEKLists:
 		limit = MaxEKListRequestBytes
 	case provisioning.PathWitness:
@@ -162,6 +165,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		note.serial = printable(req.Serial)
 		ch, err := s.Verifier.Enroll(ctx, station, &req)
+		if err != nil {
+			fail(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ch)
+	case provisioning.PathEnrollTCGCSR:
+		var req provisioning.TCGCSREnrollRequest
+		if err := decodeJSON(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		ch, err := s.Verifier.EnrollTCGCSR(ctx, station, &req)
 		if err != nil {
 			fail(err)
 			return

@@ -276,35 +276,44 @@ type certifyEvidence struct {
 // parseCertify strictly decodes TPM2_Certify's TPMS_ATTEST (TPM 2.0 Part 2, 10.12.12) and checks the parts that
 // need no key: the TPM_GENERATED magic (Part 2, 6.2: 0xff544347; go-tpm v0.9.8 does not check it) and the
 // type TPM_ST_ATTEST_CERTIFY (Part 2, 6.9: 0x8017).
-func parseCertify(b []byte) (*certifyEvidence, error) {
+func parseCertify(b []byte) (*certifyEvidence, error) { return parseCertifyField("certify_info", b) }
+
+// parseCertifyField is parseCertify for the structure carried in field.
+func parseCertifyField(field string, b []byte) (*certifyEvidence, error) {
 	if len(b) == 0 {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "certify_info is missing")
+		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%s is missing", field)
 	}
 	at, err := provisioning.DecodeAttest(b)
 	if err != nil {
-		return nil, decodeError("certify_info", "TPMS_ATTEST", err, provisioning.CodeAttestInvalid)
+		return nil, decodeError(field, "TPMS_ATTEST", err, provisioning.CodeAttestInvalid)
 	}
 	if at.Magic != tpm2.TPMGeneratedValue {
-		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "certify_info lacks the TPM_GENERATED magic")
+		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "%s lacks the TPM_GENERATED magic", field)
 	}
 	if at.Type != tpm2.TPMSTAttestCertify {
-		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "certify_info is attestation type %#04x, not TPM_ST_ATTEST_CERTIFY", uint16(at.Type))
+		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "%s is attestation type %#04x, not TPM_ST_ATTEST_CERTIFY", field, uint16(at.Type))
 	}
 	ci, err := at.Attested.Certify()
 	if err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "certify_info carries no certify information")
+		return nil, provisioning.Errorf(provisioning.CodeAttestInvalid, "%s carries no certify information", field)
 	}
 	return &certifyEvidence{Attest: at, Name: ci.Name.Buffer}, nil
 }
 
 // parseSignature strictly decodes a TPMT_SIGNATURE (TPM 2.0 Part 2, 11.3.4).
 func parseSignature(b []byte) (*tpm2.TPMTSignature, error) {
+	return parseSignatureField("certify_signature", b, provisioning.CodeAttestSignature)
+}
+
+// parseSignatureField is parseSignature for the structure carried in field; code is the error code of a
+// structure that does not decode.
+func parseSignatureField(field string, b []byte, code provisioning.ErrorCode) (*tpm2.TPMTSignature, error) {
 	if len(b) == 0 {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "certify_signature is missing")
+		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%s is missing", field)
 	}
 	sig, err := provisioning.DecodeSignature(b)
 	if err != nil {
-		return nil, decodeError("certify_signature", "TPMT_SIGNATURE", err, provisioning.CodeAttestSignature)
+		return nil, decodeError(field, "TPMT_SIGNATURE", err, code)
 	}
 	return sig, nil
 }
@@ -312,15 +321,20 @@ func parseSignature(b []byte) (*tpm2.TPMTSignature, error) {
 // verifySignature checks sig over msg under a restricted signing key: the signature's scheme and hash must be
 // the key's own (a restricted key signs only with its scheme: TPM 2.0 Part 1, 25.2.4).
 func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) error {
+	return verifySignatureBy("IAK", provisioning.CodeAttestSignature, key, msg, sig)
+}
+
+// verifySignatureBy is verifySignature for the key named who, refusing with code.
+func verifySignatureBy(who string, code provisioning.ErrorCode, key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) error {
 	fail := func(format string, args ...any) error {
-		return provisioning.Errorf(provisioning.CodeAttestSignature, format, args...)
+		return provisioning.Errorf(code, format, args...)
 	}
 	if tpm2.TPMAlgID(sig.SigAlg) != key.Scheme {
-		return fail("signature scheme %#04x is not the IAK's scheme", uint16(sig.SigAlg))
+		return fail("signature scheme %#04x is not the %s's scheme", uint16(sig.SigAlg), who)
 	}
 	hash, err := key.Hash.Hash()
 	if err != nil || !approvedHash(key.Hash) {
-		return fail("IAK hash algorithm unsupported")
+		return fail("%s hash algorithm unsupported", who)
 	}
 	h := hash.New()
 	h.Write(msg)
@@ -337,11 +351,11 @@ func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) err
 			return fail("signature carries no RSA signature")
 		}
 		if s.Hash != key.Hash {
-			return fail("signature hash is not the IAK's scheme hash")
+			return fail("signature hash is not the %s's scheme hash", who)
 		}
 		pub, ok := key.Public.(*rsa.PublicKey)
 		if !ok {
-			return fail("IAK is not an RSA key")
+			return fail("%s is not an RSA key", who)
 		}
 		if key.Scheme == tpm2.TPMAlgRSASSA {
 			err = rsa.VerifyPKCS1v15(pub, hash, digest, s.Sig.Buffer)
@@ -350,7 +364,7 @@ func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) err
 			err = rsa.VerifyPSS(pub, hash, digest, s.Sig.Buffer, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
 		}
 		if err != nil {
-			return fail("signature does not verify under the IAK")
+			return fail("signature does not verify under the %s", who)
 		}
 		return nil
 	case tpm2.TPMAlgECDSA:
@@ -359,11 +373,11 @@ func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) err
 			return fail("signature carries no ECDSA signature")
 		}
 		if s.Hash != key.Hash {
-			return fail("signature hash is not the IAK's scheme hash")
+			return fail("signature hash is not the %s's scheme hash", who)
 		}
 		pub, ok := key.Public.(*ecdsa.PublicKey)
 		if !ok {
-			return fail("IAK is not an ECC key")
+			return fail("%s is not an ECC key", who)
 		}
 		size := (pub.Curve.Params().BitSize + 7) / 8
 		if len(s.SignatureR.Buffer) > size || len(s.SignatureS.Buffer) > size {
@@ -372,11 +386,11 @@ func verifySignature(key *keyAlgorithm, msg []byte, sig *tpm2.TPMTSignature) err
 		r := new(big.Int).SetBytes(s.SignatureR.Buffer)
 		ss := new(big.Int).SetBytes(s.SignatureS.Buffer)
 		if !ecdsa.Verify(pub, digest, r, ss) {
-			return fail("signature does not verify under the IAK")
+			return fail("signature does not verify under the %s", who)
 		}
 		return nil
 	default:
-		return fail("IAK scheme unsupported")
+		return fail("%s scheme unsupported", who)
 	}
 }
 

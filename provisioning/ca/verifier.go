@@ -129,6 +129,29 @@ func EKPublicSHA256(pub any) ([]byte, error) {
 // TPM2_Certify; and it stores the session (the secret's SHA-256 only, the nonce, the submitted publics, the
 // EK hash, serial, station, expiry Now+ChallengeTTL) before answering.
 func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning.EnrollRequest) (*provisioning.Challenge, error) {
+	en, err := v.checkEnroll(ctx, station, req)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, nonceBytes)
+	if _, err := io.ReadFull(v.rand(), nonce); err != nil {
+		return nil, v.internal("drawing random bytes", err)
+	}
+	return v.challenge(ctx, station, req, en, nonce)
+}
+
+// enrollment is a round-1 request that passed Enroll's checks 1 to 9, parsed.
+type enrollment struct {
+	ekPub, iakPub, idevidPub *tpm2.TPMTPublic
+	iakKey, idevidKey        *keyAlgorithm
+	ek                       *ekcert.Certificate
+	ekHash                   []byte
+	log                      *slog.Logger
+}
+
+// checkEnroll runs Enroll's checks 1 to 9, the ones every enrollment input passes (the JSON request and the
+// TCG-CSR-IDEVID alike).
+func (v *Verifier) checkEnroll(ctx context.Context, station string, req *provisioning.EnrollRequest) (*enrollment, error) {
 	if req == nil {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "empty request")
 	}
@@ -193,7 +216,8 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkIAK(iakPub, req.IAKPublic, ekPub); err != nil {
+	iakKey, err := checkIAK(iakPub, req.IAKPublic, ekPub)
+	if err != nil {
 		return nil, err
 	}
 	// 9.
@@ -201,22 +225,28 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkIDevID(idevidPub, req.IDevIDPublic); err != nil {
+	idevidKey, err := checkIDevID(idevidPub, req.IDevIDPublic)
+	if err != nil {
 		return nil, err
 	}
+	return &enrollment{ekPub: ekPub, iakPub: iakPub, idevidPub: idevidPub, iakKey: iakKey, idevidKey: idevidKey,
+		ek: ek, ekHash: ekHash, log: log}, nil
+}
 
-	// The credential.
-	name, err := objectName(iakPub, req.IAKPublic)
+// challenge makes and stores the credential for a checked enrollment; nonce is what round 2's
+// certify_info must carry in extraData.
+func (v *Verifier) challenge(ctx context.Context, station string, req *provisioning.EnrollRequest, en *enrollment, nonce []byte) (*provisioning.Challenge, error) {
+	name, err := objectName(en.iakPub, req.IAKPublic)
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeIAKAlgorithm, "IAK: %v", err)
 	}
-	secret, nonce, id := make([]byte, secretBytes), make([]byte, nonceBytes), make([]byte, sessionIDBytes)
-	for _, b := range [][]byte{secret, nonce, id} {
+	secret, id := make([]byte, secretBytes), make([]byte, sessionIDBytes)
+	for _, b := range [][]byte{secret, id} {
 		if _, err := io.ReadFull(v.rand(), b); err != nil {
 			return nil, v.internal("drawing random bytes", err)
 		}
 	}
-	encKey, err := tpm2.ImportEncapsulationKey(ekPub)
+	encKey, err := tpm2.ImportEncapsulationKey(en.ekPub)
 	if err != nil {
 		return nil, provisioning.Errorf(provisioning.CodeEKMismatch, "EK public cannot receive a credential")
 	}
@@ -232,14 +262,14 @@ func (v *Verifier) Enroll(ctx context.Context, station string, req *provisioning
 	now := v.now().UTC()
 	rec := &ChallengeRecord{
 		ID: hex.EncodeToString(id), Station: station, Serial: req.Serial, Product: req.Product, Rework: req.Rework,
-		EKSHA256: ekHash, EKCert: ek.DER, EKPublic: req.EKPublic, IAKPublic: req.IAKPublic,
+		EKSHA256: en.ekHash, EKCert: en.ek.DER, EKPublic: req.EKPublic, IAKPublic: req.IAKPublic,
 		IDevIDPublic: req.IDevIDPublic, TPMInfo: string(tpmInfo), SecretSHA256: secretHash[:], Nonce: nonce,
 		CreatedAt: now, ExpiresAt: now.Add(v.ttl()),
 	}
 	if err := v.Store.CreateChallenge(ctx, rec); err != nil {
 		return nil, v.internal("storing the challenge", err)
 	}
-	log.Info("challenge issued", "session", rec.ID, "expires", rec.ExpiresAt)
+	en.log.Info("challenge issued", "session", rec.ID, "expires", rec.ExpiresAt)
 	return &provisioning.Challenge{
 		SessionID:       rec.ID,
 		CredentialBlob:  blob,
