@@ -44,6 +44,13 @@ func (r *Results) Markdown() string {
 		p("| 2 | tpm2-tools script / station, per board, same swtpm | script %s, station %s | %.1fx; target >= 10x | %s |\n",
 			ms(s.PerBoard), ms(o.Wall), ratio, verdict(ratio >= 10))
 	}
+	if s, w := r.Script, r.Process; s != nil && w != nil {
+		ratio := float64(s.PerBoard) / float64(w.Provision)
+		p("| 2 | tpm2-tools script / whole `station provision` process, per board, same swtpm (%d boards) | script %s, process %s (its flow %s) | %.1fx; target >= 15x | %s |\n",
+			w.Boards, ms(s.PerBoard), ms(w.Provision), ms(w.Flow), ratio, verdict(ratio >= 15))
+		p("| 2 | `station board show` as a process (%d runs) | %s | %.2fx of 20 ms | %s |\n",
+			w.Shows, ms(w.Show), float64(w.Show)/float64(20*time.Millisecond), verdict(w.Show < 20*time.Millisecond))
+	}
 	if s := r.Slots; s != nil && len(s.Rows) > 0 {
 		for _, row := range s.Rows {
 			if row.Slots == 8 {
