@@ -15,19 +15,28 @@ import (
 // `station board show` as a process, on the same swtpm boards, SQLite inventory and CA as figure 1.
 type ProcessResult struct {
 	Boards    int
-	Provision time.Duration // median wall time of one `station provision` process
-	Flow      time.Duration // median of the flow as the process itself reports it (duration_ms)
-	Show      time.Duration // median wall time of one `station board show` process
+	Before    *ProcessResult // the same figures of Env.StationBinBefore, run in alternation with these
+	Provision time.Duration  // median wall time of one `station provision` process
+	Flow      time.Duration  // median of the flow as the process itself reports it (duration_ms)
+	Show      time.Duration  // median wall time of one `station board show` process
 	Shows     int
 }
 
 // runProcesses provisions n boards of the pool, each with its own `station provision` process, then runs
 // `station board show` shows times. Wall times are taken around exec: fork, exec and exit are included.
+//
+// With Env.StationBinBefore set, that binary provisions as many boards again, in alternation with this one
+// (A B A B ...), on the same inventory and CA, and runs as many board shows: a before/after comparison
+// within one run.
 func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*ProcessResult, error) {
-	if n > len(p.boards) {
-		return nil, fmt.Errorf("whole-process run needs %d boards, the pool has %d", n, len(p.boards))
+	bins := []string{env.StationBin}
+	if env.StationBinBefore != "" {
+		bins = append(bins, env.StationBinBefore)
 	}
-	if err := p.reset(n); err != nil {
+	if n*len(bins) > len(p.boards) {
+		return nil, fmt.Errorf("whole-process run needs %d boards, the pool has %d", n*len(bins), len(p.boards))
+	}
+	if err := p.reset(n * len(bins)); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(env.Dir, "runs", "process")
@@ -42,8 +51,8 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 	globals := []string{"--db", "sqlite://" + filepath.Join(dir, "inventory.db"), "--station-id", "bench",
 		"--ca", proc.URL, "--ca-trust", filepath.Join(p.cad.station, "ca-trust.pem"),
 		"--client-cert", filepath.Join(p.cad.station, "bench.crt"), "--client-key", filepath.Join(p.cad.station, "bench.key")}
-	station := func(args ...string) (string, time.Duration, error) {
-		cmd := exec.CommandContext(ctx, env.StationBin, append(append([]string{}, args...), globals...)...)
+	station := func(bin string, args ...string) (string, time.Duration, error) {
+		cmd := exec.CommandContext(ctx, bin, append(append([]string{}, args...), globals...)...)
 		cmd.Dir = dir
 		t0 := time.Now()
 		out, err := cmd.CombinedOutput()
@@ -53,35 +62,46 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 		}
 		return string(out), d, nil
 	}
-	if _, _, err := station("init"); err != nil {
+	if _, _, err := station(env.StationBin, "init"); err != nil {
 		return nil, err
 	}
-	if _, _, err := station("batch", "open", "--id", "B-process", "--product", "default", "--quantity", fmt.Sprint(n), "--operator", "bench"); err != nil {
+	if _, _, err := station(env.StationBin, "batch", "open", "--id", "B-process", "--product", "default", "--quantity", fmt.Sprint(n*len(bins)), "--operator", "bench"); err != nil {
 		return nil, err
 	}
-	res := &ProcessResult{Boards: n, Shows: shows}
-	var walls, flows, showWalls []time.Duration
+	walls, flows, showWalls := make([][]time.Duration, len(bins)), make([][]time.Duration, len(bins)), make([][]time.Duration, len(bins))
 	for i := range n {
-		out, d, err := station("provision", "--tpm", p.boards[i].Addr(), "--serial", fmt.Sprintf("process-%04d", i), "--batch", "B-process")
-		if err != nil {
-			return nil, err
+		for k, bin := range bins {
+			b := i*len(bins) + k
+			out, d, err := station(bin, "provision", "--tpm", p.boards[b].Addr(), "--serial", fmt.Sprintf("process-%04d", b), "--batch", "B-process")
+			if err != nil {
+				return nil, err
+			}
+			var flowMS float64
+			at := strings.Index(out, " in ")
+			if at < 0 || !strings.Contains(out, "PASS") {
+				return nil, fmt.Errorf("station provision printed %q", strings.TrimSpace(out))
+			}
+			if _, err := fmt.Sscanf(out[at+4:], "%f ms", &flowMS); err != nil {
+				return nil, fmt.Errorf("station provision printed %q", strings.TrimSpace(out))
+			}
+			walls[k], flows[k] = append(walls[k], d), append(flows[k], time.Duration(flowMS*float64(time.Millisecond)))
 		}
-		var flowMS float64
-		if _, err := fmt.Sscanf(out[strings.Index(out, " in ")+4:], "%f ms", &flowMS); err != nil || !strings.Contains(out, "PASS") {
-			return nil, fmt.Errorf("station provision printed %q", strings.TrimSpace(out))
-		}
-		walls, flows = append(walls, d), append(flows, time.Duration(flowMS*float64(time.Millisecond)))
 	}
 	for i := range shows {
-		out, d, err := station("board", "show", fmt.Sprintf("process-%04d", i%n))
-		if err != nil {
-			return nil, err
+		for k, bin := range bins {
+			out, d, err := station(bin, "board", "show", fmt.Sprintf("process-%04d", (i%n)*len(bins)+k))
+			if err != nil {
+				return nil, err
+			}
+			if !strings.Contains(out, "provisioned") {
+				return nil, fmt.Errorf("station board show printed %q", lastLines([]byte(out), 3))
+			}
+			showWalls[k] = append(showWalls[k], d)
 		}
-		if !strings.Contains(out, "provisioned") {
-			return nil, fmt.Errorf("station board show printed %q", lastLines([]byte(out), 3))
-		}
-		showWalls = append(showWalls, d)
 	}
-	res.Provision, res.Flow, res.Show = median(walls), median(flows), median(showWalls)
+	var res *ProcessResult
+	for k := len(bins) - 1; k >= 0; k-- {
+		res = &ProcessResult{Boards: n, Shows: shows, Before: res, Provision: median(walls[k]), Flow: median(flows[k]), Show: median(showWalls[k])}
+	}
 	return res, nil
 }

@@ -50,6 +50,11 @@ func (r *Results) Markdown() string {
 			w.Boards, ms(s.PerBoard), ms(w.Provision), ms(w.Flow), ratio, verdict(ratio >= 15))
 		p("| 2 | `station board show` as a process (%d runs) | %s | %.2fx of 20 ms | %s |\n",
 			w.Shows, ms(w.Show), float64(w.Show)/float64(20*time.Millisecond), verdict(w.Show < 20*time.Millisecond))
+		if b := w.Before; b != nil {
+			p("| 2 | the same, older station binary in alternation (`-station-bin-before`) | provision %s (its flow %s), script / it %.1fx; board show %s | after / before: provision %.2f, board show %.2f | |\n",
+				ms(b.Provision), ms(b.Flow), float64(s.PerBoard)/float64(b.Provision), ms(b.Show),
+				float64(w.Provision)/float64(b.Provision), float64(w.Show)/float64(b.Show))
+		}
 	}
 	if s := r.Slots; s != nil && len(s.Rows) > 0 {
 		for _, row := range s.Rows {

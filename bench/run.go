@@ -73,7 +73,7 @@ func Run(ctx context.Context, env *Env, cfg Config) *Results {
 		r.Errors = append(r.Errors, msg)
 	}
 	if cfg.want("1") || cfg.want("2") || cfg.want("3") {
-		need := max(cfg.OverheadBoards, cfg.ChipBoards, cfg.ProcessBoards)
+		need := max(cfg.OverheadBoards, cfg.ChipBoards, 2*cfg.ProcessBoards)
 		for _, s := range cfg.SlotCounts {
 			if cfg.want("3") {
 				need = max(need, s*cfg.PerSlot)

@@ -20,6 +20,7 @@ func main() {
 	d := bench.DefaultConfig()
 	caBin := flag.String("ca-bin", "bin/upstream-ca", "the upstream-ca binary (make build)")
 	stationBin := flag.String("station-bin", "bin/station", "the station binary (make build), run as a process per board in figure 2")
+	stationBefore := flag.String("station-bin-before", "", "figure 2: an older station binary, run in alternation with -station-bin for a before/after in one run")
 	pg := flag.String("pg", envOr("TPMLINE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL base URL (a schema per figure, dropped after)")
 	script := flag.String("script", "../shared/bench/tpm2-tools-flow.sh", "the tpm2-tools shop-floor script")
 	doc := flag.String("doc", "docs/benchmarks.md", "page whose generated block is replaced (empty: print only)")
@@ -83,6 +84,12 @@ func main() {
 		os.Exit(1)
 	}
 	d.Self = self
+	if *stationBefore != "" {
+		if *stationBefore, err = filepath.Abs(*stationBefore); err != nil {
+			fmt.Fprintln(os.Stderr, "tpmline-bench:", err)
+			os.Exit(1)
+		}
+	}
 	for _, p := range []*string{caBin, stationBin, script} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			fmt.Fprintln(os.Stderr, "tpmline-bench:", err)
@@ -98,7 +105,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
-	env := &bench.Env{Dir: dir, CABin: *caBin, StationBin: *stationBin, PG: *pg, Script: *script, Log: func(format string, args ...any) {
+	env := &bench.Env{Dir: dir, CABin: *caBin, StationBin: *stationBin, StationBinBefore: *stationBefore, PG: *pg, Script: *script, Log: func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}}
 	res := bench.Run(ctx, env, d)

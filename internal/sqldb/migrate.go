@@ -247,12 +247,12 @@ func (db *DB) Created(ctx context.Context, owner, legacy string) (bool, error) {
 	return db.tableExists(ctx, db.R, legacy)
 }
 
-// newestApplied is the owner's newest version recorded in schema_migrations, in one query on the writer's
-// connection (the one Open already made); ok is false when there is none or the query fails (no table,
+// newestApplied is the owner's newest version recorded in schema_migrations, in one query on the readers'
+// pool (for SQLite the connection that then serves the command's reads, so it reads the schema once); ok is false when there is none or the query fails (no table,
 // or an older build's table without the owner column), so the caller takes its full path.
 func (db *DB) newestApplied(ctx context.Context, owner string) (int, bool) {
 	var newest sql.NullInt64
-	if err := sqlx.GetContext(ctx, db.W, &newest, db.Rebind("SELECT MAX(version) FROM schema_migrations WHERE owner = ?"), owner); err != nil || !newest.Valid {
+	if err := sqlx.GetContext(ctx, db.R, &newest, db.Rebind("SELECT MAX(version) FROM schema_migrations WHERE owner = ?"), owner); err != nil || !newest.Valid {
 		return 0, false
 	}
 	return int(newest.Int64), true
