@@ -23,6 +23,8 @@ type ProcessResult struct {
 	Shows     int
 	// the fastest of each: on a shared machine, the least disturbed run
 	ProvisionMin, ShowMin time.Duration
+	// median CPU time (user + system) of one process: steadier than wall time when the neighbours are busy
+	ProvisionCPU, ShowCPU time.Duration
 }
 
 // runProcesses provisions n boards of the pool, each with its own `station provision` process, then runs
@@ -54,12 +56,16 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 	globals := []string{"--db", "sqlite://" + filepath.Join(dir, "inventory.db"), "--station-id", "bench",
 		"--ca", proc.URL, "--ca-trust", filepath.Join(p.cad.station, "ca-trust.pem"),
 		"--client-cert", filepath.Join(p.cad.station, "bench.crt"), "--client-key", filepath.Join(p.cad.station, "bench.key")}
+	var lastCPU time.Duration
 	station := func(bin string, args ...string) (string, time.Duration, error) {
 		cmd := exec.CommandContext(ctx, bin, append(append([]string{}, args...), globals...)...)
 		cmd.Dir = dir
 		t0 := time.Now()
 		out, err := cmd.CombinedOutput()
 		d := time.Since(t0)
+		if cmd.ProcessState != nil {
+			lastCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 		if err != nil {
 			return "", 0, fmt.Errorf("station %s: %w: %s", strings.Join(args[:min(2, len(args))], " "), err, lastLines(out, 3))
 		}
@@ -72,6 +78,7 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 		return nil, err
 	}
 	walls, flows, showWalls := make([][]time.Duration, len(bins)), make([][]time.Duration, len(bins)), make([][]time.Duration, len(bins))
+	cpus, showCPUs := make([][]time.Duration, len(bins)), make([][]time.Duration, len(bins))
 	for i := range n {
 		for k, bin := range bins {
 			b := i*len(bins) + k
@@ -88,6 +95,7 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 				return nil, fmt.Errorf("station provision printed %q", strings.TrimSpace(out))
 			}
 			walls[k], flows[k] = append(walls[k], d), append(flows[k], time.Duration(flowMS*float64(time.Millisecond)))
+			cpus[k] = append(cpus[k], lastCPU)
 		}
 	}
 	for i := range shows {
@@ -99,13 +107,13 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 			if !strings.Contains(out, "provisioned") {
 				return nil, fmt.Errorf("station board show printed %q", lastLines([]byte(out), 3))
 			}
-			showWalls[k] = append(showWalls[k], d)
+			showWalls[k], showCPUs[k] = append(showWalls[k], d), append(showCPUs[k], lastCPU)
 		}
 	}
 	var res *ProcessResult
 	for k := len(bins) - 1; k >= 0; k-- {
 		res = &ProcessResult{Boards: n, Shows: shows, Before: res, Provision: median(walls[k]), Flow: median(flows[k]), Show: median(showWalls[k]),
-			ProvisionMin: slices.Min(walls[k]), ShowMin: slices.Min(showWalls[k])}
+			ProvisionMin: slices.Min(walls[k]), ShowMin: slices.Min(showWalls[k]), ProvisionCPU: median(cpus[k]), ShowCPU: median(showCPUs[k])}
 	}
 	return res, nil
 }
