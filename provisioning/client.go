@@ -74,6 +74,8 @@ const handshakeTimeout = 10 * time.Second
 // request then uses that connection. A station process that provisions one board calls it at start, so
 // the handshake runs while the TPM works instead of inside the enroll round trip. A failed preconnection
 // is forgotten: the first request dials again and reports what it finds.
+// Meant for a client that will make a request: a connection no request takes stays open until the
+// process ends.
 func (c *Client) Preconnect() {
 	u, err := neturl.Parse(c.baseURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
