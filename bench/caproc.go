@@ -24,6 +24,7 @@ import (
 type caDir struct {
 	bin, dir, roots string
 	client          *tls.Config
+	station         string // the station's credentials: bench.crt, bench.key, ca-trust.pem
 }
 
 // newCADir runs `upstream-ca init` and `station add` in dir and writes the TPM vendor roots and
@@ -37,6 +38,7 @@ func newCADir(bin, dir string, vendorPEM []byte) (*caDir, error) {
 		return nil, err
 	}
 	st := filepath.Join(dir, "station")
+	c.station = st
 	for _, args := range [][]string{{"init", "--dir", c.dir}, {"station", "add", "--dir", c.dir, "--name", "bench", "--out", st}} {
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("upstream-ca %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))

@@ -11,11 +11,13 @@ import (
 
 // Env is where a run happens: a scratch folder, the binaries and services it uses.
 type Env struct {
-	Dir    string // scratch folder, removed by the caller
-	CABin  string // the upstream-ca binary
-	PG     string // PostgreSQL base URL; each figure makes and drops its own schema
-	Script string // ../shared/bench/tpm2-tools-flow.sh
-	Log    func(format string, args ...any)
+	Dir              string // scratch folder, removed by the caller
+	CABin            string // the upstream-ca binary
+	StationBin       string // the station binary (figure 2's whole-process side)
+	StationBinBefore string // optional: an older station binary run in alternation with StationBin
+	PG               string // PostgreSQL base URL; each figure makes and drops its own schema
+	Script           string // ../shared/bench/tpm2-tools-flow.sh
+	Log              func(format string, args ...any)
 }
 
 func (e *Env) logf(format string, args ...any) {

@@ -44,6 +44,19 @@ func (r *Results) Markdown() string {
 		p("| 2 | tpm2-tools script / station, per board, same swtpm | script %s, station %s | %.1fx; target >= 10x | %s |\n",
 			ms(s.PerBoard), ms(o.Wall), ratio, verdict(ratio >= 10))
 	}
+	if s, w := r.Script, r.Process; s != nil && w != nil {
+		ratio := float64(s.PerBoard) / float64(w.Provision)
+		p("| 2 | tpm2-tools script / whole `station provision` process, per board, same swtpm (%d boards) | script %s, process %s (min %s, CPU %s; its flow %s) | %.1fx; target >= 15x | %s |\n",
+			w.Boards, ms(s.PerBoard), ms(w.Provision), ms(w.ProvisionMin), ms(w.ProvisionCPU), ms(w.Flow), ratio, verdict(ratio >= 15))
+		p("| 2 | `station board show` as a process (%d runs) | %s (min %s, CPU %s) | %.2fx of 20 ms | %s |\n",
+			w.Shows, ms(w.Show), ms(w.ShowMin), ms(w.ShowCPU), float64(w.Show)/float64(20*time.Millisecond), verdict(w.Show < 20*time.Millisecond))
+		if b := w.Before; b != nil {
+			p("| 2 | the same, older station binary in alternation (`-station-bin-before`) | provision %s (min %s, CPU %s; its flow %s), script / it %.1fx; board show %s (min %s, CPU %s) | after / before: provision %.2f (min %.2f, CPU %.2f), board show %.2f (min %.2f, CPU %.2f) | |\n",
+				ms(b.Provision), ms(b.ProvisionMin), ms(b.ProvisionCPU), ms(b.Flow), float64(s.PerBoard)/float64(b.Provision), ms(b.Show), ms(b.ShowMin), ms(b.ShowCPU),
+				float64(w.Provision)/float64(b.Provision), float64(w.ProvisionMin)/float64(b.ProvisionMin), float64(w.ProvisionCPU)/float64(b.ProvisionCPU),
+				float64(w.Show)/float64(b.Show), float64(w.ShowMin)/float64(b.ShowMin), float64(w.ShowCPU)/float64(b.ShowCPU))
+		}
+	}
 	if s := r.Slots; s != nil && len(s.Rows) > 0 {
 		for _, row := range s.Rows {
 			if row.Slots == 8 {

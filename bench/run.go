@@ -20,6 +20,8 @@ type Config struct {
 	ChipBoards       int    // figure 1, under the chip profile
 	Chip             string // latency profile name (fixtures.LatencyProfileByName)
 	ScriptBoards     int    // figure 2
+	ProcessBoards    int    // figure 2: boards provisioned by one `station provision` process each
+	Shows            int    // figure 2: `station board show` processes
 	SlotCounts       []int  // figure 3
 	PerSlot          int    // boards per slot in figure 3
 	CA               CALoadConfig
@@ -33,7 +35,7 @@ type Config struct {
 
 // DefaultConfig is what `make bench` runs.
 func DefaultConfig() Config {
-	return Config{OverheadBoards: 8, ChipBoards: 3, Chip: "slb9670", ScriptBoards: 3, SlotCounts: []int{1, 2, 4, 8, 16}, PerSlot: 2,
+	return Config{OverheadBoards: 8, ChipBoards: 3, Chip: "slb9670", ScriptBoards: 3, ProcessBoards: 8, Shows: 8, SlotCounts: []int{1, 2, 4, 8, 16}, PerSlot: 2,
 		CA:        CALoadConfig{Enrollments: 10_000, Warmup: 500, Workers: 8, Clients: 2},
 		PDFBoards: 10_000, EKListBoards: 100_000, InventoryBoards: 1_000_000, InventoryLookups: 20_000}
 }
@@ -46,6 +48,7 @@ type Results struct {
 	Overhead  *OverheadResult
 	Chip      *OverheadResult
 	Script    *ScriptResult
+	Process   *ProcessResult
 	Slots     *SlotsResult
 	CA        *CALoadResult
 	PDF       *ChildResult
@@ -70,7 +73,7 @@ func Run(ctx context.Context, env *Env, cfg Config) *Results {
 		r.Errors = append(r.Errors, msg)
 	}
 	if cfg.want("1") || cfg.want("2") || cfg.want("3") {
-		need := max(cfg.OverheadBoards, cfg.ChipBoards)
+		need := max(cfg.OverheadBoards, cfg.ChipBoards, 2*cfg.ProcessBoards)
 		for _, s := range cfg.SlotCounts {
 			if cfg.want("3") {
 				need = max(need, s*cfg.PerSlot)
@@ -142,6 +145,10 @@ func stationFigures(ctx context.Context, env *Env, cfg Config, pool *boardPool, 
 		env.logf("figure 2: tpm2-tools script, %d boards", cfg.ScriptBoards)
 		var err error
 		if r.Script, err = runScript(ctx, env, pool, cfg.ScriptBoards); err != nil {
+			fail("2", err)
+		}
+		env.logf("figure 2: %d boards, one station provision process each; %d board show processes", cfg.ProcessBoards, cfg.Shows)
+		if r.Process, err = runProcesses(ctx, env, pool, cfg.ProcessBoards, cfg.Shows); err != nil {
 			fail("2", err)
 		}
 	}

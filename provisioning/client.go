@@ -16,6 +16,7 @@ import (
 	neturl "net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
@@ -33,6 +34,15 @@ type Client struct {
 	baseURL string
 	http    *http.Client
 	tls     *tls.Config // as given, for the handshake probe of tlsRefusal
+
+	mu  sync.Mutex
+	pre chan preconn // the connection Preconnect is making, taken by the first dial
+}
+
+type preconn struct {
+	addr string
+	conn *tls.Conn
+	err  error
 }
 
 var _ CA = (*Client)(nil)
@@ -42,17 +52,92 @@ var _ CA = (*Client)(nil)
 func NewClient(baseURL string, tlsConf *tls.Config) *Client {
 	tr := &http.Transport{
 		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: DefaultClientTimeout,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	return &Client{
+	c := &Client{
 		baseURL: strings.TrimRight(baseURL, "/"),
 		http:    &http.Client{Transport: tr, Timeout: DefaultClientTimeout},
 		tls:     tlsConf.Clone(),
 	}
+	tr.DialTLSContext = c.dialTLS
+	return c
+}
+
+// handshakeTimeout bounds one connection's dial and TLS handshake (the transport's TLSHandshakeTimeout
+// does not apply to a DialTLSContext of its own).
+const handshakeTimeout = 10 * time.Second
+
+// Preconnect starts dialing the CA (TCP and the mutual-TLS handshake) now, in the background; the first
+// request then uses that connection. A station process that provisions one board calls it at start, so
+// the handshake runs while the TPM works instead of inside the enroll round trip. A failed preconnection
+// is forgotten: the first request dials again and reports what it finds.
+// Meant for a client that will make a request: a connection no request takes stays open until the
+// process ends.
+func (c *Client) Preconnect() {
+	u, err := neturl.Parse(c.baseURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	ch := make(chan preconn, 1)
+	c.mu.Lock()
+	c.pre = ch
+	c.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		defer cancel()
+		conn, err := c.dialTLSConn(ctx, "tcp", addr)
+		ch <- preconn{addr: addr, conn: conn, err: err}
+	}()
+}
+
+// dialTLS is the transport's dialer: the preconnected connection when there is one for addr, else a new
+// one, made as the transport itself would (the client's TLS configuration, ALPN h2 then http/1.1).
+func (c *Client) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	pre := c.pre
+	c.pre = nil
+	c.mu.Unlock()
+	if pre != nil {
+		select {
+		case p := <-pre:
+			if p.err == nil && p.addr == addr {
+				return p.conn, nil
+			}
+			if p.conn != nil {
+				p.conn.Close()
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.dialTLSConn(ctx, network, addr)
+}
+
+func (c *Client) dialTLSConn(ctx context.Context, network, addr string) (*tls.Conn, error) {
+	conf := c.tls.Clone()
+	if conf.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		conf.ServerName = host
+	}
+	conf.NextProtos = []string{"h2", "http/1.1"}
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	d := tls.Dialer{Config: conf}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return conn.(*tls.Conn), nil
 }
 
 // Enroll sends round 1 and returns the CA's credential challenge.

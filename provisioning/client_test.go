@@ -17,7 +17,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tpmline/tpmline/fixtures/fixturestest/testpki"
 	"github.com/tpmline/tpmline/internal/clock"
@@ -192,5 +194,65 @@ func TestLoadClientTLS(t *testing.T) {
 	}
 	if _, err := provisioning.LoadClientTLS(trustFile, keyFile, trustFile); err == nil {
 		t.Error("certificate not matching the key accepted")
+	}
+}
+
+// TestPreconnect: the handshake Preconnect starts is the connection the first request uses (the server
+// sees one connection, made before any request, over HTTP/2 as without it); a preconnection that fails
+// is forgotten and the request reports the CA unreachable.
+func TestPreconnect(t *testing.T) {
+	pki := testpki.New(t)
+	station := testpki.MustIssue(t, testpki.Spec{CommonName: "station-1", Usage: x509.ExtKeyUsageClientAuth}, pki.Access).TLS()
+	tlsConf := &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{station}, RootCAs: testpki.Pool(pki.Root.Cert), MinVersion: tls.VersionTLS12}
+	mux := http.NewServeMux()
+	var proto atomic.Value
+	mux.HandleFunc("POST "+provisioning.PathEnroll, func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+		json.NewEncoder(w).Encode(provisioning.Challenge{SessionID: "abc", Nonce: []byte{1}})
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Time: clock.Now, Certificates: []tls.Certificate{pki.Server.TLS()},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: testpki.Pool(pki.Access.Cert)}
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	c := provisioning.NewClient(srv.URL, tlsConf)
+	c.Preconnect()
+	for deadline := time.Now().Add(10 * time.Second); conns.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("Preconnect made no connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx := context.Background()
+	for range 2 {
+		if _, err := c.Enroll(ctx, &provisioning.EnrollRequest{Version: 1, Serial: "SN-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("server saw %d connections, want the preconnected one only", n)
+	}
+	if p, _ := proto.Load().(string); p != "HTTP/2.0" {
+		t.Errorf("protocol %q, want HTTP/2.0", p)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "https://" + ln.Addr().String()
+	ln.Close()
+	d := provisioning.NewClient(dead, tlsConf)
+	d.Preconnect()
+	if _, err := d.Enroll(ctx, &provisioning.EnrollRequest{Version: 1, Serial: "SN-1"}); err == nil || !strings.Contains(err.Error(), "CA unreachable") {
+		t.Errorf("preconnect to a closed port, then enroll: %v, want CA unreachable", err)
 	}
 }

@@ -29,10 +29,13 @@ func withInventory(ctx context.Context, g *globals, fn func(s *station.Settings,
 	if err != nil {
 		return err
 	}
+	timings.mark("settings")
 	inv, err := openInventory(ctx, s)
 	if err != nil {
 		return err
 	}
+	timings.mark("inventory-open")
+	defer timings.mark("inventory-close")
 	defer inv.Close()
 	return fn(s, inv)
 }
@@ -255,44 +258,60 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	if *rework && *supervisor == "" {
 		*supervisor = os.Getenv("USER")
 	}
-	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
-		ca, err := caClient(s)
-		if err != nil {
+	s, err := g.settings()
+	if err != nil {
+		return err
+	}
+	timings.mark("settings")
+	ca, err := caClient(s)
+	if err != nil {
+		return err
+	}
+	// The mutual-TLS handshake with the CA runs while the inventory opens and the TPM works; enroll,
+	// several steps later, takes the connection.
+	ca.Preconnect()
+	timings.mark("ca-client")
+	inv, err := openInventory(ctx, s)
+	if err != nil {
+		return err
+	}
+	timings.mark("inventory-open")
+	defer timings.mark("inventory-close")
+	defer inv.Close()
+	st, err := newStation(s, inv, ca, nil, faultFromEnv())
+	if err != nil {
+		return err
+	}
+	timings.mark("station")
+	out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework, Supervisor: *supervisor})
+	timings.mark("flow")
+	res := provisionResult{Serial: out.Serial, Batch: out.Batch, State: string(out.State), Already: out.Already,
+		Reason: out.Failure, EKPubSHA256: out.EKPubSHA256, IAKCertSerial: out.IAKCertSerial,
+		IDevIDCertSerial: out.IDevIDCertSerial, DurationMS: ms(out.Duration), TPMTimeMS: ms(out.TPMTime), Steps: out.Steps}
+	if *asJSON {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
 			return err
 		}
-		st, err := newStation(s, inv, ca, nil, faultFromEnv())
-		if err != nil {
-			return err
+	}
+	if out.Failure != nil {
+		sn := printable(*serial)
+		if out.Failure.Code == station.ReasonBadSerial || out.Failure.Code == station.ReasonBatch {
+			return refusef("board %s: %s", sn, out.Failure.Line())
 		}
-		out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework, Supervisor: *supervisor})
-		res := provisionResult{Serial: out.Serial, Batch: out.Batch, State: string(out.State), Already: out.Already,
-			Reason: out.Failure, EKPubSHA256: out.EKPubSHA256, IAKCertSerial: out.IAKCertSerial,
-			IDevIDCertSerial: out.IDevIDCertSerial, DurationMS: ms(out.Duration), TPMTimeMS: ms(out.TPMTime), Steps: out.Steps}
-		if *asJSON {
-			enc := json.NewEncoder(g.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(res); err != nil {
-				return err
-			}
+		fmt.Fprintf(g.stderr, "board %s: %s: %s\n", sn, strings.ToUpper(string(out.State)), out.Failure.Line())
+		return errFailed
+	}
+	if !*asJSON {
+		what := "provisioned"
+		if out.Already {
+			what = "already provisioned; the TPM still holds its keys and certificates"
 		}
-		if out.Failure != nil {
-			sn := printable(*serial)
-			if out.Failure.Code == station.ReasonBadSerial || out.Failure.Code == station.ReasonBatch {
-				return refusef("board %s: %s", sn, out.Failure.Line())
-			}
-			fmt.Fprintf(g.stderr, "board %s: %s: %s\n", sn, strings.ToUpper(string(out.State)), out.Failure.Line())
-			return errFailed
-		}
-		if !*asJSON {
-			what := "provisioned"
-			if out.Already {
-				what = "already provisioned; the TPM still holds its keys and certificates"
-			}
-			fmt.Fprintf(g.stdout, "board %s: PASS %s in %.0f ms (TPM %.0f ms); IAK cert %s, IDevID cert %s\n", *serial, what,
-				ms(out.Duration), ms(out.TPMTime), out.IAKCertSerial, out.IDevIDCertSerial)
-		}
-		return nil
-	})
+		fmt.Fprintf(g.stdout, "board %s: PASS %s in %.0f ms (TPM %.0f ms); IAK cert %s, IDevID cert %s\n", *serial, what,
+			ms(out.Duration), ms(out.TPMTime), out.IAKCertSerial, out.IDevIDCertSerial)
+	}
+	return nil
 }
 
 // printable shows a serial as typed, or quoted with escapes when it holds anything a terminal would
@@ -333,6 +352,7 @@ func cmdBoardShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	}
 	serial := fs.Arg(0)
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		defer timings.mark("show")
 		b, err := inv.GetBoardBySerial(ctx, serial)
 		if err != nil {
 			if errors.Is(err, records.ErrBoardNotFound) {

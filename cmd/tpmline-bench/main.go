@@ -19,6 +19,8 @@ import (
 func main() {
 	d := bench.DefaultConfig()
 	caBin := flag.String("ca-bin", "bin/upstream-ca", "the upstream-ca binary (make build)")
+	stationBin := flag.String("station-bin", "bin/station", "the station binary (make build), run as a process per board in figure 2")
+	stationBefore := flag.String("station-bin-before", "", "figure 2: an older station binary, run in alternation with -station-bin for a before/after in one run")
 	pg := flag.String("pg", envOr("TPMLINE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL base URL (a schema per figure, dropped after)")
 	script := flag.String("script", "../shared/bench/tpm2-tools-flow.sh", "the tpm2-tools shop-floor script")
 	doc := flag.String("doc", "docs/benchmarks.md", "page whose generated block is replaced (empty: print only)")
@@ -27,6 +29,8 @@ func main() {
 	flag.IntVar(&d.ChipBoards, "chip-boards", d.ChipBoards, "figure 1: boards under the chip profile")
 	flag.StringVar(&d.Chip, "chip", d.Chip, "latency profile for figures 1 and 3")
 	flag.IntVar(&d.ScriptBoards, "script-boards", d.ScriptBoards, "figure 2: boards through the tpm2-tools script")
+	flag.IntVar(&d.ProcessBoards, "process-boards", d.ProcessBoards, "figure 2: boards provisioned by a station provision process each")
+	flag.IntVar(&d.Shows, "shows", d.Shows, "figure 2: station board show processes")
 	slots := flag.String("slots", "1,2,4,8,16", "figure 3: slot counts")
 	flag.IntVar(&d.PerSlot, "per-slot", d.PerSlot, "figure 3: boards per slot")
 	flag.IntVar(&d.CA.Enrollments, "ca-enrollments", d.CA.Enrollments, "figure 4: timed enrollments (the long run: 100000)")
@@ -80,7 +84,13 @@ func main() {
 		os.Exit(1)
 	}
 	d.Self = self
-	for _, p := range []*string{caBin, script} {
+	if *stationBefore != "" {
+		if *stationBefore, err = filepath.Abs(*stationBefore); err != nil {
+			fmt.Fprintln(os.Stderr, "tpmline-bench:", err)
+			os.Exit(1)
+		}
+	}
+	for _, p := range []*string{caBin, stationBin, script} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			fmt.Fprintln(os.Stderr, "tpmline-bench:", err)
 			os.Exit(1)
@@ -95,7 +105,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
-	env := &bench.Env{Dir: dir, CABin: *caBin, PG: *pg, Script: *script, Log: func(format string, args ...any) {
+	env := &bench.Env{Dir: dir, CABin: *caBin, StationBin: *stationBin, StationBinBefore: *stationBefore, PG: *pg, Script: *script, Log: func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}}
 	res := bench.Run(ctx, env, d)

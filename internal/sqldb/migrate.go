@@ -105,6 +105,13 @@ func (db *DB) Migrate(ctx context.Context, m Migrations, now func() time.Time) e
 	if err != nil {
 		return err
 	}
+	// A process per board opens the database every time: when the newest version this build knows is
+	// already recorded, one read says so, without the write transaction (and, on PostgreSQL, the lock).
+	// Anything else (no table yet, an older build's table without the owner column, a version behind or
+	// ahead) takes the full path below, which decides.
+	if newest, ok := db.newestApplied(ctx, m.Owner); ok && newest == ms[len(ms)-1].version {
+		return nil
+	}
 	return db.InTx(ctx, TxOptions{}, func(tx *sqlx.Tx) error {
 		if db.Name == Postgres.Name {
 			// A second process starting now waits here, then finds the migrations applied.
@@ -214,6 +221,9 @@ func (db *DB) adoptLegacy(ctx context.Context, tx *sqlx.Tx, m Migrations, ms []m
 // build's bookkeeping (schema_migrations without an owner column, or legacy, such as the CA's
 // ca_migrations). A database that holds neither is new, whatever else it holds.
 func (db *DB) Created(ctx context.Context, owner, legacy string) (bool, error) {
+	if _, ok := db.newestApplied(ctx, owner); ok {
+		return true, nil
+	}
 	exists, err := db.tableExists(ctx, db.R, "schema_migrations")
 	if err != nil {
 		return false, err
@@ -235,6 +245,17 @@ func (db *DB) Created(ctx context.Context, owner, legacy string) (bool, error) {
 		return false, nil
 	}
 	return db.tableExists(ctx, db.R, legacy)
+}
+
+// newestApplied is the owner's newest version recorded in schema_migrations, in one query on the readers'
+// pool (for SQLite the connection that then serves the command's reads, so it reads the schema once); ok is false when there is none or the query fails (no table,
+// or an older build's table without the owner column), so the caller takes its full path.
+func (db *DB) newestApplied(ctx context.Context, owner string) (int, bool) {
+	var newest sql.NullInt64
+	if err := sqlx.GetContext(ctx, db.R, &newest, db.Rebind("SELECT MAX(version) FROM schema_migrations WHERE owner = ?"), owner); err != nil || !newest.Valid {
+		return 0, false
+	}
+	return int(newest.Int64), true
 }
 
 func (db *DB) tableExists(ctx context.Context, tx sqlx.QueryerContext, table string) (bool, error) {
