@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tpmline/tpmline/records"
 )
@@ -572,6 +574,9 @@ func (s *Store) MarkStopped(ctx context.Context, serial, code, text string) erro
 	return nil
 }
 
+// MaxRetireReason bounds the reason given for an RMA or a deprovision.
+const MaxRetireReason = 256
+
 // RetireBoard takes a board out of service after the line: kind is EventBoardRMA (returned for repair)
 // or EventBoardDeprovisioned (retired). The board is stopped with reason code records.ReasonRMA or
 // records.ReasonDeprovisioned and the operator's reason as its text, in one event by station; a rework
@@ -585,8 +590,10 @@ func (s *Store) RetireBoard(ctx context.Context, serial, station, kind, reason s
 	if err := checkText("station", station, true); err != nil {
 		return nil, err
 	}
-	if err := checkFreeText("reason text", reason); err != nil {
-		return nil, err
+	// The reason is typed by an operator and printed on screens and reports: one line of printable text.
+	if strings.TrimSpace(reason) == "" || len(reason) > MaxRetireReason || !utf8.ValidString(reason) ||
+		strings.IndexFunc(reason, unicode.IsControl) >= 0 {
+		return nil, fmt.Errorf("%w: the reason for board %s must be one line of printable text, 1 to %d bytes", ErrInvalid, serial, MaxRetireReason)
 	}
 	var out *Board
 	err := s.inTx(ctx, func(tx *txn) error {

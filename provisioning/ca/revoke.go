@@ -287,8 +287,11 @@ func StationRevocationCheck(st *Store) func(ctx context.Context, leaf *x509.Cert
 // certificates issued through another station are the CA operator's to revoke (upstream-ca revoke
 // --board), so a station cannot revoke another line's boards. Revoking twice keeps the first record.
 func (v *Verifier) RevokeBoard(ctx context.Context, station string, req *provisioning.RevokeBoardRequest) (*provisioning.RevokeBoardResult, error) {
+	if len(req.Serial) > provisioning.MaxSerialLen {
+		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "serial is %d bytes, over the %d-byte bound", len(req.Serial), provisioning.MaxSerialLen)
+	}
 	if err := CheckSerial(req.Serial); err != nil {
-		return nil, err
+		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%v", err)
 	}
 	if req.Reason < 0 || req.Reason > 10 || req.Reason == 7 || req.Reason == 8 {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "reason %d is not an RFC 5280 CRLReason a full CRL carries (0-6, 9, 10)", req.Reason)
