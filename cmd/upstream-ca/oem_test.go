@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/hsm/hsmtest"
 )
 
 // oemRoot is an OEM's offline root kept with openssl: openssl ca signs, with validity dates taken from the
@@ -101,12 +102,22 @@ func TestOEMRoot(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatal("openssl is not installed (make test installs it)")
 	}
+	t.Run("files", func(t *testing.T) { testOEMRoot(t, nil) })
+	t.Run("pkcs11", func(t *testing.T) { testOEMRoot(t, pkcs11Args(hsmtest.New(t).Config)) })
+}
+
+// testOEMRoot runs TestOEMRoot with the issuing key in a file, or on the token p11 names (up to the import:
+// the key check is then against the token's key).
+func testOEMRoot(t *testing.T, p11 []string) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "ca")
 	csr := filepath.Join(t.TempDir(), "issuing.csr")
-	code, out, errOut := runCLI(t, ctx, "init", "--dir", dir, "--org", "Acme", "--issuing-csr", csr)
+	code, out, errOut := runCLI(t, ctx, append([]string{"init", "--dir", dir, "--org", "Acme", "--issuing-csr", csr}, p11...)...)
 	if code != ExitOK || !strings.Contains(out, "without a root of its own") {
 		t.Fatalf("init --issuing-csr: %d %s %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "issuing.key")); (err == nil) != (p11 == nil) {
+		t.Fatalf("issuing.key on disk: %v, with the key on a token: %v", err == nil, p11 != nil)
 	}
 	for _, f := range []string{"root.crt", "root.key", "issuing.crt"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
@@ -169,6 +180,11 @@ func TestOEMRoot(t *testing.T) {
 		t.Fatalf("second import: %d %s", code, errOut)
 	}
 
+	if p11 != nil {
+		// Serving opens the token for the rest of the process (ca.Open), which would keep SoftHSM2 from
+		// noticing TestPKCS11CA's token pulled and put back; the files run enrolls under the OEM root.
+		return
+	}
 	s := serveCA(t, dir, stations, "line-1")
 	idevid, st, body := s.enroll(t, newBoard(t, "SN-OEM"))
 	if st != 200 {
