@@ -287,14 +287,8 @@ func StationRevocationCheck(st *Store) func(ctx context.Context, leaf *x509.Cert
 // certificates issued through another station are the CA operator's to revoke (upstream-ca revoke
 // --board), so a station cannot revoke another line's boards. Revoking twice keeps the first record.
 func (v *Verifier) RevokeBoard(ctx context.Context, station string, req *provisioning.RevokeBoardRequest) (*provisioning.RevokeBoardResult, error) {
-	if len(req.Serial) > provisioning.MaxSerialLen {
-		return nil, provisioning.Errorf(provisioning.CodeTooLarge, "serial is %d bytes, over the %d-byte bound", len(req.Serial), provisioning.MaxSerialLen)
-	}
-	if err := CheckSerial(req.Serial); err != nil {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "%v", err)
-	}
-	if req.Reason < 0 || req.Reason > 10 || req.Reason == 7 || req.Reason == 8 {
-		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "reason %d is not an RFC 5280 CRLReason a full CRL carries (0-6, 9, 10)", req.Reason)
+	if err := checkRevokeFields(req); err != nil {
+		return nil, err
 	}
 	certs, err := v.Store.CertificatesByBoard(ctx, req.Serial)
 	if err != nil {
@@ -343,4 +337,19 @@ func (v *Verifier) RevokeBoard(ctx context.Context, station string, req *provisi
 	v.log().Info("board certificates revoked by the station", "station", station, "serial", req.Serial,
 		"revoked", len(res.Revoked), "already", len(res.Already))
 	return res, nil
+}
+
+// checkRevokeFields bounds a station's revoke request: a serial by the enrollment's rule, and a reason a
+// full CRL carries.
+func checkRevokeFields(req *provisioning.RevokeBoardRequest) error {
+	if len(req.Serial) > provisioning.MaxSerialLen {
+		return provisioning.Errorf(provisioning.CodeTooLarge, "serial is %d bytes, over the %d-byte bound", len(req.Serial), provisioning.MaxSerialLen)
+	}
+	if err := CheckSerial(req.Serial); err != nil {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "%v", err)
+	}
+	if req.Reason < 0 || req.Reason > 10 || req.Reason == 7 || req.Reason == 8 {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "reason %d is not an RFC 5280 CRLReason a full CRL carries (0-6, 9, 10)", req.Reason)
+	}
+	return nil
 }
