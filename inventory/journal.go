@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tpmline/tpmline/records"
 )
@@ -570,4 +572,61 @@ func (s *Store) MarkStopped(ctx context.Context, serial, code, text string) erro
 		return fmt.Errorf("stopping board %s: %w", serial, err)
 	}
 	return nil
+}
+
+// MaxRetireReason bounds the reason given for an RMA or a deprovision.
+const MaxRetireReason = 256
+
+// RetireBoard takes a board out of service after the line: kind is EventBoardRMA (returned for repair)
+// or EventBoardDeprovisioned (retired). The board is stopped with reason code records.ReasonRMA or
+// records.ReasonDeprovisioned and the operator's reason as its text, in one event by station; a rework
+// claim (same serial, same EK) provisions it again. A board in progress is refused: its station finishes
+// or stops it first.
+func (s *Store) RetireBoard(ctx context.Context, serial, station, kind, reason string) (*Board, error) {
+	code := map[string]string{EventBoardRMA: records.ReasonRMA, EventBoardDeprovisioned: records.ReasonDeprovisioned}[kind]
+	if code == "" {
+		return nil, fmt.Errorf("%w: %q is not a way to retire a board", ErrInvalid, kind)
+	}
+	if err := checkText("station", station, true); err != nil {
+		return nil, err
+	}
+	// The reason is typed by an operator and printed on screens and reports: one line of printable text.
+	if strings.TrimSpace(reason) == "" || len(reason) > MaxRetireReason || !utf8.ValidString(reason) ||
+		strings.IndexFunc(reason, unicode.IsControl) >= 0 {
+		return nil, fmt.Errorf("%w: the reason for board %s must be one line of printable text, 1 to %d bytes", ErrInvalid, serial, MaxRetireReason)
+	}
+	var out *Board
+	err := s.inTx(ctx, func(tx *txn) error {
+		b, err := s.boardTx(ctx, tx, "serial = ?", serial)
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			return fmt.Errorf("%w: no board %s in this inventory; check the serial", ErrBoardNotFound, serial)
+		}
+		if b.State == string(StateInProgress) {
+			return fmt.Errorf("%w: board %s is in progress at %s slot %d; let it finish or stop it first",
+				ErrBoardInProgressElsewhere, serial, b.Station, b.Slot)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE boards SET state = 'stopped', reason_code = ?, reason_text = ?,
+			updated_at = ? WHERE id = ?`), code, reason, tx.now, b.ID); err != nil {
+			return err
+		}
+		ev := boardEvent(b, kind, map[string]any{"reason_code": code, "reason_text": reason, "previous_state": b.State,
+			"previous_reason_code": b.ReasonCode})
+		ev.Station = station
+		if err := s.appendEventTx(ctx, tx, ev); err != nil {
+			return err
+		}
+		r, err := s.boardTx(ctx, tx, "id = ?", b.ID)
+		if err != nil {
+			return err
+		}
+		out = r.board()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retiring board %s: %w", serial, err)
+	}
+	return out, nil
 }

@@ -379,6 +379,9 @@ func (r *replayer) apply(e *Event) error {
 	case EventBoardStopped:
 		v := board().vals
 		v[bState], v[bReasonCode], v[bReasonText] = string(StateStopped), p.ReasonCode, p.ReasonText
+	case EventBoardRMA, EventBoardDeprovisioned:
+		v := board().vals
+		v[bState], v[bReasonCode], v[bReasonText] = string(StateStopped), p.ReasonCode, p.ReasonText
 	case EventEKListExported:
 		r.exports[itoa(p.ExportID)] = &row{batch: e.Batch, vals: []string{xBatch: e.Batch, xFormat: p.Format,
 			xFileSHA256: p.FileSHA256, xBoards: itoa(p.Boards), xStation: e.Station, xCreated: t, xPushed: "0"}}

@@ -22,4 +22,19 @@ const (
 	EventBoardStopped     = "board.stopped"
 	EventEKListExported   = "ek_list.exported"
 	EventEKListPushed     = "ek_list.pushed"
+	// A board taken out of service after the line: returned for repair (RMA) or retired (deprovision).
+	// The inventory writes these (the board is stopped, reason code ReasonRMA or ReasonDeprovisioned);
+	// the station appends the outcome of each step after it.
+	EventBoardRMA           = "board.rma"
+	EventBoardDeprovisioned = "board.deprovisioned"
+	EventBoardCertsRevoked  = "board.certs_revoked"   // the CA revoked the board's certificates
+	EventBoardRevokeFailed  = "board.revoke_failed"   // the CA could not be asked, or refused
+	EventBoardTPMCleared    = "board.tpm_cleared"     // IAK and IDevID evicted, certificate indices undefined
+	EventBoardTPMNotCleared = "board.tpm_not_cleared" // the board was not on the fixture, or the TPM refused
+)
+
+// Reason codes of a board taken out of service (EventBoardRMA, EventBoardDeprovisioned).
+const (
+	ReasonRMA           = "rma"
+	ReasonDeprovisioned = "deprovisioned"
 )

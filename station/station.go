@@ -32,6 +32,9 @@ type Inventory interface {
 	ListCertificates(ctx context.Context, serial string) ([]records.Certificate, error)
 	MarkFailed(ctx context.Context, serial, code, text string) error
 	MarkStopped(ctx context.Context, serial, code, text string) error
+	// RetireBoard stops a board for an RMA or a deprovision (kind records.EventBoardRMA or
+	// records.EventBoardDeprovisioned), in one event by station.
+	RetireBoard(ctx context.Context, serial, station, kind, reason string) (*records.Board, error)
 	AppendEvent(ctx context.Context, e records.Event) (*records.Event, error)
 	// Journal applies several journal writes in one transaction.
 	Journal(ctx context.Context, serial string, ops ...records.Op) error

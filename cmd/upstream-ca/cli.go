@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/cli"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/internal/hsm"
 	"github.com/tpmline/tpmline/provisioning/ca"
 	"github.com/tpmline/tpmline/provisioning/ekcert"
@@ -37,9 +38,15 @@ func program(stdout, stderr io.Writer) *cli.Program {
 		Name:    "upstream-ca",
 		Summary: "upstream-ca: tpmline's reference upstream attestation CA.",
 		Commands: []cli.Command{
-			{Name: "init", Synopsis: "--dir DIR [--org NAME] [--public-url URL] [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
+			{Name: "init", Synopsis: "--dir DIR [--org NAME] [--public-url URL] [--issuing-csr FILE] [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
 				Example: "upstream-ca init --dir ca --org Acme",
 				Run:     func(ctx context.Context, fs *flag.FlagSet, args []string) error { return cmdInit(fs, args, stdout) }},
+			{Name: "import-issuing-cert", Synopsis: "--dir DIR --root ROOT.pem CERT.pem",
+				Summary: "install the issuing CA certificate the OEM's root signed (after init --issuing-csr), once its key, CA flag, path length, validity and chain check out",
+				Example: "upstream-ca import-issuing-cert --dir ca --root oem-root.pem issuing.pem",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdImportIssuing(fs, args, stdout)
+				}},
 			{Name: "station add", Synopsis: "--dir DIR --name NAME --out OUTDIR [--csr FILE]", Summary: "issue a station's client certificate: OUTDIR/NAME.crt, NAME.key and ca-trust.pem",
 				Example: "upstream-ca station add --dir ca --name st1 --out st1",
 				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
@@ -100,6 +107,7 @@ func cmdInit(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	fs.StringVar(&p11.PINEnv, "pkcs11-pin-env", "", "environment `VAR`iable holding the token's user PIN")
 	prefix := fs.String("pkcs11-key-prefix", ca.DefaultKeyLabelPrefix, "start of the labels of the keys generated on the token")
 	publicURL := fs.String("public-url", "", "base `URL` of the CRL and OCSP endpoints, named in issued certificates")
+	csr := fs.String("issuing-csr", "", "root the CA in the OEM's PKI: no root of its own; write a CSR for the issuing CA's key to `FILE` for the OEM root to sign (then import-issuing-cert)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -119,9 +127,15 @@ func cmdInit(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		}
 		opts.PublicURL = strings.TrimSuffix(*publicURL, "/")
 	}
+	opts.IssuingCSR = *csr
 	made, err := ca.InitWith(*dir, *org, opts)
 	if err != nil {
 		return err
+	}
+	if made.Issuing == nil {
+		fmt.Fprintf(stdout, "CA initialised in %s without a root of its own\nissuing CA: key made, CSR in %s: have the OEM root sign it, then run upstream-ca import-issuing-cert --dir %s --root ROOT.pem CERT.pem\nstation access CA: %s\n",
+			*dir, *csr, *dir, made.Access.Subject)
+		return nil
 	}
 	fmt.Fprintf(stdout, "CA initialised in %s\nroot: %s\nissuing CA: %s\nstation access CA: %s\n", *dir, made.Root.Subject, made.Issuing.Subject, made.Access.Subject)
 	return nil
@@ -371,4 +385,22 @@ func revokedWho(r ca.Revocation) string {
 		return " of board " + r.BoardSerial
 	}
 	return " of station " + r.Subject
+}
+
+func cmdImportIssuing(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	dir := fs.String("dir", "", "CA directory `DIR` made with init --issuing-csr (required)")
+	root := fs.String("root", "", "the OEM root certificate `PEM` that signed it (required)")
+	if err := parseFlags(fs, args, true); err != nil {
+		return err
+	}
+	if *dir == "" || *root == "" || fs.NArg() != 1 {
+		return usagef("--dir, --root and one certificate file are required")
+	}
+	cert, err := ca.ImportIssuingCert(*dir, fs.Arg(0), *root, clock.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "issuing CA %s imported: signed by %s, valid until %s; the CA can serve\n", cert.Subject, cert.Issuer,
+		cert.NotAfter.UTC().Format(time.RFC3339))
+	return nil
 }

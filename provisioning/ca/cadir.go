@@ -117,13 +117,37 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 	if p11 != nil {
 		labels = *p11
 	}
-	root, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, labels.RootKey, nil, now)
-	if err != nil {
-		return nil, err
-	}
-	issuing, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"}, NotAfter: now.AddDate(25, 0, 0), IsCA: true}, labels.IssuingKey, root, now)
-	if err != nil {
-		return nil, err
+	var root, issuing *KeyPair
+	var err error
+	if o.IssuingCSR != "" {
+		// Rooted in the OEM's PKI: the issuing CA's key now, its certificate from the OEM's root later.
+		var key crypto.Signer
+		if tok != nil {
+			labels.RootKey, p11.RootKey = "", ""
+			key, err = tok.Generate(labels.IssuingKey)
+		} else {
+			key, err = NewKey()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := writeIssuingCSR(o.IssuingCSR, org, key); err != nil {
+			return nil, err
+		}
+		if tok == nil {
+			if err := writeKey(filepath.Join(dir, IssuingKeyFile), key); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		root, err = newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, labels.RootKey, nil, now)
+		if err != nil {
+			return nil, err
+		}
+		issuing, err = newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"}, NotAfter: now.AddDate(25, 0, 0), IsCA: true}, labels.IssuingKey, root, now)
+		if err != nil {
+			return nil, err
+		}
 	}
 	access, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, labels.AccessKey, nil, now)
 	if err != nil {
@@ -138,6 +162,9 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 		kp        *KeyPair
 		cert, key string
 	}{{root, RootCertFile, RootKeyFile}, {issuing, IssuingCertFile, IssuingKeyFile}, {access, AccessCertFile, AccessKeyFile}, {server, ServerCertFile, ServerKeyFile}} {
+		if kp.kp == nil {
+			continue // the OEM's root and the issuing CA's certificate come later
+		}
 		if _, onToken := kp.kp.Key.(*hsm.Signer); onToken {
 			if err := writeNew(filepath.Join(dir, kp.cert), PEMCertificates(kp.kp.Cert), 0o644); err != nil {
 				return nil, err
@@ -155,7 +182,11 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 	if err := writeNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, err
 	}
-	return &Initialised{Root: root.Cert, Issuing: issuing.Cert, Access: access.Cert}, nil
+	made := &Initialised{Access: access.Cert}
+	if root != nil {
+		made.Root, made.Issuing = root.Cert, issuing.Cert
+	}
+	return made, nil
 }
 
 // CheckStationName: a station name becomes a certificate CN and a file name.
@@ -303,6 +334,9 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 	}
 	if dbURL == "" {
 		dbURL = "sqlite://" + filepath.Join(dir, "ca.db")
+	}
+	if _, err := os.Stat(filepath.Join(dir, IssuingCertFile)); errors.Is(err, os.ErrNotExist) {
+		return nil, nil, errIssuingPending(dir)
 	}
 	root, err := ReadCertificate(filepath.Join(dir, RootCertFile))
 	if err != nil {

@@ -38,6 +38,33 @@ func FuzzDecodeEnroll(f *testing.F) {
 	})
 }
 
+// FuzzRevokeBoard: a station's revoke body, decoded strictly and bounded: every refusal is a protocol
+// error, and what passes names a serial the enrollment would accept and a reason a full CRL carries.
+func FuzzRevokeBoard(f *testing.F) {
+	f.Add([]byte(`{"serial":"SN-1","reason":5}`))
+	f.Add([]byte(`{"serial":"SN-1","reason":8}`))
+	f.Add([]byte(`{"serial":"SN\u0000","reason":0}`))
+	f.Add([]byte(`{"serial":"SN-1","reason":1,"x":1}`))
+	f.Add([]byte(`{"serial":"SN-1"}{}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req provisioning.RevokeBoardRequest
+		err := decodeJSON(bytes.NewReader(body), &req)
+		if err == nil {
+			err = checkRevokeFields(&req)
+		}
+		if err != nil {
+			if _, ok := err.(*provisioning.Error); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		if CheckSerial(req.Serial) != nil || len(req.Serial) > provisioning.MaxSerialLen || req.Reason < 0 || req.Reason > 10 ||
+			req.Reason == 7 || req.Reason == 8 {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
+}
+
 func FuzzDecodeActivate(f *testing.F) {
 	seed, _ := json.Marshal(&provisioning.ActivateRequest{Version: 1, SessionID: "00ff", Secret: make([]byte, 32), CertifyInfo: []byte{0xff, 0x54, 0x43, 0x47}, CertifySignature: []byte{0, 0x18}})
 	f.Add(seed)

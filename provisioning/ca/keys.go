@@ -23,7 +23,7 @@ import (
 // PKCS11Keys is config.json's pkcs11 section: the token and the label of each CA key on it.
 type PKCS11Keys struct {
 	hsm.Config
-	RootKey    string `json:"root_key"`
+	RootKey    string `json:"root_key,omitempty"`
 	IssuingKey string `json:"issuing_key"`
 	AccessKey  string `json:"access_key"`
 }
@@ -41,6 +41,9 @@ type InitOptions struct {
 	KeyLabelPrefix string
 	// PublicURL is config.json's public_url (CRL and OCSP, named in issued certificates).
 	PublicURL string
+	// IssuingCSR, when set, roots the CA in the OEM's PKI: no root of its own, the issuing CA's key made
+	// and a CSR for it written to this path, for the OEM's offline root to sign (ImportIssuingCert).
+	IssuingCSR string
 }
 
 // caKeys makes (init) or finds (every other command) the CA's keys.
@@ -55,8 +58,9 @@ func openCAKeys(dir string, cfg *Config) (*caKeys, error) {
 	if k.p11 == nil {
 		return k, nil
 	}
-	if k.p11.RootKey == "" || k.p11.IssuingKey == "" || k.p11.AccessKey == "" {
-		return nil, fmt.Errorf("%s: pkcs11 needs root_key, issuing_key and access_key labels", filepath.Join(dir, ConfigFile))
+	// root_key is only init's (a CA rooted in the OEM's PKI has none): nothing after init signs with it.
+	if k.p11.IssuingKey == "" || k.p11.AccessKey == "" {
+		return nil, fmt.Errorf("%s: pkcs11 needs issuing_key and access_key labels", filepath.Join(dir, ConfigFile))
 	}
 	var err error
 	if k.token, err = hsm.Open(k.p11.Config); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/provisioning"
 )
 
 // Revocation: a board certificate (IAK or IDevID, issued by the issuing CA) is revoked by board serial or
@@ -279,4 +280,76 @@ func StationRevocationCheck(st *Store) func(ctx context.Context, leaf *x509.Cert
 		}
 		return nil
 	}
+}
+
+// RevokeBoard revokes, for station (POST provisioning.PathRevoke), every certificate this CA issued to
+// the board req.Serial through that station: an RMA or a deprovision at the line. The board's
+// certificates issued through another station are the CA operator's to revoke (upstream-ca revoke
+// --board), so a station cannot revoke another line's boards. Revoking twice keeps the first record.
+func (v *Verifier) RevokeBoard(ctx context.Context, station string, req *provisioning.RevokeBoardRequest) (*provisioning.RevokeBoardResult, error) {
+	if err := checkRevokeFields(req); err != nil {
+		return nil, err
+	}
+	certs, err := v.Store.CertificatesByBoard(ctx, req.Serial)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, provisioning.Errorf(provisioning.CodeBoardUnknown, "this CA issued no certificate to board %q; check the serial", req.Serial)
+	}
+	var mine []IssuedCert
+	others := map[string]bool{}
+	for _, c := range certs {
+		if c.Station == station {
+			mine = append(mine, c)
+		} else {
+			others[c.Station] = true
+		}
+	}
+	if len(mine) == 0 {
+		names := make([]string, 0, len(others))
+		for n := range others {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, provisioning.Errorf(provisioning.CodeRevokeRefused,
+			"board %q's certificates were issued through station %s, not %s; ask the CA operator (upstream-ca revoke --board)",
+			req.Serial, strings.Join(names, ", "), station)
+	}
+	now := v.now()
+	res := &provisioning.RevokeBoardResult{Revoked: []string{}, Already: []string{}}
+	for _, c := range mine {
+		r := Revocation{SerialNumber: c.SerialNumber, Kind: c.Kind, BoardSerial: c.BoardSerial, Reason: req.Reason, RevokedAt: now}
+		added, err := v.Store.Revoke(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if !added {
+			res.Already = append(res.Already, c.SerialNumber)
+			continue
+		}
+		res.Revoked = append(res.Revoked, c.SerialNumber)
+		if err := v.Store.LogEvent(ctx, Event{At: now, Station: station, Kind: "revoked", Serial: c.BoardSerial,
+			Detail: fmt.Sprintf("%s certificate %s revoked by the station, reason %d", c.Kind, c.SerialNumber, req.Reason)}); err != nil {
+			return nil, err
+		}
+	}
+	v.log().Info("board certificates revoked by the station", "station", station, "serial", req.Serial,
+		"revoked", len(res.Revoked), "already", len(res.Already))
+	return res, nil
+}
+
+// checkRevokeFields bounds a station's revoke request: a serial by the enrollment's rule, and a reason a
+// full CRL carries.
+func checkRevokeFields(req *provisioning.RevokeBoardRequest) error {
+	if len(req.Serial) > provisioning.MaxSerialLen {
+		return provisioning.Errorf(provisioning.CodeTooLarge, "serial is %d bytes, over the %d-byte bound", len(req.Serial), provisioning.MaxSerialLen)
+	}
+	if err := CheckSerial(req.Serial); err != nil {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "%v", err)
+	}
+	if req.Reason < 0 || req.Reason > 10 || req.Reason == 7 || req.Reason == 8 {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "reason %d is not an RFC 5280 CRLReason a full CRL carries (0-6, 9, 10)", req.Reason)
+	}
+	return nil
 }

@@ -31,11 +31,11 @@ func StatusOf(code provisioning.ErrorCode) int {
 		return http.StatusRequestEntityTooLarge
 	case provisioning.CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case provisioning.CodeEKNotListed, provisioning.CodeActivationFailed:
+	case provisioning.CodeEKNotListed, provisioning.CodeActivationFailed, provisioning.CodeRevokeRefused:
 		return http.StatusForbidden
 	case provisioning.CodeEKSerialConflict, provisioning.CodeWitnessConflict:
 		return http.StatusConflict
-	case provisioning.CodeChallengeUnknown:
+	case provisioning.CodeChallengeUnknown, provisioning.CodeBoardUnknown:
 		return http.StatusNotFound
 	case provisioning.CodeChallengeExpired, provisioning.CodeChallengeUsed:
 		return http.StatusGone
@@ -116,7 +116,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var limit int64
 	switch r.URL.Path {
-	case provisioning.PathEnroll, provisioning.PathActivate:
+	case provisioning.PathEnroll, provisioning.PathActivate, provisioning.PathRevoke:
 		limit = provisioning.MaxRequestBytes
 	case provisioning.PathEnrollTCGCSR:
 		limit = provisioning.MaxTCGCSRRequestBytes
@@ -214,6 +214,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		res, err := s.Verifier.Witness(ctx, station, r.TLS, &req)
+		if err != nil {
+			fail(err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	case provisioning.PathRevoke:
+		var req provisioning.RevokeBoardRequest
+		if err := decodeJSON(body, &req); err != nil {
+			fail(err)
+			return
+		}
+		note.serial = printable(req.Serial)
+		res, err := s.Verifier.RevokeBoard(ctx, station, &req)
 		if err != nil {
 			fail(err)
 			return
