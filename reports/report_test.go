@@ -91,7 +91,7 @@ func firstDiff(a, b []byte) string {
 func pdfText(t *testing.T, pdf []byte) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("pdftotext"); err != nil {
-		t.Skip("pdftotext (poppler-utils) not installed")
+		t.Fatal("pdftotext not installed: install poppler-utils (make test installs it)")
 	}
 	f := filepath.Join(t.TempDir(), "r.pdf")
 	if err := os.WriteFile(f, pdf, 0o644); err != nil {

@@ -19,7 +19,7 @@ import (
 // openssl x509 -pubkey | openssl pkey -pubin -outform DER | sha256sum.
 func TestEKIdentityIsWhatOpenSSLPrints(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		t.Fatal("openssl not installed: install openssl (make test installs it)")
 	}
 	dir := t.TempDir()
 	vendorDir := filepath.Join(dir, "vendor")

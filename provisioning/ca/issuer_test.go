@@ -309,7 +309,7 @@ func TestIDevIDProfile(t *testing.T) {
 // only) and accepts the IDevID.
 func TestProfilesOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed (scripts/testenv.sh installs it)")
+		t.Fatal("openssl not installed: install openssl (make test installs it)")
 	}
 	is, root, iss, now := testIssuer(t)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
