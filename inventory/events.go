@@ -273,6 +273,20 @@ func (s *Store) walkChain(ctx context.Context, batch string, fn func(*Event) err
 	return st, nil
 }
 
+// ChainHead returns the recorded head of the audit chain (the seq and hash of its last event; 0 and
+// GenesisHash while it is empty) without walking the chain: what the station signs and sends with each
+// enrollment. VerifyChain says whether the chain behind it holds.
+func (s *Store) ChainHead(ctx context.Context) (int64, string, error) {
+	var head struct {
+		Seq  int64  `db:"seq"`
+		Hash string `db:"hash"`
+	}
+	if err := s.r.GetContext(ctx, &head, "SELECT seq, hash FROM chain_head WHERE id = 1"); err != nil {
+		return 0, "", fmt.Errorf("reading the audit chain head: %w", err)
+	}
+	return head.Seq, head.Hash, nil
+}
+
 // EventHashAt returns the stored hash of the event seq, and false when there is no such event. It reads
 // the row as stored: VerifyChain says whether the chain up to it holds.
 func (s *Store) EventHashAt(ctx context.Context, seq int64) (string, bool, error) {
