@@ -454,10 +454,15 @@ func TestCLIQA(t *testing.T) {
 	if r := st("report", "verify", pdf, "--trust", ca.flags[3]); r.code != 0 || !strings.Contains(r.stdout, "chain to the trust anchor OK") {
 		t.Fatalf("verify against the CA's trust anchor: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") {
+	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") ||
+		!strings.Contains(r.stdout, "checkpoint OK (station st1, seq ") || !strings.Contains(r.stdout, "the inventory's chain holds it") {
 		t.Fatalf("verify json: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 refused before the inventory check") {
+	if r := st("report", "verify", csvf); r.code != 0 || !strings.Contains(r.stdout, "checkpoint OK (station st1, seq ") {
+		t.Fatalf("verify csv checkpoint: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 refused before the inventory check") ||
+		!strings.Contains(string(out), "Signed checkpoint of the whole audit chain") || !strings.Contains(string(out), "tpmline-audit-checkpoint/1") {
 		t.Fatalf("PDF text: %v\n%s", err, out)
 	}
 	// The ek-list push had the CA witness the chain head; a cut, an old file or a recomputed chain shows.
