@@ -17,26 +17,27 @@ import (
 
 // Event kinds: see package records.
 const (
-	EventBatchOpened      = records.EventBatchOpened
-	EventBatchClosed      = records.EventBatchClosed
-	EventBoardClaimed     = records.EventBoardClaimed
-	EventBoardResumed     = records.EventBoardResumed
-	EventBoardRetried     = records.EventBoardRetried
-	EventBoardReworked    = records.EventBoardReworked
-	EventClaimRefused     = records.EventClaimRefused
-	EventBoardRefused     = records.EventBoardRefused
-	EventBoardTPMInfo     = records.EventBoardTPMInfo
-	EventBoardEK          = records.EventBoardEK
-	EventStepStarted      = records.EventStepStarted
-	EventStepDone         = records.EventStepDone
-	EventStepFailed       = records.EventStepFailed
-	EventKeySaved         = records.EventKeySaved
-	EventCertSaved        = records.EventCertSaved
-	EventBoardProvisioned = records.EventBoardProvisioned
-	EventBoardFailed      = records.EventBoardFailed
-	EventBoardStopped     = records.EventBoardStopped
-	EventEKListExported   = records.EventEKListExported
-	EventEKListPushed     = records.EventEKListPushed
+	EventBatchOpened        = records.EventBatchOpened
+	EventBatchClosed        = records.EventBatchClosed
+	EventBoardClaimed       = records.EventBoardClaimed
+	EventBoardResumed       = records.EventBoardResumed
+	EventBoardRetried       = records.EventBoardRetried
+	EventBoardReworked      = records.EventBoardReworked
+	EventClaimRefused       = records.EventClaimRefused
+	EventBoardRefused       = records.EventBoardRefused
+	EventBoardTPMInfo       = records.EventBoardTPMInfo
+	EventBoardEK            = records.EventBoardEK
+	EventStepStarted        = records.EventStepStarted
+	EventStepDone           = records.EventStepDone
+	EventStepFailed         = records.EventStepFailed
+	EventKeySaved           = records.EventKeySaved
+	EventCertSaved          = records.EventCertSaved
+	EventBoardProvisioned   = records.EventBoardProvisioned
+	EventBoardFailed        = records.EventBoardFailed
+	EventBoardStopped       = records.EventBoardStopped
+	EventEKListExported     = records.EventEKListExported
+	EventEKListPushed       = records.EventEKListPushed
+	EventEKIdentityMigrated = records.EventEKIdentityMigrated
 )
 
 // storeKinds are the kinds only the store appends, each with the row change it records.
@@ -45,7 +46,7 @@ var storeKinds = map[string]bool{
 	EventBoardRetried: true, EventBoardReworked: true, EventClaimRefused: true, EventBoardTPMInfo: true,
 	EventBoardEK: true, EventStepStarted: true, EventStepDone: true, EventStepFailed: true, EventKeySaved: true,
 	EventCertSaved: true, EventBoardProvisioned: true, EventBoardFailed: true, EventBoardStopped: true,
-	EventEKListExported: true, EventEKListPushed: true,
+	EventEKListExported: true, EventEKListPushed: true, EventEKIdentityMigrated: true,
 }
 
 // GenesisHash is the prev_hash of the first event.

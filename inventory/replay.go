@@ -235,6 +235,8 @@ type payload struct {
 	Format         string  `json:"format"`
 	FileSHA256     string  `json:"file_sha256"`
 	Boards         int64   `json:"boards"`
+	FromEK         string  `json:"from_ek_pub_sha256"` // ek_identity_migrated: the identity before
+	Migration      string  `json:"migration"`          // ek_identity_migrated: "0002"
 }
 
 // replayer folds events, in seq order, into the rows they imply.
@@ -315,6 +317,20 @@ func (r *replayer) apply(e *Event) error {
 		v[bEK], v[bState], v[bStep], v[bReasonCode], v[bReasonText] = p.EKPubSHA256, string(StateInProgress), "", "", ""
 		v[bBatch], v[bStation], v[bSlot], v[bAttempt], v[bRework] = e.Batch, e.Station, itoa(p.Slot), itoa(p.Attempt), itoa(p.ReworkCount)
 		b.batch = e.Batch
+	case EventEKIdentityMigrated:
+		// Migration 0002 re-keyed the board: its identity was SHA-256 of the EK's TPMT_PUBLIC, which the
+		// chain holds as the hash of the EK public bytes the board recorded, and is now SHA-256 of its SPKI
+		// (or cleared, for a board with no EK recorded). Exactly that mapping is taken, from the identity the
+		// chain holds for the board; anything else leaves the chained identity, so the row diverges. The
+		// migration changed no other column (not updated_at).
+		b := r.boards[e.Serial]
+		if b == nil || p.Migration != "0002" || b.vals[bEK] != p.FromEK {
+			return nil
+		}
+		if pub := b.vals[bEKPublic]; (pub == "" && p.EKPubSHA256 != "") || (pub != "" && pub != p.FromEK) {
+			return nil
+		}
+		b.vals[bEK] = p.EKPubSHA256
 	case EventBoardTPMInfo:
 		v := board().vals
 		v[bManufacturer], v[bVendor], v[bFirmware] = p.Manufacturer, p.Vendor, p.Firmware

@@ -22,4 +22,8 @@ const (
 	EventBoardStopped     = "board.stopped"
 	EventEKListExported   = "ek_list.exported"
 	EventEKListPushed     = "ek_list.pushed"
+	// EventEKIdentityMigrated is written by inventory migration 0002, one per board it re-keyed: the
+	// board's EK identity before (SHA-256 of the TPMT_PUBLIC) and after (SHA-256 of the EK's SPKI, or ""
+	// when the board had no EK recorded to derive it from).
+	EventEKIdentityMigrated = "board.ek_identity_migrated"
 )
