@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -47,7 +50,7 @@ func TestMigrationRecomputesEKIdentities(t *testing.T) {
 		ctx := context.Background()
 		mustOpenBatch(t, s, "B1", "st1", 10)
 		old := sha256.Sum256(ekPublic(1))
-		tx, err := s.w.BeginTx(ctx, nil)
+		tx, err := s.w.BeginTxx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,6 +111,97 @@ func TestOpenMigratesOldEKIdentities(t *testing.T) {
 		}
 		if b, err := s2.GetBoardBySerial(ctx, "OLD2"); err != nil || b.EKPubSHA256 != "" {
 			t.Fatalf("board without a recorded EK: %+v, %v; want its identity cleared", b, err)
+		}
+	})
+}
+
+// beforeMigration0002 turns the inventory at s back into what a build before migration 0002 left: the
+// boards and the chain's claim events carry the old identity (SHA-256 of the TPMT_PUBLIC), the chain is
+// hashed again over that, and migration 0002 is not recorded, so the next Open runs it.
+func beforeMigration0002(t *testing.T, s *Store, newToOld map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	var evs []eventRow
+	if err := s.r.SelectContext(ctx, &evs, "SELECT seq, occurred_at, station, batch, serial, kind, payload, prev_hash, hash FROM events ORDER BY seq"); err != nil {
+		t.Fatal(err)
+	}
+	prev := GenesisHash
+	for _, r := range evs {
+		e := r.event()
+		p := string(e.Payload)
+		for n, o := range newToOld {
+			p = strings.ReplaceAll(p, n, o)
+		}
+		e.Payload, e.PrevHash = json.RawMessage(p), prev
+		e.Hash = EventHash(e)
+		if _, err := s.w.ExecContext(ctx, s.q("UPDATE events SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?"), p, e.PrevHash, e.Hash, e.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	if _, err := s.w.ExecContext(ctx, s.q("UPDATE chain_head SET hash = ? WHERE id = 1"), prev); err != nil {
+		t.Fatal(err)
+	}
+	for n, o := range newToOld {
+		if _, err := s.w.ExecContext(ctx, s.q("UPDATE boards SET ek_pub_sha256 = ? WHERE ek_pub_sha256 = ?"), o, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.w.ExecContext(ctx, "DELETE FROM schema_migrations WHERE version = 2"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrated0002Verifies: an inventory from before migration 0002, with a board that recorded its EK
+// and one claimed but stopped before it did, verifies clean unmigrated (chain and tables hold the old
+// identities); once opened by this build it is migrated, each re-keyed board has a chained ek_identity_migrated event and
+// VerifyState is clean; an edit of an identity after the migration, or a forged mapping, is still caught.
+func TestMigrated0002Verifies(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *Store, dbURL string) {
+		ctx := context.Background()
+		mustOpenBatch(t, s, "B1", "st1", 10)
+		old := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+		for i, serial := range []string{"M1", "M2"} {
+			if _, err := s.ClaimBoard(ctx, ClaimRequest{Serial: serial, EKPubSHA256: ekHash(i + 1), Batch: "B1", Station: "st1", Slot: i + 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Journal(ctx, "M1", OpTPMInfo(TPMInfo{Manufacturer: "IBM", Vendor: "SW", Firmware: "1.2"}), OpEK(nil, ekPublic(1))); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkStopped(ctx, "M2", "tpm_error", "the TPM stopped answering"); err != nil {
+			t.Fatal(err)
+		}
+		beforeMigration0002(t, s, map[string]string{ekHash(1): old(ekPublic(1)), ekHash(2): old(ekPublic(2))})
+		// Unmigrated, the tables and the chain agree on the old identities.
+		if _, ds, err := s.VerifyState(ctx, ""); err != nil || len(ds) != 0 {
+			t.Fatalf("the old inventory before its migration: %v %v", ds, err)
+		}
+		s.Close()
+
+		s2 := openStore(t, dbURL)
+		if b, err := s2.GetBoardBySerial(ctx, "M1"); err != nil || b.EKPubSHA256 != ekHash(1) {
+			t.Fatalf("M1 after the migration: %+v %v", b, err)
+		}
+		var n int
+		if err := s2.r.GetContext(ctx, &n, s2.q("SELECT COUNT(*) FROM events WHERE kind = ?"), EventEKIdentityMigrated); err != nil || n != 2 {
+			t.Fatalf("%d ek_identity_migrated events (%v), want 2", n, err)
+		}
+		if _, ds, err := s2.VerifyState(ctx, ""); err != nil || len(ds) != 0 {
+			t.Fatalf("the migrated inventory: %v %v", ds, err)
+		}
+		// An AppendEvent cannot add a mapping of its own.
+		if _, err := s2.AppendEvent(ctx, Event{Kind: EventEKIdentityMigrated, Serial: "M1", Batch: "B1",
+			Payload: json.RawMessage(`{"from_ek_pub_sha256":"` + ekHash(1) + `","ek_pub_sha256":"` + ekHash(3) + `","migration":"0002"}`)}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("AppendEvent(ek_identity_migrated) = %v, want ErrInvalid", err)
+		}
+		// An edit after the migration shows, named.
+		if _, err := s2.w.ExecContext(ctx, s2.q("UPDATE boards SET ek_pub_sha256 = ? WHERE serial = 'M1'"), ekHash(3)); err != nil {
+			t.Fatal(err)
+		}
+		_, ds, err := s2.VerifyState(ctx, "")
+		if err != nil || len(ds) != 1 || ds[0].Table != "boards" || ds[0].Key != "M1" || ds[0].Field != "ek_pub_sha256" {
+			t.Fatalf("an identity edited after the migration: %v %v", ds, err)
 		}
 	})
 }

@@ -39,6 +39,7 @@ const (
 	EventEKListPushed       = records.EventEKListPushed
 	EventBoardRMA           = records.EventBoardRMA
 	EventBoardDeprovisioned = records.EventBoardDeprovisioned
+	EventEKIdentityMigrated = records.EventEKIdentityMigrated
 )
 
 // storeKinds are the kinds only the store appends, each with the row change it records.
@@ -48,6 +49,7 @@ var storeKinds = map[string]bool{
 	EventBoardEK: true, EventStepStarted: true, EventStepDone: true, EventStepFailed: true, EventKeySaved: true,
 	EventCertSaved: true, EventBoardProvisioned: true, EventBoardFailed: true, EventBoardStopped: true,
 	EventEKListExported: true, EventEKListPushed: true, EventBoardRMA: true, EventBoardDeprovisioned: true,
+	EventEKIdentityMigrated: true,
 }
 
 // GenesisHash is the prev_hash of the first event.
@@ -273,6 +275,20 @@ func (s *Store) walkChain(ctx context.Context, batch string, fn func(*Event) err
 			Detail: fmt.Sprintf("chain head records %s, last event hashes to %s", short(head.Hash), short(prev))}
 	}
 	return st, nil
+}
+
+// ChainHead returns the recorded head of the audit chain (the seq and hash of its last event; 0 and
+// GenesisHash while it is empty) without walking the chain: what the station signs and sends with each
+// enrollment. VerifyChain says whether the chain behind it holds.
+func (s *Store) ChainHead(ctx context.Context) (int64, string, error) {
+	var head struct {
+		Seq  int64  `db:"seq"`
+		Hash string `db:"hash"`
+	}
+	if err := s.r.GetContext(ctx, &head, "SELECT seq, hash FROM chain_head WHERE id = 1"); err != nil {
+		return 0, "", fmt.Errorf("reading the audit chain head: %w", err)
+	}
+	return head.Seq, head.Hash, nil
 }
 
 // EventHashAt returns the stored hash of the event seq, and false when there is no such event. It reads

@@ -19,6 +19,6 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return s.db.Migrate(ctx, sqldb.Migrations{Owner: "inventory", FS: files, Legacy: "schema_migrations",
 		Steps: map[int]func(context.Context, *sqlx.Tx) error{
-			2: func(ctx context.Context, tx *sqlx.Tx) error { return recomputeEKIdentities(ctx, s, tx.Tx) },
+			2: func(ctx context.Context, tx *sqlx.Tx) error { return recomputeEKIdentities(ctx, s, tx) },
 		}}, s.now)
 }

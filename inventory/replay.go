@@ -154,10 +154,16 @@ var (
 		enc:    make([]int, xFields),
 		query: `SELECT id, batch, batch, format, file_sha256, boards, station, created_at, COALESCE(pushed_at, 0)
 			FROM ek_list_exports`}
-	// tables is every table the station reads a report, `board show` or an EK list from, in the order
-	// divergences are listed. The chain itself (events, chain_head) is VerifyChain's; stations, operators
-	// and products only name what batches and boards already carry.
-	tables = []*table{&batchesTable, &boardsTable, &keysTable, &certsTable, &stepsTable, &exportsTable}
+	// The name tables: a row per station, operator and product the store ever recorded, and when it first
+	// did (stations.last_seen_at moves on every claim and is not compared). They belong to no batch.
+	stationsTable  = table{name: "stations", keys: 1, fields: []string{"created_at"}, enc: make([]int, 1), query: `SELECT id, '', created_at FROM stations`}
+	operatorsTable = table{name: "operators", keys: 1, fields: []string{"created_at"}, enc: make([]int, 1), query: `SELECT id, '', created_at FROM operators`}
+	productsTable  = table{name: "products", keys: 1, fields: []string{"created_at"}, enc: make([]int, 1), query: `SELECT id, '', created_at FROM products`}
+	// tables is every table the station reads a report, `board show` or an EK list from, and the names
+	// they carry, in the order divergences are listed. The chain itself (events, chain_head) is
+	// VerifyChain's.
+	tables = []*table{&batchesTable, &boardsTable, &keysTable, &certsTable, &stepsTable, &exportsTable,
+		&stationsTable, &operatorsTable, &productsTable}
 )
 
 // row is one table row as the chain implies it: its batch and its fields in the table's order.
@@ -235,12 +241,23 @@ type payload struct {
 	Format         string  `json:"format"`
 	FileSHA256     string  `json:"file_sha256"`
 	Boards         int64   `json:"boards"`
+	FromEK         string  `json:"from_ek_pub_sha256"` // ek_identity_migrated: the identity before
+	Migration      string  `json:"migration"`          // ek_identity_migrated: "0002"
 }
 
 // replayer folds events, in seq order, into the rows they imply.
 type replayer struct {
 	st                                           *State
 	boards, batches, keys, certs, steps, exports map[string]*row
+	stations, operators, products                map[string]*row
+}
+
+// named records a station, operator or product the first time an event names it, as the store's
+// INSERT ... ON CONFLICT does in the event's transaction (same clock reading).
+func named(m map[string]*row, id, t string) {
+	if m[id] == nil {
+		m[id] = &row{vals: []string{t}}
+	}
 }
 
 func newReplayer() *replayer {
@@ -249,7 +266,8 @@ func newReplayer() *replayer {
 		t *table
 		m *map[string]*row
 	}{{&boardsTable, &r.boards}, {&batchesTable, &r.batches}, {&keysTable, &r.keys}, {&certsTable, &r.certs},
-		{&stepsTable, &r.steps}, {&exportsTable, &r.exports}} {
+		{&stepsTable, &r.steps}, {&exportsTable, &r.exports}, {&stationsTable, &r.stations}, {&operatorsTable, &r.operators},
+		{&productsTable, &r.products}} {
 		*p.m = map[string]*row{}
 		r.st.tables[p.t.name] = *p.m
 	}
@@ -270,8 +288,14 @@ func optTime(p *int64) string {
 func (r *replayer) apply(e *Event) error {
 	var p payload
 	switch e.Kind {
-	case EventClaimRefused, EventBoardRefused:
+	case EventClaimRefused:
+		// The claim recorded its station before it was refused; nothing else changes.
+		named(r.stations, e.Station, itoa(e.Time.UnixNano()))
+		return nil
+	case EventBoardRefused:
 		return nil // no row changes
+	case EventBoardClaimed, EventBoardResumed, EventBoardRetried, EventBoardReworked:
+		named(r.stations, e.Station, itoa(e.Time.UnixNano()))
 	}
 	if err := json.Unmarshal(e.Payload, &p); err != nil {
 		return fmt.Errorf("replaying event %d (%s): payload: %w", e.Seq, e.Kind, err)
@@ -293,6 +317,9 @@ func (r *replayer) apply(e *Event) error {
 	}
 	switch e.Kind {
 	case EventBatchOpened:
+		named(r.stations, e.Station, t)
+		named(r.operators, p.Operator, t)
+		named(r.products, p.Product, t)
 		r.batches[e.Batch] = &row{batch: e.Batch, vals: []string{baProduct: p.Product, baWorkOrder: p.WorkOrder,
 			baQuantity: itoa(p.Quantity), baOperator: p.Operator, baStation: e.Station, baState: "open", baOpened: t, baClosed: "0"}}
 	case EventBatchClosed:
@@ -315,6 +342,20 @@ func (r *replayer) apply(e *Event) error {
 		v[bEK], v[bState], v[bStep], v[bReasonCode], v[bReasonText] = p.EKPubSHA256, string(StateInProgress), "", "", ""
 		v[bBatch], v[bStation], v[bSlot], v[bAttempt], v[bRework] = e.Batch, e.Station, itoa(p.Slot), itoa(p.Attempt), itoa(p.ReworkCount)
 		b.batch = e.Batch
+	case EventEKIdentityMigrated:
+		// Migration 0002 re-keyed the board: its identity was SHA-256 of the EK's TPMT_PUBLIC, which the
+		// chain holds as the hash of the EK public bytes the board recorded, and is now SHA-256 of its SPKI
+		// (or cleared, for a board with no EK recorded). Exactly that mapping is taken, from the identity the
+		// chain holds for the board; anything else leaves the chained identity, so the row diverges. The
+		// migration changed no other column (not updated_at).
+		b := r.boards[e.Serial]
+		if b == nil || p.Migration != "0002" || b.vals[bEK] != p.FromEK {
+			return nil
+		}
+		if pub := b.vals[bEKPublic]; (pub == "" && p.EKPubSHA256 != "") || (pub != "" && pub != p.FromEK) {
+			return nil
+		}
+		b.vals[bEK] = p.EKPubSHA256
 	case EventBoardTPMInfo:
 		v := board().vals
 		v[bManufacturer], v[bVendor], v[bFirmware] = p.Manufacturer, p.Vendor, p.Firmware
@@ -419,7 +460,8 @@ func (s *Store) replay(ctx context.Context, batch string) (*State, error) {
 }
 
 // VerifyState replays the audit chain and compares the state it implies with every table the station
-// reads (boards, batches, keys, certificates, the step journal, EK list exports), field by field. It
+// reads (boards, batches, keys, certificates, the step journal, EK list exports) and the names they carry
+// (stations, operators, products), field by field. It
 // returns the chain's status and the divergences, sorted by table and key: a row no event wrote, a row an
 // event wrote that is gone, and a field whose stored value is not the chained one. batch keeps only the
 // divergences of that batch's rows ("" keeps all); the whole chain is replayed either way, because a

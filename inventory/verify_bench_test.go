@@ -48,7 +48,7 @@ func seedChain(t testing.TB, s *Store, batch, station string, n int) {
 	}
 	for i := range n {
 		serial, at := fmt.Sprintf("SN%07d", i), fromNano(base+int64(i))
-		pub := []byte(fmt.Sprintf("ek-public-%d", i))
+		pub := ekPublic(i) // the bytes seedBoards stores
 		for _, k := range []struct {
 			kind string
 			p    map[string]any

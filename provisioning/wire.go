@@ -92,6 +92,11 @@ type EnrollRequest struct {
 	IAKPublic    []byte  `json:"iak_public"`
 	IDevIDPublic []byte  `json:"idevid_public"`
 	TPM          TPMInfo `json:"tpm"`
+	// AuditHead is the station's audit chain head when it sent this request, signed with the key of its
+	// client certificate: the CA witnesses it as it does a POST PathWitness (docs/protocol.md, "Witness"),
+	// so every enrollment anchors the station's chain outside its database. Stations built before it
+	// leave it out.
+	AuditHead *WitnessRequest `json:"audit_head,omitempty"`
 }
 
 // TCGCSREnrollRequest is round 1 with a TCG-CSR-IDEVID (provisioning/tcgcsr): the CSR carries the serial,

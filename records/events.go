@@ -31,6 +31,10 @@ const (
 	EventBoardRevokeFailed  = "board.revoke_failed"   // the CA could not be asked, or refused
 	EventBoardTPMCleared    = "board.tpm_cleared"     // IAK and IDevID evicted, certificate indices undefined
 	EventBoardTPMNotCleared = "board.tpm_not_cleared" // the board was not on the fixture, or the TPM refused
+	// EventEKIdentityMigrated is written by inventory migration 0002, one per board it re-keyed: the
+	// board's EK identity before (SHA-256 of the TPMT_PUBLIC) and after (SHA-256 of the EK's SPKI, or ""
+	// when the board had no EK recorded to derive it from).
+	EventEKIdentityMigrated = "board.ek_identity_migrated"
 )
 
 // Reason codes of a board taken out of service (EventBoardRMA, EventBoardDeprovisioned).

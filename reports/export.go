@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -46,14 +47,19 @@ func WriteCSV(w io.Writer, info BatchInfo, rows BoardSource, audit AuditInfo, op
 	}
 	head := []string{ReportFormat, info.ID, info.Product, info.WorkOrder, generatedAt(&info, &opts).Format(time.RFC3339),
 		strconv.FormatInt(audit.EventCount, 10), audit.ChainHead}
+	names := append([]string{}, reportHeaderColumns...)
 	if audit.Unverified {
 		// Two more cells in the first two rows only, so a verified report's layout is unchanged.
-		write(append(append([]string{}, reportHeaderColumns...), "state", "divergences")...)
-		write(append(head, "UNVERIFIED", strings.Join(audit.Divergences, " | "))...)
-	} else {
-		write(reportHeaderColumns...)
-		write(head...)
+		names = append(names, "state", "divergences")
+		head = append(head, "UNVERIFIED", strings.Join(audit.Divergences, " | "))
 	}
+	if audit.Checkpoint != "" {
+		// The same for the checkpoint: its text (LF line ends inside the quoted cell) and base64 signature.
+		names = append(names, "checkpoint", "checkpoint_signature")
+		head = append(head, audit.Checkpoint, base64.StdEncoding.EncodeToString(audit.CheckpointSignature))
+	}
+	write(names...)
+	write(head...)
 	write(reportColumns...)
 	m := newSummer()
 	err := rows(func(r BoardRow) error {
@@ -121,6 +127,9 @@ type auditJSON struct {
 	// Absent from a verified report, so its bytes are those of format 1 before this field existed.
 	Unverified  bool     `json:"unverified,omitempty"`
 	Divergences []string `json:"divergences,omitempty"`
+	// Absent from a report made without a checkpoint.
+	Checkpoint          string `json:"checkpoint,omitempty"`
+	CheckpointSignature []byte `json:"checkpoint_signature,omitempty"`
 }
 
 type reasonJSON struct {

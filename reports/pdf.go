@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -734,6 +735,15 @@ func (d *pdfDoc) auditPage(a *AuditInfo) {
 	}
 	f.MultiCell(contentW, 5, head, "", "L", false)
 	f.Ln(4)
+	if a.Checkpoint != "" {
+		d.subheading("Signed checkpoint of the whole audit chain")
+		d.text(9, colText, "The chain's size (seq) and head hash when this report was made, signed with the station's key: a witness, an auditor or station report verify can check that a later chain still holds it. Text, then its tpmline-sig/1 signature in base64:")
+		f.SetFont("Courier", "", 8)
+		f.MultiCell(contentW, 4, d.t(strings.TrimSuffix(a.Checkpoint, "\n")), "", "L", false)
+		f.SetFont("Courier", "", 6)
+		f.MultiCell(contentW, 2.6, base64.StdEncoding.EncodeToString(a.CheckpointSignature), "", "L", false)
+		f.Ln(4)
+	}
 	if a.Unverified {
 		d.subheading("UNVERIFIED: the inventory disagrees with its audit chain")
 		d.text(9, colFail, "This report was written on request although these tables differ from the state the audit chain implies; the figures above may show the edited values.")

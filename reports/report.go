@@ -94,6 +94,13 @@ type AuditInfo struct {
 	// line each. Every page of the PDF, the CSV's first row and the JSON say so.
 	Unverified  bool
 	Divergences []string
+	// Checkpoint is the whole audit chain's signed head when the report was made (the text of a
+	// tpmline-audit-checkpoint/1 body: station, seq, hash, time) and CheckpointSignature its detached
+	// tpmline-sig/1 signature by the station key: a transparency log's signed tree head, inside the
+	// report, that `station report verify` checks and any witness can be shown. Empty in a report made
+	// without one; the PDF's audit page, the CSV's first two rows and the JSON's audit object carry it.
+	Checkpoint          string
+	CheckpointSignature []byte
 }
 
 // Options are the rendering choices. The zero value is fine.
@@ -512,6 +519,12 @@ func checkBatch(b *BatchInfo) error {
 // many more there were.
 const maxDivergences = 100
 
+// Bounds on the checkpoint a report carries.
+const (
+	maxCheckpoint          = 1 << 10
+	maxCheckpointSignature = 32 << 10
+)
+
 func checkAudit(a *AuditInfo) error {
 	if a.EventCount < 0 || a.ChainSeq < 0 {
 		return errors.New("report: audit event count or chain position is negative")
@@ -524,6 +537,10 @@ func checkAudit(a *AuditInfo) error {
 	}
 	if len(a.Divergences) > maxDivergences {
 		return fmt.Errorf("report: %d divergences, over the bound of %d", len(a.Divergences), maxDivergences)
+	}
+	if len(a.Checkpoint) > maxCheckpoint || len(a.CheckpointSignature) > maxCheckpointSignature ||
+		(a.Checkpoint == "") != (len(a.CheckpointSignature) == 0) || !utf8.ValidString(a.Checkpoint) || strings.Contains(a.Checkpoint, "\r") {
+		return errors.New("report: a checkpoint comes with its signature, at most 1 KiB of text and 32 KiB of signature")
 	}
 	for _, d := range a.Divergences {
 		if len(d) > 1024 || !utf8.ValidString(d) || strings.ContainsAny(d, "\r\n") {

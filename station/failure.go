@@ -104,7 +104,7 @@ func classifyCA(err error) *Failure {
 		case provisioning.CodeEKUntrusted, provisioning.CodeEKNotEK, provisioning.CodeEKMismatch,
 			provisioning.CodeEKSerialConflict, provisioning.CodeEKNotListed:
 			f.Stop = true
-		case provisioning.CodeInternal, provisioning.CodeUnauthenticated:
+		case provisioning.CodeInternal, provisioning.CodeUnauthenticated, provisioning.CodeWitnessConflict, provisioning.CodeCheckpointInvalid:
 			f.Infra = true
 		}
 		return f
@@ -124,6 +124,10 @@ func caNext(code provisioning.ErrorCode) string {
 		return "push the batch's EK list to the CA (station ek-list push), then retry"
 	case provisioning.CodeUnauthenticated:
 		return "check the station's client certificate (client_cert/client_key) with the CA operator"
+	case provisioning.CodeWitnessConflict:
+		return "stop the line: the audit chain contradicts a head the CA witnessed; run 'station audit verify' with the CA and call QA"
+	case provisioning.CodeCheckpointInvalid:
+		return "check that the station signs with the key of its client certificate (client_cert/client_key), or upgrade the station"
 	case provisioning.CodeChallengeExpired:
 		return "retry the board (the CA's challenge timed out)"
 	}

@@ -66,6 +66,10 @@ type Config struct {
 	// Fault, when set, is called at every step boundary ("step", "before"|"after"); crash tests use it to
 	// kill the process there. Production wiring leaves it nil.
 	Fault func(step, phase string)
+	// AuditHead, when set, is asked for the inventory's audit chain head, signed with the station key, for
+	// each enrollment request (provisioning.EnrollRequest AuditHead), so the CA witnesses the chain as the
+	// line runs. Nil sends none (a CA may then refuse the enrollment).
+	AuditHead func(ctx context.Context) (*provisioning.WitnessRequest, error)
 }
 
 // Station provisions boards.

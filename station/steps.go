@@ -271,6 +271,14 @@ func (r *run) enroll() (err error) {
 	for _, c := range r.chain {
 		req.EKChain = append(req.EKChain, c.Data)
 	}
+	if r.s.cfg.AuditHead != nil {
+		if req.AuditHead, err = r.s.cfg.AuditHead(r.ctx); err != nil {
+			ff := fail(ReasonInventory, "check the database connection and the station's key, then retry the board", err,
+				"signing the audit chain head for the CA: %v", err)
+			ff.Infra = true
+			return ff
+		}
+	}
 	r.challenge, err = r.s.cfg.CA.Enroll(r.ctx, req)
 	if err == nil && r.challenge == nil {
 		err = errors.New("CA sent no challenge")

@@ -135,6 +135,15 @@ func startUpstreamCA(t *testing.T, ekRoots string, extra ...string) *upstreamCA 
 	return nil
 }
 
+// addStation has the CA make credentials for another station and returns its --ca flags.
+func (c *upstreamCA) addStation(t *testing.T, name string) []string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	mustRun(t, "upstream-ca", "station", "add", "--dir", c.dir, "--name", name, "--out", out)
+	return []string{"--ca", c.url, "--ca-trust", filepath.Join(out, "ca-trust.pem"),
+		"--client-cert", filepath.Join(out, name+".crt"), "--client-key", filepath.Join(out, name+".key")}
+}
+
 // vendorCAs writes the swtpm vendor's root and intermediate into one PEM file for --ek-roots.
 func vendorCAs(t *testing.T, v *fixtures.SwtpmVendor) string {
 	t.Helper()
@@ -164,7 +173,9 @@ func TestCLIProvisionSwtpmBatch(t *testing.T) {
 			if engine == "postgres" {
 				db = pgURL(t)
 			}
-			g := append([]string{"--db", db, "--station-id", "st1"}, ca.flags...)
+			// One station per inventory: the CA witnesses each station's one chain.
+			name := "st-" + engine
+			g := append([]string{"--db", db, "--station-id", name}, ca.addStation(t, name)...)
 			st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
 			batch := "B-" + engine
 			mustRun(t, "station", append(append([]string{}, g...), "init")...)
@@ -194,6 +205,19 @@ func TestCLIProvisionSwtpmBatch(t *testing.T) {
 			}
 			if r := st("audit", "verify"); r.code != 0 || !strings.Contains(r.stdout, "audit chain OK") {
 				t.Fatalf("audit verify: %d %s %s", r.code, r.stdout, r.stderr)
+			}
+			// Each enrollment carried the chain head: the CA holds the second board's, which is past the
+			// first board's end, and audit verify checks the chain against every head.
+			heads := caHeads(t, ca.dir, name)
+			firstDone := provisionedSeq(t, db, strings.ToUpper(engine[:2])+"-SN0001")
+			if len(heads) != 2 || heads[0].seq <= firstDone || heads[1].seq >= firstDone {
+				t.Fatalf("witnessed heads %+v, first board provisioned at seq %d", heads, firstDone)
+			}
+			if r := st("audit", "verify"); r.code != 0 || !strings.Contains(r.stdout, "witness OK: the chain holds the 2 head(s)") {
+				t.Fatalf("audit verify against the enrollment heads: %d %s %s", r.code, r.stdout, r.stderr)
+			}
+			if engine == "sqlite" {
+				enrollmentHeadCases(t, st, strings.TrimPrefix(db, "sqlite://"), heads[0])
 			}
 			if r := st("batch", "close", "--id", batch); r.code != 0 {
 				t.Fatalf("batch close: %d %s", r.code, r.stderr)
@@ -430,10 +454,15 @@ func TestCLIQA(t *testing.T) {
 	if r := st("report", "verify", pdf, "--trust", ca.flags[3]); r.code != 0 || !strings.Contains(r.stdout, "chain to the trust anchor OK") {
 		t.Fatalf("verify against the CA's trust anchor: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") {
+	if r := st("report", "verify", jsonf); r.code != 0 || !strings.Contains(r.stdout, "matches the inventory") ||
+		!strings.Contains(r.stdout, "checkpoint OK (station st1, seq ") || !strings.Contains(r.stdout, "the inventory's chain holds it") {
 		t.Fatalf("verify json: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 refused before the inventory check") {
+	if r := st("report", "verify", csvf); r.code != 0 || !strings.Contains(r.stdout, "checkpoint OK (station st1, seq ") {
+		t.Fatalf("verify csv checkpoint: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if out, err := exec.Command("pdftotext", pdf, "-").Output(); err != nil || !strings.Contains(string(out), "QA-2") || !strings.Contains(string(out), "QA-3") || !strings.Contains(string(out), "1 refused before the inventory check") ||
+		!strings.Contains(string(out), "Signed checkpoint of the whole audit chain") || !strings.Contains(string(out), "tpmline-audit-checkpoint/1") {
 		t.Fatalf("PDF text: %v\n%s", err, out)
 	}
 	// The ek-list push had the CA witness the chain head; a cut, an old file or a recomputed chain shows.

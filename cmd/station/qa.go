@@ -6,6 +6,8 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
@@ -157,7 +159,7 @@ func cmdReportBatch(ctx context.Context, g *globals, fs *flag.FlagSet, args []st
 }
 
 func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	path, content, err := verifySignedFile(g, fs, args, "report", "")
+	path, content, ver, err := verifySignedFile(g, fs, args, "report", "")
 	if err != nil {
 		return err
 	}
@@ -165,15 +167,40 @@ func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		// An EK list is no batch report: it is checked by itself, without the inventory.
 		return describeEKList(g, path, content)
 	}
-	if !strings.HasSuffix(strings.ToLower(path), ".json") {
-		return nil
+	lower := strings.ToLower(path)
+	isJSON, isCSV := strings.HasSuffix(lower, ".json"), strings.HasSuffix(lower, ".csv")
+	if !isJSON && !isCSV {
+		return nil // a PDF shows its checkpoint on the audit page; its check is the JSON's or the CSV's
 	}
-	// A JSON report is also compared with the database: the audit chain and every board row.
 	s, err := g.settings()
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(strings.TrimPrefix(s.DB, "sqlite://")); strings.HasPrefix(s.DB, "sqlite://") && err != nil {
+	_, statErr := os.Stat(strings.TrimPrefix(s.DB, "sqlite://"))
+	noDB := strings.HasPrefix(s.DB, "sqlite://") && statErr != nil
+	if isCSV {
+		a, err := csvCheckpoint(content)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "%s: unreadable report: %v\n", path, err)
+			return errFailed
+		}
+		if noDB {
+			return checkpointLine(ctx, g, path, nil, a, ver)
+		}
+		return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+			return checkpointLine(ctx, g, path, inv, a, ver)
+		})
+	}
+	// A JSON report is also compared with the database: the audit chain and every board row.
+	if noDB {
+		rep, err := reports.ReadReportJSON(bytes.NewReader(content), 10_000_000)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "%s: unreadable report: %v\n", path, err)
+			return errFailed
+		}
+		if err := checkpointLine(ctx, g, path, nil, &rep.Audit, ver); err != nil {
+			return err
+		}
 		fmt.Fprintln(g.stdout, "no inventory given (--db): not compared with the audit trail")
 		return nil
 	}
@@ -183,6 +210,9 @@ func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 		return errFailed
 	}
 	return withInventory(ctx, g, func(s *station.Settings, inv *inventory.Store) error {
+		if err := checkpointLine(ctx, g, path, inv, &rep.Audit, ver); err != nil {
+			return err
+		}
 		m, err := qa.CompareReportJSON(ctx, inv, rep, content)
 		if err != nil {
 			return err
@@ -225,6 +255,63 @@ func cmdReportVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []s
 	})
 }
 
+// checkpointLine checks the signed checkpoint a report carries (qa.CheckReportCheckpoint, against the
+// inventory when inv is set) and says so in one line; a report without one says that.
+func checkpointLine(ctx context.Context, g *globals, path string, inv *inventory.Store, a *reports.AuditInfo, ver *signed.Verified) error {
+	if a.Checkpoint == "" {
+		fmt.Fprintf(g.stdout, "%s: carries no signed checkpoint (made before reports carried one)\n", path)
+		return nil
+	}
+	var st qa.ChainReader
+	if inv != nil {
+		st = inv
+	}
+	cp, err := qa.CheckReportCheckpoint(ctx, st, a, ver.Signer())
+	if errors.Is(err, qa.ErrCheckpointMismatch) {
+		fmt.Fprintf(g.stderr, "%s: checkpoint INVALID: %v\n", path, err)
+		return errFailed
+	}
+	if err != nil {
+		return err
+	}
+	where := "the inventory's chain holds it"
+	if inv == nil {
+		where = "not checked against an inventory (--db)"
+	}
+	fmt.Fprintf(g.stdout, "%s: checkpoint OK (station %s, seq %d, head %s, signed %s; %s)\n", path, cp.Station, cp.Seq, short(cp.Hash),
+		cp.Time.UTC().Format(time.RFC3339), where)
+	return nil
+}
+
+// csvCheckpoint reads the checkpoint cells of a CSV report's first two rows (none is a report without).
+func csvCheckpoint(content []byte) (*reports.AuditInfo, error) {
+	r := csv.NewReader(bytes.NewReader(content))
+	r.FieldsPerRecord = -1
+	names, err := r.Read()
+	if err != nil {
+		return nil, err
+	}
+	vals, err := r.Read()
+	if err != nil {
+		return nil, err
+	}
+	a := &reports.AuditInfo{}
+	for i, n := range names {
+		if i >= len(vals) {
+			break
+		}
+		switch n {
+		case "checkpoint":
+			a.Checkpoint = vals[i]
+		case "checkpoint_signature":
+			if a.CheckpointSignature, err = base64.StdEncoding.DecodeString(vals[i]); err != nil {
+				return nil, fmt.Errorf("checkpoint_signature: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
 func short(h string) string {
 	if len(h) > 16 {
 		return h[:16]
@@ -253,7 +340,7 @@ func describeEKList(g *globals, path string, content []byte) error {
 }
 
 func cmdEKListVerify(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) error {
-	path, content, err := verifySignedFile(g, fs, args, "EK list", " (the station writes an EK list's signature beside it as FILE.sig)")
+	path, content, _, err := verifySignedFile(g, fs, args, "EK list", " (the station writes an EK list's signature beside it as FILE.sig)")
 	if err != nil {
 		return err
 	}
@@ -271,14 +358,14 @@ func batchEvents(inv *inventory.Store) qa.EventSource {
 // signature (--sig, default FILE.sig) and an optional trust anchor (--trust), checks the signature and says
 // who signed it, and returns the file's content. sigHint follows an unreadable signature file's error. An
 // EK list given to ek-list verify must be one; report verify tells the two apart itself.
-func verifySignedFile(g *globals, fs *flag.FlagSet, args []string, what, sigHint string) (string, []byte, error) {
+func verifySignedFile(g *globals, fs *flag.FlagSet, args []string, what, sigHint string) (string, []byte, *signed.Verified, error) {
 	sigPath := fs.String("sig", "", "detached signature `FILE` (default: the file's name + .sig)")
 	trust := fs.String("trust", "", "`PEM` trust anchor the station certificate must chain to, e.g. the ca-trust.pem of upstream-ca station add (optional)")
 	if err := parse(fs, args); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if fs.NArg() != 1 {
-		return "", nil, usagef("give one %s file", what)
+		return "", nil, nil, usagef("give one %s file", what)
 	}
 	path := fs.Arg(0)
 	if *sigPath == "" {
@@ -286,36 +373,36 @@ func verifySignedFile(g *globals, fs *flag.FlagSet, args []string, what, sigHint
 	}
 	content, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, refusef("%v", err)
+		return "", nil, nil, refusef("%v", err)
 	}
 	sig, err := os.ReadFile(*sigPath)
 	if err != nil {
-		return "", nil, refusef("%v%s", err, sigHint)
+		return "", nil, nil, refusef("%v%s", err, sigHint)
 	}
 	var roots *x509.CertPool
 	if *trust != "" {
 		pemb, err := os.ReadFile(*trust)
 		if err != nil {
-			return "", nil, refusef("%v", err)
+			return "", nil, nil, refusef("%v", err)
 		}
 		roots = x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pemb) {
-			return "", nil, refusef("%s holds no PEM certificate", *trust)
+			return "", nil, nil, refusef("%s holds no PEM certificate", *trust)
 		}
 	}
 	if what == "EK list" && !isEKList(content) {
 		fmt.Fprintf(g.stderr, "%s: not an EK list (no %s header); for a batch report use 'station report verify'\n", path, signed.EKListFormat)
-		return "", nil, errFailed
+		return "", nil, nil, errFailed
 	}
 	ver, err := signed.Verify(content, sig, roots)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "%s: signature INVALID: %v\n", path, err)
-		return "", nil, errFailed
+		return "", nil, nil, errFailed
 	}
 	fmt.Fprintf(g.stdout, "%s: signature OK (station %s, signed %s", path, ver.Signer().Subject.CommonName, ver.SignedAt.Format(time.RFC3339))
 	if ver.ChainVerified {
 		fmt.Fprint(g.stdout, ", chain to the trust anchor OK")
 	}
 	fmt.Fprintln(g.stdout, ")")
-	return path, content, nil
+	return path, content, ver, nil
 }

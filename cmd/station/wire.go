@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
@@ -160,6 +161,10 @@ func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, 
 	if onEvent, err = withMetrics(onEvent); err != nil {
 		return nil, err
 	}
+	auditHead, err := enrollmentHead(s, inv)
+	if err != nil {
+		return nil, err
+	}
 	return station.New(station.Config{
 		StationID: s.StationID,
 		Inventory: inv,
@@ -169,7 +174,32 @@ func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, 
 		Profiles:  profiles,
 		OnEvent:   onEvent,
 		Fault:     fault,
+		AuditHead: auditHead,
 	})
+}
+
+// enrollmentHead signs the inventory's chain head for each enrollment with the station's client key,
+// under the name its certificate carries (the name the CA knows the station by). Without a client key,
+// or over an inventory that cannot tell its head, enrollments carry none.
+func enrollmentHead(s *station.Settings, inv station.Inventory) (func(context.Context) (*provisioning.WitnessRequest, error), error) {
+	ch, ok := inv.(interface {
+		ChainHead(ctx context.Context) (int64, string, error)
+	})
+	if !ok || s.ClientCert == "" || s.ClientKey == "" {
+		return nil, nil
+	}
+	sg, err := signer(s)
+	if err != nil {
+		return nil, err
+	}
+	name := sg.Chain[0].Subject.CommonName
+	return func(ctx context.Context) (*provisioning.WitnessRequest, error) {
+		seq, hash, err := ch.ChainHead(ctx)
+		if err != nil || seq == 0 {
+			return nil, err // an empty chain has no head to witness
+		}
+		return qa.SignCheckpoint(&provisioning.Checkpoint{Station: name, Seq: seq, Hash: hash, Time: clock.Now()}, sg)
+	}, nil
 }
 
 // relayOptions hands the station's client credential (the one it shows the CA, which chains to the

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tpmline/tpmline/inventory"
+	"github.com/tpmline/tpmline/records"
 )
 
 // copyDB copies a closed SQLite inventory (the station processes have exited, so its WAL is folded in)
@@ -119,4 +122,94 @@ func witnessCases(t *testing.T, st func(args ...string) result, dbPath, dir stri
 		t.Fatalf("a rewritten chain was witnessed: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	check("recomputed chain", "the chain was rewritten")
+}
+
+type caHead struct {
+	seq  int64
+	hash string
+}
+
+// caHeads reads the heads the CA in dir (its SQLite database) witnessed for station, newest first.
+func caHeads(t *testing.T, dir, station string) []caHead {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "ca.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT seq, hash FROM ca_witnessed_heads WHERE station = ? ORDER BY seq DESC`, station)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []caHead
+	for rows.Next() {
+		var h caHead
+		if err := rows.Scan(&h.seq, &h.hash); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// provisionedSeq is the seq of serial's board.provisioned event in the inventory at dbURL.
+func provisionedSeq(t *testing.T, dbURL, serial string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	inv, err := inventory.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	var seq int64
+	if err := inv.ListEvents(ctx, inventory.EventFilter{Serial: serial}, func(e *inventory.Event) error {
+		if e.Kind == records.EventBoardProvisioned {
+			seq = e.Seq
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if seq == 0 {
+		t.Fatalf("board %s has no board.provisioned event", serial)
+	}
+	return seq
+}
+
+// enrollmentHeadCases: with only the heads the enrollments carried (no ek-list push, no audit witness),
+// a chain cut back before the newest head and a chain recomputed from an early event are each caught by
+// `audit verify` against the CA, though the local chain verifies. The inventory is left as it was.
+func enrollmentHeadCases(t *testing.T, st func(args ...string) result, dbPath string, newest caHead) {
+	t.Helper()
+	good := dbPath + ".good"
+	copyDB(t, dbPath, good)
+	check := func(name, want string) {
+		t.Helper()
+		r := st("audit", "verify")
+		if r.code != 1 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stderr, "witnessed") {
+			t.Fatalf("%s: audit verify %d %s %s", name, r.code, r.stdout, r.stderr)
+		}
+		copyDB(t, good, dbPath)
+	}
+
+	db, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev string
+	if err := db.QueryRow(`SELECT prev_hash FROM events WHERE seq = ?`, newest.seq).Scan(&prev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM events WHERE seq >= ?`, newest.seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE chain_head SET seq = ?, hash = ? WHERE id = 1`, newest.seq-1, prev); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	check("chain cut before the last enrollment's head", "past the local chain's last event")
+
+	rehashFrom(t, dbPath, 2)
+	check("chain recomputed", "the chain was rewritten")
 }

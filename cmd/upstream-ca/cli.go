@@ -180,6 +180,7 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	listen := fs.String("listen", "", "`ADDR` to listen on (default: the config's listen, else 127.0.0.1:8443)")
 	ekRoots := fs.String("ek-roots", "", "`PEM-or-DIR`: a PEM file or folder of the TPM vendors' root and intermediate CAs (required, unless ek_roots is in DIR/config.json for serve)")
 	requireList := fs.Bool("require-ek-list", false, "refuse EKs not on an uploaded EK list")
+	requireHead := fs.Bool("require-audit-head", false, "refuse enrollments that carry no signed audit chain head (stations built before heads rode with enrollments send none)")
 	dbURL := fs.String("db", "", "database `URL`: sqlite://PATH or postgres://... (default: the config's db, else sqlite://DIR/ca.db)")
 	// The environment variable reaches a serve process that a benchmark starts.
 	cpuProfile := fs.String("cpuprofile", os.Getenv(CPUProfileEnv), "write a CPU profile of the serve process to `FILE` when it stops (or set "+CPUProfileEnv+")")
@@ -200,7 +201,7 @@ func cmdServe(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	}
 	gcPercent, memLimit := tuneGC(os.Getenv)
 	err := ca.Serve(ctx, ca.ServeConfig{
-		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList, PublicListen: *publicListen,
+		Dir: *dir, Listen: *listen, EKRoots: *ekRoots, DB: *dbURL, RequireEKList: *requireList, RequireAuditHead: *requireHead, PublicListen: *publicListen,
 		MetricsListen: *metricsListen,
 		Log:           slog.New(slog.NewTextHandler(stderr, nil)),
 		LogAttrs:      []any{"gc_percent", gcPercent, "memory_limit_mib", memLimit >> 20},

@@ -56,6 +56,8 @@ type Config struct {
 	DB             string `json:"db,omitempty"`       // default sqlite://DIR/ca.db
 	EKRoots        string `json:"ek_roots,omitempty"` // PEM file or directory of TPM vendor CAs
 	RequireEKList  bool   `json:"require_ek_list,omitempty"`
+	// RequireAuditHead refuses enrollments without the station's signed audit chain head.
+	RequireAuditHead bool `json:"require_audit_head,omitempty"`
 	// PublicURL is where relying parties reach the CRL and OCSP endpoints (http://HOST:PORT); when set,
 	// issued certificates name PublicURL/crl and PublicURL/ocsp. PublicListen is where serve answers them.
 	PublicURL    string `json:"public_url,omitempty"`
@@ -366,7 +368,7 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 			}
 		}
 	}
-	v := &Verifier{Issuer: is, RequireEKList: cfg.RequireEKList}
+	v := &Verifier{Issuer: is, RequireEKList: cfg.RequireEKList, RequireAuditHead: cfg.RequireAuditHead}
 	if cfg.ChallengeTTL != "" {
 		if v.ChallengeTTL, err = time.ParseDuration(cfg.ChallengeTTL); err != nil || v.ChallengeTTL <= 0 {
 			return nil, nil, fmt.Errorf("config: challenge_ttl %q is not a positive duration", cfg.ChallengeTTL)
@@ -396,9 +398,11 @@ type ServeConfig struct {
 	EKRoots       string // default: config.json's ek_roots; one of the two is required
 	DB            string // default: config.json's db, else sqlite://DIR/ca.db
 	RequireEKList bool   // on top of config.json's require_ek_list
-	PublicListen  string // CRL and OCSP over plain HTTP; default config.json's public_listen, else none
-	MetricsListen string // Prometheus /metrics over plain HTTP; default none
-	Log           *slog.Logger
+	// RequireAuditHead is on top of config.json's require_audit_head.
+	RequireAuditHead bool
+	PublicListen     string // CRL and OCSP over plain HTTP; default config.json's public_listen, else none
+	MetricsListen    string // Prometheus /metrics over plain HTTP; default none
+	Log              *slog.Logger
 	// LogAttrs are added to the "upstream CA serving" line (the command's runtime settings).
 	LogAttrs []any
 }
@@ -420,6 +424,7 @@ func Serve(ctx context.Context, c ServeConfig) error {
 		return fmt.Errorf("%w: set --ek-roots (or ek_roots in %s)", ErrNoEKRoots, ConfigFile)
 	}
 	v.RequireEKList = v.RequireEKList || c.RequireEKList
+	v.RequireAuditHead = v.RequireAuditHead || c.RequireAuditHead
 	v.Log = log
 	addr := c.Listen
 	if addr == "" {
@@ -443,7 +448,7 @@ func Serve(ctx context.Context, c ServeConfig) error {
 		return err
 	}
 	log.Info("upstream CA serving", append([]any{"addr", ln.Addr().String(), "db", v.Store.Engine(), "ek_roots", len(v.EKVerifier.Roots),
-		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList}, c.LogAttrs...)...)
+		"ek_intermediates", len(v.EKVerifier.Intermediates), "require_ek_list", v.RequireEKList, "require_audit_head", v.RequireAuditHead}, c.LogAttrs...)...)
 	srv := &Server{Verifier: v, Log: log, Ready: func() error { return Ready(v.Issuer.Key) }}
 	go purgeChallenges(ctx, v.Store, log, clock.Now)
 	if c.PublicListen == "" {

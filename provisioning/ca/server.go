@@ -164,6 +164,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		note.serial = printable(req.Serial)
+		if err := s.Verifier.EnrollmentHead(ctx, station, r.TLS, &req); err != nil {
+			fail(err)
+			return
+		}
 		ch, err := s.Verifier.Enroll(ctx, station, &req)
 		if err != nil {
 			fail(err)

@@ -46,10 +46,13 @@ type Verifier struct {
 	EKVerifier *ekcert.Verifier // the configured TPM vendor roots
 	// RequireEKList refuses EKs that no station has uploaded on an EK list.
 	RequireEKList bool
-	ChallengeTTL  time.Duration    // default DefaultChallengeTTL
-	Now           func() time.Time // default time.Now
-	Rand          io.Reader        // secrets, nonces, session IDs, MakeCredential seeds; default crypto/rand
-	Log           *slog.Logger     // default: discard
+	// RequireAuditHead refuses an enrollment that carries no signed audit chain head (EnrollmentHead);
+	// left unset, a station built before heads rode with enrollments still enrolls.
+	RequireAuditHead bool
+	ChallengeTTL     time.Duration    // default DefaultChallengeTTL
+	Now              func() time.Time // default time.Now
+	Rand             io.Reader        // secrets, nonces, session IDs, MakeCredential seeds; default crypto/rand
+	Log              *slog.Logger     // default: discard
 }
 
 func (v *Verifier) now() time.Time {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -40,28 +39,88 @@ type WitnessedHead struct {
 // with another hash (ErrWitnessFork) or a seq below the highest (ErrWitnessRollback). The same head again
 // is accepted and changes nothing.
 func (s *Store) AddWitnessedHead(ctx context.Context, h *WitnessedHead) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var last struct {
-			Seq  int64  `db:"seq"`
-			Hash string `db:"hash"`
-		}
-		err := tx.GetContext(ctx, &last, s.q(`SELECT seq, hash FROM ca_witnessed_heads WHERE station = ?
-			ORDER BY seq DESC LIMIT 1`), h.Station)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
+	return s.addHead(ctx, h, false)
+}
+
+// EnrollmentHeadSkew is how much later than a witnessed head an enrollment's head behind it may be
+// signed and still count as late rather than as a chain gone back (AddEnrollmentHead).
+const EnrollmentHeadSkew = time.Minute
+
+// AddEnrollmentHead stores h, a head sent with an enrollment, under the same fork check, but with the
+// rollback check an enrollment's head allows: a station enrolls several boards at once (and several
+// station processes may share one inventory), so the head read for one can reach the CA after a later
+// head sent for another, and reading a head and stamping its time are not one step. A head behind a
+// witnessed one is taken when it was signed no more than EnrollmentHeadSkew after that one (it was read
+// before it and arrived late); signed later still, it is a chain gone back (ErrWitnessRollback). A chain
+// put back within the skew is not refused here; `station audit verify` against the CA still finds it.
+func (s *Store) AddEnrollmentHead(ctx context.Context, h *WitnessedHead) error {
+	return s.addHead(ctx, h, true)
+}
+
+func (s *Store) addHead(ctx context.Context, h *WitnessedHead, late bool) error {
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := checkHead(ctx, s, tx, h, late); err != nil {
 			return err
-		case last.Seq == h.Seq && last.Hash == h.Hash:
-			return nil
-		case last.Seq == h.Seq:
-			return fmt.Errorf("%w: seq %d was witnessed as %s, now %s", ErrWitnessFork, h.Seq, last.Hash, h.Hash)
-		case h.Seq < last.Seq:
-			return fmt.Errorf("%w: seq %d, last witnessed seq %d", ErrWitnessRollback, h.Seq, last.Seq)
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO ca_witnessed_heads (station, seq, hash, signed_at, received_at, checkpoint, signature)
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO ca_witnessed_heads (station, seq, hash, signed_at, received_at, checkpoint, signature)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`), h.Station, h.Seq, h.Hash, ms(h.SignedAt), ms(h.ReceivedAt), h.Checkpoint, h.Signature)
 		return mapDBError(err)
 	})
+	if errors.Is(err, errHeadKnown) {
+		return nil
+	}
+	if errors.Is(err, errUnique) {
+		// Two requests carried the same seq at once (enrollments read the same head): the loser checks
+		// again against the row the winner stored.
+		err = s.inTx(ctx, func(tx *sqlx.Tx) error { return checkHead(ctx, s, tx, h, late) })
+		if errors.Is(err, errHeadKnown) {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("storing the witnessed head at seq %d raced another request; retry", h.Seq)
+		}
+	}
+	return err
+}
+
+// errHeadKnown: the very head is already stored; nothing to do.
+var errHeadKnown = errors.New("head already witnessed")
+
+func checkHead(ctx context.Context, s *Store, tx *sqlx.Tx, h *WitnessedHead, late bool) error {
+	var same []string
+	if err := tx.SelectContext(ctx, &same, s.q(`SELECT hash FROM ca_witnessed_heads WHERE station = ? AND seq = ?`), h.Station, h.Seq); err != nil {
+		return err
+	}
+	if len(same) > 0 {
+		if same[0] == h.Hash {
+			return errHeadKnown
+		}
+		return fmt.Errorf("%w: seq %d was witnessed as %s, now %s", ErrWitnessFork, h.Seq, same[0], h.Hash)
+	}
+	var ahead []struct {
+		Seq      int64 `db:"seq"`
+		SignedAt int64 `db:"signed_at"`
+	}
+	cond := ""
+	if late {
+		cond = " AND signed_at < ?"
+	}
+	args := []any{h.Station, h.Seq}
+	if late {
+		args = append(args, ms(h.SignedAt.Add(-EnrollmentHeadSkew)))
+	}
+	if err := tx.SelectContext(ctx, &ahead, s.q(`SELECT seq, signed_at FROM ca_witnessed_heads WHERE station = ? AND seq > ?`+cond+`
+		ORDER BY seq DESC LIMIT 1`), args...); err != nil {
+		return err
+	}
+	if len(ahead) > 0 {
+		if late {
+			return fmt.Errorf("%w: seq %d signed %s, over %s after seq %d was signed %s", ErrWitnessRollback, h.Seq,
+				h.SignedAt.UTC().Format(time.RFC3339Nano), EnrollmentHeadSkew, ahead[0].Seq, fromMS(ahead[0].SignedAt).UTC().Format(time.RFC3339Nano))
+		}
+		return fmt.Errorf("%w: seq %d, last witnessed seq %d", ErrWitnessRollback, h.Seq, ahead[0].Seq)
+	}
+	return nil
 }
 
 // WitnessedHeads returns station's heads, highest seq first, at most n.
@@ -98,34 +157,11 @@ func (s *Store) WitnessedHeads(ctx context.Context, station string, n int) ([]Wi
 //     its heads;
 //   - the head does not contradict an earlier one of the station (ErrWitnessFork, ErrWitnessRollback).
 func (v *Verifier) Witness(ctx context.Context, station string, cs *tls.ConnectionState, req *provisioning.WitnessRequest) (*provisioning.WitnessResponse, error) {
-	invalid := func(format string, a ...any) error {
-		return provisioning.Errorf(provisioning.CodeCheckpointInvalid, format, a...)
-	}
 	if (len(req.Checkpoint) == 0) != (len(req.Signature) == 0) {
 		return nil, provisioning.Errorf(provisioning.CodeBadRequest, "a witness request carries a checkpoint and its signature, or neither")
 	}
 	if len(req.Checkpoint) > 0 {
-		cp, err := provisioning.ParseCheckpoint(req.Checkpoint)
-		if err != nil {
-			return nil, invalid("%s", printable(err.Error()))
-		}
-		if cp.Station != station {
-			return nil, invalid("the checkpoint is station %s's; this connection is station %s's", printable(cp.Station), station)
-		}
-		ver, err := signed.Verify(req.Checkpoint, req.Signature, nil)
-		if err != nil {
-			return nil, invalid("the checkpoint's signature does not verify: %s", printable(err.Error()))
-		}
-		if cs == nil || len(cs.PeerCertificates) == 0 || !bytes.Equal(ver.Signer().Raw, cs.PeerCertificates[0].Raw) {
-			return nil, invalid("the checkpoint is not signed with this station's client certificate")
-		}
-		err = v.Store.AddWitnessedHead(ctx, &WitnessedHead{Station: station, Seq: cp.Seq, Hash: cp.Hash, SignedAt: cp.Time,
-			ReceivedAt: v.now(), Checkpoint: req.Checkpoint, Signature: req.Signature})
-		switch {
-		case errors.Is(err, ErrWitnessFork), errors.Is(err, ErrWitnessRollback):
-			v.log().Warn("witness refused", "station", station, "seq", cp.Seq, "err", err)
-			return nil, provisioning.Errorf(provisioning.CodeWitnessConflict, "%s", printable(err.Error()))
-		case err != nil:
+		if err := v.takeHead(ctx, station, cs, req, false); err != nil {
 			return nil, err
 		}
 	}
@@ -138,4 +174,64 @@ func (v *Verifier) Witness(ctx context.Context, station string, cs *tls.Connecti
 		res.Heads = append(res.Heads, provisioning.WitnessedHead{Seq: h.Seq, Hash: h.Hash, SignedAt: h.SignedAt, ReceivedAt: h.ReceivedAt})
 	}
 	return res, nil
+}
+
+// takeHead checks a signed checkpoint (the checks Witness lists) and stores it, under the enrollment
+// rollback rule (Store.AddEnrollmentHead) when late.
+func (v *Verifier) takeHead(ctx context.Context, station string, cs *tls.ConnectionState, req *provisioning.WitnessRequest, late bool) error {
+	invalid := func(format string, a ...any) error {
+		return provisioning.Errorf(provisioning.CodeCheckpointInvalid, format, a...)
+	}
+	cp, err := provisioning.ParseCheckpoint(req.Checkpoint)
+	if err != nil {
+		return invalid("%s", printable(err.Error()))
+	}
+	if cp.Station != station {
+		return invalid("the checkpoint is station %s's; this connection is station %s's", printable(cp.Station), station)
+	}
+	ver, err := signed.Verify(req.Checkpoint, req.Signature, nil)
+	if err != nil {
+		return invalid("the checkpoint's signature does not verify: %s", printable(err.Error()))
+	}
+	if cs == nil || len(cs.PeerCertificates) == 0 || !bytes.Equal(ver.Signer().Raw, cs.PeerCertificates[0].Raw) {
+		return invalid("the checkpoint is not signed with this station's client certificate")
+	}
+	h := &WitnessedHead{Station: station, Seq: cp.Seq, Hash: cp.Hash, SignedAt: cp.Time,
+		ReceivedAt: v.now(), Checkpoint: req.Checkpoint, Signature: req.Signature}
+	if late {
+		err = v.Store.AddEnrollmentHead(ctx, h)
+	} else {
+		err = v.Store.AddWitnessedHead(ctx, h)
+	}
+	switch {
+	case errors.Is(err, ErrWitnessFork), errors.Is(err, ErrWitnessRollback):
+		v.log().Warn("witness refused", "station", station, "seq", cp.Seq, "err", err)
+		return provisioning.Errorf(provisioning.CodeWitnessConflict, "%s", printable(err.Error()))
+	case err != nil:
+		return v.internal("storing the witnessed head", err)
+	}
+	return nil
+}
+
+// EnrollmentHead takes the audit chain head an enrollment request carries (provisioning.EnrollRequest
+// AuditHead), before the enrollment itself is checked: the checks are Witness's, with the enrollment
+// rollback rule of Store.AddEnrollmentHead, and a refused head refuses the enrollment (a station whose
+// chain forked or went back is issued nothing more until its operator has looked). A request without a
+// head, from a station built before heads rode with enrollments, is let through unless
+// RequireAuditHead is set.
+func (v *Verifier) EnrollmentHead(ctx context.Context, station string, cs *tls.ConnectionState, req *provisioning.EnrollRequest) error {
+	head := req.AuditHead
+	if head == nil || (len(head.Checkpoint) == 0 && len(head.Signature) == 0) {
+		if v.RequireAuditHead {
+			return provisioning.Errorf(provisioning.CodeCheckpointInvalid, "board %q: this CA requires the station's signed audit chain head with each enrollment; upgrade the station", printable(req.Serial))
+		}
+		return nil
+	}
+	if len(head.Checkpoint) == 0 || len(head.Signature) == 0 {
+		return provisioning.Errorf(provisioning.CodeBadRequest, "board %q: audit_head carries a checkpoint and its signature, or is left out", printable(req.Serial))
+	}
+	if len(head.Checkpoint)+len(head.Signature) > provisioning.MaxWitnessRequestBytes {
+		return provisioning.Errorf(provisioning.CodeTooLarge, "board %q: audit_head is over %d bytes", printable(req.Serial), provisioning.MaxWitnessRequestBytes)
+	}
+	return v.takeHead(ctx, station, cs, head, true)
 }

@@ -88,6 +88,17 @@ func BatchReportWith(ctx context.Context, st Store, id string, o ReportOptions) 
 	}
 	slices.Sort(info.Stations)
 	audit := v.auditInfo()
+	if o.Signer != nil && v.ChainErr == nil && v.Chain.ChainSeq > 0 {
+		if len(o.Signer.Chain) == 0 {
+			return info, nil, audit, errors.New("signing the report's checkpoint: the signer has no certificate")
+		}
+		req, err := SignCheckpoint(&provisioning.Checkpoint{Station: o.Signer.Chain[0].Subject.CommonName, Seq: v.Chain.ChainSeq,
+			Hash: v.Chain.ChainHead, Time: clock.Now()}, *o.Signer)
+		if err != nil {
+			return info, nil, audit, err
+		}
+		audit.Checkpoint, audit.CheckpointSignature = string(req.Checkpoint), req.Signature
+	}
 	rows := func(yield func(reports.BoardRow) error) error {
 		return st.ListBoards(ctx, id, func(bd *records.Board) error {
 			row := reports.BoardRow{Serial: bd.Serial, TPMVendor: bd.TPMManufacturer, TPMFirmware: bd.TPMFirmware,
@@ -138,6 +149,9 @@ func WriteBatchReports(ctx context.Context, st Store, id string, sg signed.Signe
 
 // WriteBatchReportsWith is WriteBatchReports with options.
 func WriteBatchReportsWith(ctx context.Context, st Store, id string, sg signed.Signer, pdf, csvOut, jsonOut string, o ReportOptions) (reports.AuditInfo, error) {
+	if o.Signer == nil {
+		o.Signer = &sg
+	}
 	info, rows, audit, err := BatchReportWith(ctx, st, id, o)
 	if err != nil {
 		return audit, err
@@ -191,6 +205,9 @@ func CompareReportJSON(ctx context.Context, st Store, rep *reports.Report, conte
 	if err != nil {
 		return nil, err
 	}
+	// The checkpoint cannot be made again (a signature is not reproducible): the report's own is rendered,
+	// and CheckReportCheckpoint checks it.
+	audit.Checkpoint, audit.CheckpointSignature = rep.Audit.Checkpoint, rep.Audit.CheckpointSignature
 	var want bytes.Buffer
 	if err := reports.WriteJSON(&want, info, rows, audit, reports.Options{GeneratedAt: rep.GeneratedAt}); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports"
+	"github.com/tpmline/tpmline/reports/signed"
 )
 
 // ReportOptions are the choices of a batch report beyond its files.
@@ -15,6 +16,10 @@ type ReportOptions struct {
 	// chain is broken) instead of refusing, marked unverified on every page and in the CSV and JSON, with
 	// the divergences named.
 	AllowUnverified bool
+	// Signer, when set, signs a checkpoint of the whole audit chain (its last seq and head, as walked
+	// for the verification) into the report (reports.AuditInfo Checkpoint), under the name of the
+	// signer's certificate. A broken chain gets none.
+	Signer *signed.Signer
 }
 
 // Verification is what replaying the audit chain against the inventory's tables found for one batch

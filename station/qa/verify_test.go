@@ -112,7 +112,7 @@ func TestReportUnverifiedForms(t *testing.T) {
 	}
 	csv, _ := os.ReadFile(base + ".csv")
 	first := strings.SplitN(string(csv), "\r\n", 3)
-	if !strings.HasSuffix(first[0], ",state,divergences") || !strings.Contains(first[1], "UNVERIFIED") ||
+	if !strings.HasSuffix(first[0], ",state,divergences,checkpoint,checkpoint_signature") || !strings.Contains(first[1], "UNVERIFIED") ||
 		!strings.Contains(first[1], "boards P1-EDITED row") || !strings.Contains(first[1], "boards P1 row") {
 		t.Errorf("CSV head = %q", first[:2])
 	}

@@ -3,6 +3,7 @@ package qa
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/reports"
 	"github.com/tpmline/tpmline/reports/signed"
 )
 
@@ -131,4 +133,54 @@ func VerifyWitnessed(ctx context.Context, st interface {
 		return nil, err
 	}
 	return v, nil
+}
+
+// ErrCheckpointMismatch: a report's signed checkpoint does not check out against its signature, its
+// report or the inventory's chain.
+var ErrCheckpointMismatch = errors.New("the report's checkpoint does not check out")
+
+// CheckReportCheckpoint checks the signed checkpoint a report carries (reports.AuditInfo Checkpoint):
+// it is a canonical checkpoint; its signature verifies and is by the certificate signer (the report's
+// own signer, when given) under the checkpoint's station name; it covers the report's batch (its seq is
+// at or past the batch's last event in the report); and the inventory's chain, which must verify, holds
+// it: the event at its seq has its hash (st nil skips this last check). Each failure wraps ErrCheckpointMismatch and says which.
+func CheckReportCheckpoint(ctx context.Context, st ChainReader, a *reports.AuditInfo, signer *x509.Certificate) (*provisioning.Checkpoint, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrCheckpointMismatch, fmt.Sprintf(format, args...))
+	}
+	cp, err := provisioning.ParseCheckpoint([]byte(a.Checkpoint))
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	ver, err := signed.Verify([]byte(a.Checkpoint), a.CheckpointSignature, nil)
+	if err != nil {
+		return cp, bad("its signature does not verify: %v", err)
+	}
+	if signer != nil && !bytes.Equal(ver.Signer().Raw, signer.Raw) {
+		return cp, bad("it is signed by %q, the report by %q", ver.Signer().Subject.CommonName, signer.Subject.CommonName)
+	}
+	if ver.Signer().Subject.CommonName != cp.Station {
+		return cp, bad("it names station %q but is signed by %q", cp.Station, ver.Signer().Subject.CommonName)
+	}
+	if cp.Seq < a.ChainSeq {
+		return cp, bad("it is at seq %d, before the batch's last event in the report (seq %d)", cp.Seq, a.ChainSeq)
+	}
+	if st == nil {
+		return cp, nil
+	}
+	chain, err := st.VerifyChain(ctx, "")
+	if err != nil {
+		return cp, err
+	}
+	if cp.Seq > chain.ChainSeq {
+		return cp, bad("its seq %d is past the inventory chain's last event, seq %d: events were cut off or an older database was put back", cp.Seq, chain.ChainSeq)
+	}
+	got, ok, err := st.EventHashAt(ctx, cp.Seq)
+	if err != nil {
+		return cp, err
+	}
+	if !ok || got != cp.Hash {
+		return cp, bad("event seq %d hashes to %s in the inventory, the checkpoint says %s: the chain was rewritten", cp.Seq, short(got), short(cp.Hash))
+	}
+	return cp, nil
 }
