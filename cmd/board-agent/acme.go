@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpmline/tpmline/fixtures"
+	"github.com/tpmline/tpmline/internal/pemfile"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/acmeattest"
 )
@@ -123,27 +123,13 @@ func parseHex(s string) (uint32, error) {
 }
 
 func readPEMCerts(path string) ([][]byte, error) {
-	b, err := os.ReadFile(path)
+	certs, err := pemfile.Certificates(path)
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
-			return nil, err
-		}
-		out = append(out, blk.Bytes)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate in " + path)
+	out := make([][]byte, len(certs))
+	for i, c := range certs {
+		out[i] = c.Raw
 	}
 	return out, nil
 }

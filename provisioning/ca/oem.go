@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tpmline/tpmline/internal/pemfile"
 )
 
 // Rooted in the OEM's PKI: init --issuing-csr makes the issuing CA's key (in files or on the token) and a
@@ -113,30 +115,11 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 // readOneCertificate reads a PEM file holding exactly one certificate: the issuing CA must sit directly
 // under the OEM root (the chain the CA hands out is issuing CA + root).
 func readOneCertificate(path string) (*x509.Certificate, error) {
-	raw, err := readBounded(path, 64<<10)
+	certs, err := pemfile.Certificates(path)
 	if err != nil {
 		return nil, err
 	}
-	var certs []*x509.Certificate
-	for rest := raw; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	switch len(certs) {
-	case 0:
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	case 1:
+	if len(certs) == 1 {
 		return certs[0], nil
 	}
 	return nil, errors.New(path + " holds more than one certificate; the issuing CA must be signed by the OEM root directly (no intermediates)")
