@@ -98,6 +98,35 @@ type upstreamCA struct {
 	flags []string
 }
 
+// startVendorAndCA makes a simulated TPM vendor in dir/vendor and starts the real upstream-ca trusting its
+// EK root and intermediate.
+func startVendorAndCA(t *testing.T, dir string, extra ...string) (vendorDir string, ca *upstreamCA) {
+	t.Helper()
+	vendorDir = filepath.Join(dir, "vendor")
+	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(dir, "vendor-cas.pem")
+	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return vendorDir, startUpstreamCA(t, roots, extra...)
+}
+
+// sqliteStation initialises a SQLite inventory in dir for station st1 of ca and returns a runner of station
+// commands against it (each must exit 0) and the global flags it passes.
+func sqliteStation(t *testing.T, dir string, ca *upstreamCA) (run func(args ...string) string, g []string) {
+	t.Helper()
+	g = append([]string{"--db", "sqlite://" + filepath.Join(dir, "inventory.db"), "--station-id", "st1"}, ca.flags...)
+	run = func(args ...string) string {
+		t.Helper()
+		return mustRun(t, "station", append(append([]string{}, g...), args...)...)
+	}
+	run("init")
+	return run, g
+}
+
 func startUpstreamCA(t *testing.T, ekRoots string, extra ...string) *upstreamCA {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
@@ -296,16 +325,7 @@ func TestCLIRefusals(t *testing.T) {
 // cloned TPM: two simulated boards with one seed, so one EK) at the same moment; exactly one provisions it.
 func TestTwoStationsRace(t *testing.T) {
 	dir := t.TempDir()
-	vendorDir := filepath.Join(dir, "vendor")
-	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := filepath.Join(dir, "vendor-cas.pem")
-	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ca := startUpstreamCA(t, roots)
+	vendorDir, ca := startVendorAndCA(t, dir)
 	db := pgURL(t)
 	mustRun(t, "station", "--db", db, "init")
 	mustRun(t, "station", append([]string{"--db", db, "--station-id", "st1"}, "batch", "open", "--id", "RACE")...)
@@ -376,16 +396,7 @@ func startSimBoardSeed(t *testing.T, agent, vendorDir, seed, caDir string) (stri
 // tampering detected.
 func TestCLIQA(t *testing.T) {
 	dir := t.TempDir()
-	vendorDir := filepath.Join(dir, "vendor")
-	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := filepath.Join(dir, "vendor-cas.pem")
-	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ca := startUpstreamCA(t, roots)
+	vendorDir, ca := startVendorAndCA(t, dir)
 	dbPath := filepath.Join(dir, "inventory.db")
 	g := append([]string{"--db", "sqlite://" + dbPath, "--station-id", "st1"}, ca.flags...)
 	st := func(args ...string) result { return runBin(t, "station", append(append([]string{}, g...), args...)...) }
@@ -448,7 +459,7 @@ func TestCLIQA(t *testing.T) {
 			t.Fatalf("verify %s: %d %s %s", f, r.code, r.stdout, r.stderr)
 		}
 	}
-	if r := st("report", "verify", jsonf, "--trust", roots); r.code != 1 || !strings.Contains(r.stderr, "INVALID") {
+	if r := st("report", "verify", jsonf, "--trust", filepath.Join(dir, "vendor-cas.pem")); r.code != 1 || !strings.Contains(r.stderr, "INVALID") {
 		t.Fatalf("verify against another trust anchor: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	if r := st("report", "verify", pdf, "--trust", ca.flags[3]); r.code != 0 || !strings.Contains(r.stdout, "chain to the trust anchor OK") {

@@ -10,8 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/tpmline/tpmline/fixtures"
 )
 
 // TestEKIdentityIsWhatOpenSSLPrints: the EK identity `station board show` prints and the EK list carries is
@@ -22,21 +20,8 @@ func TestEKIdentityIsWhatOpenSSLPrints(t *testing.T) {
 		t.Fatal("openssl not installed: install openssl (make test installs it)")
 	}
 	dir := t.TempDir()
-	vendorDir := filepath.Join(dir, "vendor")
-	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := filepath.Join(dir, "vendor-cas.pem")
-	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ca := startUpstreamCA(t, roots)
-	g := append([]string{"--db", "sqlite://" + filepath.Join(dir, "inventory.db"), "--station-id", "st1"}, ca.flags...)
-	run := func(args ...string) string {
-		return mustRun(t, "station", append(append([]string{}, g...), args...)...)
-	}
-	run("init")
+	vendorDir, ca := startVendorAndCA(t, dir)
+	run, _ := sqliteStation(t, dir, ca)
 	run("batch", "open", "--id", "ID1", "--quantity", "1")
 	addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "701", ca.dir)
 	if err != nil {

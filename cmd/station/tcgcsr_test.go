@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/provisioning/tcgcsr"
 )
@@ -20,21 +19,8 @@ import (
 // serial is a one-line usage error.
 func TestBoardTCGCSR(t *testing.T) {
 	dir := t.TempDir()
-	vendorDir := filepath.Join(dir, "vendor")
-	m, err := fixtures.LoadOrCreateManufacturer(vendorDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := filepath.Join(dir, "vendor-cas.pem")
-	if err := os.WriteFile(roots, append(m.RootPEM(), m.IntermediatePEM()...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ca := startUpstreamCA(t, roots)
-	g := append([]string{"--db", "sqlite://" + filepath.Join(dir, "inventory.db"), "--station-id", "st1"}, ca.flags...)
-	run := func(args ...string) string {
-		return mustRun(t, "station", append(append([]string{}, g...), args...)...)
-	}
-	run("init")
+	vendorDir, ca := startVendorAndCA(t, dir)
+	run, g := sqliteStation(t, dir, ca)
 	run("batch", "open", "--id", "CSR1", "--quantity", "1")
 	addr, err := startSimBoardSeed(t, filepath.Join(binaries(t), "board-agent"), vendorDir, "711", ca.dir)
 	if err != nil {
