@@ -323,6 +323,12 @@ func LoadClientTLS(certFile, keyFile, trustFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading station certificate %s / key %s: %w", certFile, keyFile, err)
 	}
+	return ClientTLS(cert, trustFile)
+}
+
+// ClientTLS is LoadClientTLS over a credential already loaded: its key may be any crypto.Signer (a key on
+// a PKCS#11 token).
+func ClientTLS(cert tls.Certificate, trustFile string) (*tls.Config, error) {
 	pem, err := os.ReadFile(trustFile)
 	if err != nil {
 		return nil, fmt.Errorf("loading CA trust anchors: %w", err)

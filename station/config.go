@@ -5,22 +5,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/tpmline/tpmline/internal/hsm"
 )
 
 // Settings are a station's settings: the config file (docs/station.md documents it; docs/examples/
 // station.json is an example), overridden by the global flags.
 type Settings struct {
-	StationID  string   `json:"station_id"`
-	DB         string   `json:"db"`          // sqlite://PATH or postgres://...
-	CAURL      string   `json:"ca_url"`      // https://host:port of the upstream CA
-	CATrust    string   `json:"ca_trust"`    // PEM file: the CA's TLS trust anchor
-	ClientCert string   `json:"client_cert"` // PEM file: this station's client certificate
-	ClientKey  string   `json:"client_key"`  // PEM file: its key (also signs EK lists and reports)
-	Profiles   []string `json:"profiles"`    // product profile files
-	Slots      []Slot   `json:"slots"`
+	StationID  string `json:"station_id"`
+	DB         string `json:"db"`          // sqlite://PATH or postgres://...
+	CAURL      string `json:"ca_url"`      // https://host:port of the upstream CA
+	CATrust    string `json:"ca_trust"`    // PEM file: the CA's TLS trust anchor
+	ClientCert string `json:"client_cert"` // PEM file: this station's client certificate
+	ClientKey  string `json:"client_key"`  // PEM file: its key (also signs EK lists and reports)
+	// PKCS11, when set, names the station's key on a PKCS#11 token in place of ClientKey.
+	PKCS11   *PKCS11Key `json:"pkcs11,omitempty"`
+	Profiles []string   `json:"profiles"` // product profile files
+	Slots    []Slot     `json:"slots"`
 	// InsecurePlaintextRelay lets slots use relay:// (unauthenticated board-agents); relays:// needs
 	// nothing here: it authenticates with ClientCert and the pin in the address.
 	InsecurePlaintextRelay bool `json:"insecure_plaintext_relay,omitempty"`
+}
+
+// PKCS11Key is the station's client and signing key on a PKCS#11 token: the token as the CA's config
+// names one (module, token, pin_file or pin_env) and the key's label.
+type PKCS11Key struct {
+	hsm.Config
+	Key string `json:"key"` // CKA_LABEL of the station's key on the token
 }
 
 // Slot is one fixture position and how its TPM is reached.

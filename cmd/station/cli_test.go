@@ -129,8 +129,14 @@ func sqliteStation(t *testing.T, dir string, ca *upstreamCA) (run func(args ...s
 
 func startUpstreamCA(t *testing.T, ekRoots string, extra ...string) *upstreamCA {
 	t.Helper()
+	return startUpstreamCAInit(t, ekRoots, nil, extra...)
+}
+
+// startUpstreamCAInit is startUpstreamCA with more flags for init (--pkcs11-*).
+func startUpstreamCAInit(t *testing.T, ekRoots string, initArgs []string, extra ...string) *upstreamCA {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
-	mustRun(t, "upstream-ca", "init", "--dir", dir)
+	mustRun(t, "upstream-ca", append([]string{"init", "--dir", dir}, initArgs...)...)
 	out := filepath.Join(t.TempDir(), "st1")
 	mustRun(t, "upstream-ca", "station", "add", "--dir", dir, "--name", "st1", "--out", out)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/csv"
@@ -26,12 +25,12 @@ import (
 
 // signer is the station's signing identity: its mutual-TLS client key and certificate.
 func signer(s *station.Settings) (signed.Signer, error) {
-	if s.ClientCert == "" || s.ClientKey == "" {
-		return signed.Signer{}, usagef("signing needs the station's --client-cert and --client-key (or client_cert, client_key in --config)")
+	if !hasClientKey(s) {
+		return signed.Signer{}, usagef("signing needs the station's --client-cert and --client-key or --pkcs11-* (or client_cert, client_key or pkcs11 in --config)")
 	}
-	kp, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
+	kp, err := clientCredential(s)
 	if err != nil {
-		return signed.Signer{}, refusef("loading the station's signing key: %v", err)
+		return signed.Signer{}, err
 	}
 	key, ok := kp.PrivateKey.(crypto.Signer)
 	if !ok {

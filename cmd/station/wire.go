@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,11 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/internal/clock"
+	"github.com/tpmline/tpmline/internal/hsm"
 	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
@@ -38,6 +43,8 @@ var (
 // globals are the flags every command takes, before or after its name.
 type globals struct {
 	config, db, caURL, caTrust, clientCert, clientKey, stationID, profile string
+	p11                                                                   hsm.Config
+	p11Key                                                                string
 	insecurePlaintext                                                     bool
 	stdout, stderr                                                        io.Writer
 }
@@ -49,6 +56,11 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.caTrust, "ca-trust", g.caTrust, "`PEM` trust anchor for the CA's TLS certificate (ca-trust.pem from upstream-ca station add)")
 	fs.StringVar(&g.clientCert, "client-cert", g.clientCert, "this station's client certificate `PEM`")
 	fs.StringVar(&g.clientKey, "client-key", g.clientKey, "this station's client key `PEM`")
+	fs.StringVar(&g.p11.Module, "pkcs11-module", g.p11.Module, "PKCS#11 `LIB`rary: the client key is on a token instead of --client-key")
+	fs.StringVar(&g.p11.Token, "pkcs11-token", g.p11.Token, "`LABEL` of the PKCS#11 token holding the client key")
+	fs.StringVar(&g.p11.PINFile, "pkcs11-pin-file", g.p11.PINFile, "`FILE` holding the token's user PIN")
+	fs.StringVar(&g.p11.PINEnv, "pkcs11-pin-env", g.p11.PINEnv, "environment `VAR`iable holding the token's user PIN")
+	fs.StringVar(&g.p11Key, "pkcs11-key", g.p11Key, "`LABEL` of the station's client key on the token")
 	fs.StringVar(&g.stationID, "station-id", g.stationID, "station `ID` recorded with every board (default: the host name)")
 	fs.StringVar(&g.profile, "profile", g.profile, "product profile `FILE` (adds to the config's profiles)")
 	fs.BoolVar(&g.insecurePlaintext, "insecure-plaintext", g.insecurePlaintext, "allow relay:// board-agents (unauthenticated TPM link; a bench you trust only)")
@@ -71,6 +83,24 @@ func (g *globals) settings() (*station.Settings, error) {
 		{&s.ClientKey, g.clientKey}, {&s.StationID, g.stationID}} {
 		if o.v != "" {
 			*o.dst = o.v
+		}
+	}
+	if g.p11 != (hsm.Config{}) || g.p11Key != "" {
+		if s.PKCS11 == nil {
+			s.PKCS11 = &station.PKCS11Key{}
+		}
+		p := s.PKCS11
+		for _, o := range []struct {
+			dst *string
+			v   string
+		}{{&p.Module, g.p11.Module}, {&p.Token, g.p11.Token}, {&p.Key, g.p11Key}} {
+			if o.v != "" {
+				*o.dst = o.v
+			}
+		}
+		// A PIN source on the command line replaces the config's, whichever kind it is.
+		if g.p11.PINFile != "" || g.p11.PINEnv != "" {
+			p.PINFile, p.PINEnv = g.p11.PINFile, g.p11.PINEnv
 		}
 	}
 	if g.profile != "" {
@@ -138,12 +168,16 @@ func checkTPM(flagName, addr string) error {
 
 // caClient builds the mutual-TLS client of the upstream CA.
 func caClient(s *station.Settings) (*provisioning.Client, error) {
-	if s.CAURL == "" || s.CATrust == "" || s.ClientCert == "" || s.ClientKey == "" {
-		return nil, usagef("the CA needs --ca, --ca-trust, --client-cert and --client-key (or ca_url, ca_trust, client_cert, client_key in --config)")
+	if s.CAURL == "" || s.CATrust == "" || !hasClientKey(s) {
+		return nil, usagef("the CA needs --ca, --ca-trust, --client-cert and --client-key or --pkcs11-* (or ca_url, ca_trust, client_cert, client_key or pkcs11 in --config)")
 	}
-	tlsConf, err := provisioning.LoadClientTLS(s.ClientCert, s.ClientKey, s.CATrust)
+	cred, err := clientCredential(s)
 	if err != nil {
-		return nil, refusef("loading the station's TLS credentials: %v", err)
+		return nil, err
+	}
+	tlsConf, err := provisioning.ClientTLS(cred, s.CATrust)
+	if err != nil {
+		return nil, refusef("%v; check --ca-trust (or the config's ca_trust)", err)
 	}
 	return provisioning.NewClient(s.CAURL, tlsConf), nil
 }
@@ -185,7 +219,7 @@ func enrollmentHead(s *station.Settings, inv station.Inventory) (func(context.Co
 	ch, ok := inv.(interface {
 		ChainHead(ctx context.Context) (int64, string, error)
 	})
-	if !ok || s.ClientCert == "" || s.ClientKey == "" {
+	if !ok || !hasClientKey(s) {
 		return nil, nil
 	}
 	sg, err := signer(s)
@@ -206,10 +240,10 @@ func enrollmentHead(s *station.Settings, inv station.Inventory) (func(context.Co
 // station access CA board-agents trust) to relays:// links, and allows relay:// only when asked.
 func relayOptions(s *station.Settings) ([]fixtures.Option, error) {
 	var opts []fixtures.Option
-	if s.ClientCert != "" && s.ClientKey != "" {
-		kp, err := tls.LoadX509KeyPair(s.ClientCert, s.ClientKey)
+	if hasClientKey(s) {
+		kp, err := clientCredential(s)
 		if err != nil {
-			return nil, usagef("loading the station's client certificate for board-agents: %v", err)
+			return nil, err
 		}
 		opts = append(opts, fixtures.WithRelayClientCert(kp))
 	}
@@ -217,4 +251,104 @@ func relayOptions(s *station.Settings) ([]fixtures.Option, error) {
 		opts = append(opts, fixtures.WithInsecurePlaintextRelay())
 	}
 	return opts, nil
+}
+
+// hasClientKey says whether the settings name a client credential: the certificate and its key, in a
+// PEM file or on a PKCS#11 token.
+func hasClientKey(s *station.Settings) bool {
+	return s.ClientCert != "" && (s.ClientKey != "" || s.PKCS11 != nil)
+}
+
+// credentials holds each settings' client credential once loaded: the CA client, the relay links and the
+// signer share one, so a token is opened (and its PIN read) once per command.
+var credentials struct {
+	sync.Mutex
+	m map[*station.Settings]tls.Certificate
+}
+
+// clientCredential is the station's one client credential loader: its certificate (client_cert) with its
+// key from the PEM file client_key or from the PKCS#11 token of the pkcs11 section, checked to be the
+// certificate's key. It shows the CA and board-agents the certificate over mutual TLS and signs EK lists,
+// reports and chain heads.
+func clientCredential(s *station.Settings) (tls.Certificate, error) {
+	credentials.Lock()
+	defer credentials.Unlock()
+	if c, ok := credentials.m[s]; ok {
+		return c, nil
+	}
+	var cred tls.Certificate
+	var err error
+	switch {
+	case s.ClientCert == "":
+		return tls.Certificate{}, usagef("the station's client key needs --client-cert (or client_cert in --config)")
+	case s.PKCS11 != nil && s.ClientKey != "":
+		return tls.Certificate{}, usagef("give the client key as --client-key or on a token with --pkcs11-*, not both (client_key or pkcs11 in --config)")
+	case s.PKCS11 != nil:
+		cred, err = tokenCredential(s.ClientCert, s.PKCS11)
+	case s.ClientKey != "":
+		if cred, err = tls.LoadX509KeyPair(s.ClientCert, s.ClientKey); err != nil {
+			err = refusef("loading the station's client certificate %s and key %s: %v; check --client-cert and --client-key", s.ClientCert, s.ClientKey, err)
+		}
+	default:
+		return tls.Certificate{}, usagef("the station's client key needs --client-key or --pkcs11-* (or client_key or pkcs11 in --config)")
+	}
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if credentials.m == nil {
+		credentials.m = map[*station.Settings]tls.Certificate{}
+	}
+	credentials.m[s] = cred
+	return cred, nil
+}
+
+// tokenCredential pairs the certificate file with the key labelled p.Key on the token. The token stays
+// open for the process (the key signs on it for every TLS handshake and signature).
+func tokenCredential(certFile string, p *station.PKCS11Key) (tls.Certificate, error) {
+	if p.Key == "" {
+		return tls.Certificate{}, usagef("pkcs11: the station key's label is required: --pkcs11-key (or pkcs11.key in --config)")
+	}
+	if err := p.Config.Check(); err != nil {
+		return tls.Certificate{}, usagef("%v (--pkcs11-* or the config's pkcs11 section)", err)
+	}
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, refusef("reading the station's client certificate: %v; check --client-cert", err)
+	}
+	var cred tls.Certificate
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			cred.Certificate = append(cred.Certificate, blk.Bytes)
+		}
+	}
+	if len(cred.Certificate) == 0 {
+		return tls.Certificate{}, refusef("the station's client certificate %s holds no PEM certificate; check --client-cert", certFile)
+	}
+	if cred.Leaf, err = x509.ParseCertificate(cred.Certificate[0]); err != nil {
+		return tls.Certificate{}, refusef("the station's client certificate %s: %v", certFile, err)
+	}
+	tok, err := hsm.Open(p.Config)
+	if err != nil {
+		return tls.Certificate{}, refusef("the station's client key: %v", err)
+	}
+	key, err := tok.Key(p.Key)
+	if err != nil {
+		tok.Close()
+		hint := "; check the token's module, label and PIN (--pkcs11-* or the config's pkcs11 section)"
+		if errors.Is(err, hsm.ErrNoKey) {
+			hint = "; check --pkcs11-key (or pkcs11.key in --config)"
+		}
+		return tls.Certificate{}, refusef("the station's client key: %v%s", err, hint)
+	}
+	pub, ok := cred.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(key.Public()) {
+		tok.Close()
+		return tls.Certificate{}, refusef("the station's client key: key %q on token %q is not the key of the certificate %s; check --pkcs11-key and --client-cert", p.Key, p.Token, certFile)
+	}
+	cred.PrivateKey = key
+	return cred, nil
 }
