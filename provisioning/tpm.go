@@ -2,26 +2,26 @@ package provisioning
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/tpmline/tpmline/internal/tpmhandle"
 )
 
 // Handle ranges, TPM 2.0 Part 2 section 7.2 (TPM_HT) and 7.4 (TPM_RH / first handles of each type).
 const (
-	firstTransient     = 0x80000000 // TPM_HT_TRANSIENT << 24
-	firstLoadedSession = 0x02000000 // TPM_HT_LOADED_SESSION (= TPM_HT_HMAC_SESSION) << 24
-	firstSavedSession  = 0x03000000 // TPM_HT_SAVED_SESSION (= TPM_HT_POLICY_SESSION) << 24
+	firstTransient     = tpmhandle.FirstTransient
+	firstLoadedSession = tpmhandle.FirstLoadedSession
+	firstSavedSession  = tpmhandle.FirstSavedSession
 	firstPersistent    = 0x81000000 // TPM_HT_PERSISTENT << 24
 	firstNVIndex       = 0x01000000 // TPM_HT_NV_INDEX << 24
 )
 
 // maxCapabilityRounds bounds every GetCapability loop: a TPM that keeps answering moreData=YES (or
-// repeats itself) must not keep the station spinning. 64 rounds of up to a few hundred handles each is far
-// more than any TPM holds.
+// repeats itself) must not keep the station spinning.
 const maxCapabilityRounds = 64
 
 // ownerAuth and endorsementAuth are the hierarchies with an empty authValue, as a board arrives on the
@@ -51,61 +51,15 @@ func flush(tpm transport.TPM, h tpm2.TPMHandle) error {
 // ListHandles returns the handles the TPM reports in [first, last], in the TPM's order (TPM2_GetCapability
 // TPM_CAP_HANDLES). Under a resource manager only this connection's transient objects and sessions show.
 func ListHandles(tpm transport.TPM, first, last uint32) ([]tpm2.TPMHandle, error) {
-	var out []tpm2.TPMHandle
-	next := first
-	for round := 0; round < maxCapabilityRounds; round++ {
-		rsp, err := (tpm2.GetCapability{
-			Capability:    tpm2.TPMCapHandles,
-			Property:      next,
-			PropertyCount: 256, // the TPM returns at most what fits in its response buffer
-		}).Execute(tpm)
-		if err != nil {
-			return nil, fmt.Errorf("listing handles from %#x: %w", next, err)
-		}
-		hl, err := rsp.CapabilityData.Data.Handles()
-		if err != nil {
-			return nil, fmt.Errorf("listing handles from %#x: %w", next, err)
-		}
-		progressed := false
-		for _, h := range hl.Handle {
-			if uint32(h) < next || uint32(h) > last {
-				continue // out of range, or a TPM going backwards: ignore rather than loop
-			}
-			out = append(out, h)
-			next = uint32(h) + 1
-			progressed = true
-		}
-		if !rsp.MoreData || !progressed || next == 0 || next > last {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("listing handles from %#x: TPM still reports more data after %d rounds", first, maxCapabilityRounds)
+	return tpmhandle.List(tpm, first, last)
 }
 
 // FlushTransients flushes every loaded transient object and every session (loaded or saved). A crashed run
 // leaves them behind when there is no resource manager, and the TPM has only 3 object slots; the station
 // calls this at the start of each board.
 func FlushTransients(tpm transport.TPM) error {
-	ranges := [][2]uint32{
-		{firstTransient, firstTransient | 0x00FFFFFF},
-		{firstLoadedSession, firstLoadedSession | 0x00FFFFFF},
-		{firstSavedSession, firstSavedSession | 0x00FFFFFF},
-	}
-	var errs []error
-	for _, r := range ranges {
-		hs, err := ListHandles(tpm, r[0], r[1])
-		if err != nil {
-			return fmt.Errorf("flushing transients: %w", err)
-		}
-		for _, h := range hs {
-			_, err := (tpm2.FlushContext{FlushHandle: h}).Execute(tpm)
-			// A session may be listed under both ranges, or vanish between list and flush.
-			if err != nil && !errors.Is(err, tpm2.TPMRCHandle) && !errors.Is(err, tpm2.TPMRCValue) {
-				errs = append(errs, fmt.Errorf("flushing handle %#x: %w", uint32(h), err))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	_, err := tpmhandle.FlushAll(tpm)
+	return err
 }
 
 // Properties are the fixed TPM properties the station records and the NV limits it chunks by.
