@@ -142,7 +142,7 @@ type ActivateRequest struct {
 type Certificates struct {
 	IAKCert    []byte `json:"iak_cert"`
 	IDevIDCert []byte `json:"idevid_cert"`
-	// Chain is the issuing CA certificate followed by the root.
+	// Chain is the issuing CA certificate, the OEM intermediates between it and the root (if any), and the root.
 	Chain [][]byte `json:"chain"`
 }
 

@@ -38,14 +38,20 @@ func program(stdout, stderr io.Writer) *cli.Program {
 		Name:    "upstream-ca",
 		Summary: "upstream-ca: tpmline's reference upstream attestation CA.",
 		Commands: []cli.Command{
-			{Name: "init", Synopsis: "--dir DIR [--org NAME] [--public-url URL] [--issuing-csr FILE] [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
+			{Name: "init", Synopsis: "--dir DIR [--org NAME] [--public-url URL] [--issuing-csr FILE] [--access-csr FILE] [--pkcs11-module LIB --pkcs11-token LABEL (--pkcs11-pin-file FILE | --pkcs11-pin-env VAR) [--pkcs11-key-prefix P]]", Summary: "create a CA directory: root, issuing CA, station access CA, TLS server certificate",
 				Example: "upstream-ca init --dir ca --org Acme",
 				Run:     func(ctx context.Context, fs *flag.FlagSet, args []string) error { return cmdInit(fs, args, stdout) }},
-			{Name: "import-issuing-cert", Synopsis: "--dir DIR --root ROOT.pem CERT.pem",
-				Summary: "install the issuing CA certificate the OEM's root signed (after init --issuing-csr), once its key, CA flag, path length, validity and chain check out",
-				Example: "upstream-ca import-issuing-cert --dir ca --root oem-root.pem issuing.pem",
+			{Name: "import-issuing-cert", Synopsis: "--dir DIR (--root ROOT.pem [--intermediate CA.pem]... | --chain CHAIN.pem) CERT.pem",
+				Summary: "install the issuing CA certificate the OEM's PKI signed (after init --issuing-csr), once its key, CA flag, path length, key usage, validity and whole path to the root check out",
+				Example: "upstream-ca import-issuing-cert --dir ca --root oem-root.pem --intermediate oem-devices-ca.pem issuing.pem",
 				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
-					return cmdImportIssuing(fs, args, stdout)
+					return cmdImportCA(fs, args, stdout, ca.IssuingCA)
+				}},
+			{Name: "import-access-cert", Synopsis: "--dir DIR (--root ROOT.pem [--intermediate CA.pem]... | --chain CHAIN.pem) CERT.pem",
+				Summary: "install the station access CA certificate the OEM's PKI signed (after init --access-csr), checked as import-issuing-cert does; then make the TLS server certificate and the stations' trust file",
+				Example: "upstream-ca import-access-cert --dir ca --root oem-root.pem station-access.pem",
+				Run: func(ctx context.Context, fs *flag.FlagSet, args []string) error {
+					return cmdImportCA(fs, args, stdout, ca.AccessCA)
 				}},
 			{Name: "station add", Synopsis: "--dir DIR --name NAME --out OUTDIR [--csr FILE]", Summary: "issue a station's client certificate: OUTDIR/NAME.crt, NAME.key and ca-trust.pem",
 				Example: "upstream-ca station add --dir ca --name st1 --out st1",
@@ -108,6 +114,7 @@ func cmdInit(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	prefix := fs.String("pkcs11-key-prefix", ca.DefaultKeyLabelPrefix, "start of the labels of the keys generated on the token")
 	publicURL := fs.String("public-url", "", "base `URL` of the CRL and OCSP endpoints, named in issued certificates")
 	csr := fs.String("issuing-csr", "", "root the CA in the OEM's PKI: no root of its own; write a CSR for the issuing CA's key to `FILE` for the OEM root to sign (then import-issuing-cert)")
+	accessCSR := fs.String("access-csr", "", "have the OEM's PKI sign the station access CA too: write a CSR for its key to `FILE` (then import-access-cert)")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -127,17 +134,28 @@ func cmdInit(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		}
 		opts.PublicURL = strings.TrimSuffix(*publicURL, "/")
 	}
-	opts.IssuingCSR = *csr
+	opts.IssuingCSR, opts.AccessCSR = *csr, *accessCSR
+	if *csr != "" && *csr == *accessCSR {
+		return usagef("init: --issuing-csr and --access-csr need two files")
+	}
 	made, err := ca.InitWith(*dir, *org, opts)
 	if err != nil {
 		return err
 	}
-	if made.Issuing == nil {
-		fmt.Fprintf(stdout, "CA initialised in %s without a root of its own\nissuing CA: key made, CSR in %s: have the OEM root sign it, then run upstream-ca import-issuing-cert --dir %s --root ROOT.pem CERT.pem\nstation access CA: %s\n",
-			*dir, *csr, *dir, made.Access.Subject)
-		return nil
+	pending := func(c *ca.OEMCA, file string) string {
+		return fmt.Sprintf("%s: key made, CSR in %s: have the OEM's PKI sign it, then run upstream-ca %s --dir %s --root ROOT.pem [--intermediate CA.pem] CERT.pem",
+			c.Name, file, c.Command, *dir)
 	}
-	fmt.Fprintf(stdout, "CA initialised in %s\nroot: %s\nissuing CA: %s\nstation access CA: %s\n", *dir, made.Root.Subject, made.Issuing.Subject, made.Access.Subject)
+	if made.Issuing == nil {
+		fmt.Fprintf(stdout, "CA initialised in %s without a root of its own\n%s\n", *dir, pending(ca.IssuingCA, *csr))
+	} else {
+		fmt.Fprintf(stdout, "CA initialised in %s\nroot: %s\nissuing CA: %s\n", *dir, made.Root.Subject, made.Issuing.Subject)
+	}
+	if made.Access == nil {
+		fmt.Fprintln(stdout, pending(ca.AccessCA, *accessCSR))
+	} else {
+		fmt.Fprintf(stdout, "station access CA: %s\n", made.Access.Subject)
+	}
 	return nil
 }
 
@@ -388,20 +406,32 @@ func revokedWho(r ca.Revocation) string {
 	return " of station " + r.Subject
 }
 
-func cmdImportIssuing(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	dir := fs.String("dir", "", "CA directory `DIR` made with init --issuing-csr (required)")
-	root := fs.String("root", "", "the OEM root certificate `PEM` that signed it (required)")
+// files is a repeatable flag of file paths.
+type files []string
+
+func (f *files) String() string     { return strings.Join(*f, ",") }
+func (f *files) Set(v string) error { *f = append(*f, v); return nil }
+
+func cmdImportCA(fs *flag.FlagSet, args []string, stdout io.Writer, which *ca.OEMCA) error {
+	dir := fs.String("dir", "", "CA directory `DIR` made with init "+which.CSRFlag+" (required)")
+	var ch ca.OEMChain
+	fs.StringVar(&ch.Root, "root", "", "the OEM root certificate `PEM` the path ends at")
+	fs.Var((*files)(&ch.Intermediates), "intermediate", "a `PEM` file of OEM intermediate CAs between the root and the certificate (repeatable)")
+	fs.StringVar(&ch.Chain, "chain", "", "one `PEM` file of the OEM intermediates followed by the root (instead of --intermediate; with --root too, its root must be that one)")
 	if err := parseFlags(fs, args, true); err != nil {
 		return err
 	}
-	if *dir == "" || *root == "" || fs.NArg() != 1 {
-		return usagef("--dir, --root and one certificate file are required")
+	if *dir == "" || fs.NArg() != 1 || (ch.Root == "" && ch.Chain == "") {
+		return usagef("--dir, --root (or --chain) and one certificate file are required")
 	}
-	cert, err := ca.ImportIssuingCert(*dir, fs.Arg(0), *root, clock.Now())
+	if ch.Chain != "" && len(ch.Intermediates) > 0 {
+		return usagef("give the intermediates with --intermediate or in --chain, not both")
+	}
+	im, err := ca.ImportCACert(*dir, which, fs.Arg(0), ch, clock.Now())
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "issuing CA %s imported: signed by %s, valid until %s; the CA can serve\n", cert.Subject, cert.Issuer,
-		cert.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "%s %s imported: signed by %s, valid until %s, %d OEM intermediate(s), root %s (SHA-256 %X); the CA can serve once every CA has its certificate\n",
+		which.Name, im.Cert.Subject, im.Cert.Issuer, im.Cert.NotAfter.UTC().Format(time.RFC3339), len(im.Intermediates), im.Root.Subject, im.RootSHA256[:])
 	return nil
 }

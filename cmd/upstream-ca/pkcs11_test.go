@@ -116,6 +116,20 @@ func (s *servedCA) post(t testing.TB, path string, v, out any) (int, string) {
 // enroll runs both rounds for b and returns the IDevID certificate, or the failing status and body.
 func (s *servedCA) enroll(t testing.TB, b *board) (*x509.Certificate, int, string) {
 	t.Helper()
+	certs, st, body := s.enrollCerts(t, b)
+	if st != 200 {
+		return nil, st, body
+	}
+	c, err := x509.ParseCertificate(certs.IDevIDCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, 200, ""
+}
+
+// enrollCerts runs both rounds for b and returns the CA's answer, or the failing status and body.
+func (s *servedCA) enrollCerts(t testing.TB, b *board) (*provisioning.Certificates, int, string) {
+	t.Helper()
 	var ch provisioning.Challenge
 	if st, body := s.post(t, provisioning.PathEnroll, b.request(), &ch); st != 200 {
 		return nil, st, body
@@ -124,11 +138,7 @@ func (s *servedCA) enroll(t testing.TB, b *board) (*x509.Certificate, int, strin
 	if st, body := s.post(t, provisioning.PathActivate, b.answer(t, &ch), &certs); st != 200 {
 		return nil, st, body
 	}
-	c, err := x509.ParseCertificate(certs.IDevIDCert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, 200, ""
+	return &certs, 200, ""
 }
 
 func pkcs11Args(c hsm.Config) []string {

@@ -119,27 +119,25 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 	if p11 != nil {
 		labels = *p11
 	}
-	var root, issuing *KeyPair
+	var root, issuing, access *KeyPair
 	var err error
+	// generate makes an OEM-signed CA's key: on the token under label, or in memory (oemKey writes it).
+	generate := func(label string) func() (crypto.Signer, error) {
+		return func() (crypto.Signer, error) {
+			if tok != nil {
+				return tok.Generate(label)
+			}
+			return NewKey()
+		}
+	}
 	if o.IssuingCSR != "" {
 		// Rooted in the OEM's PKI: the issuing CA's key now, its certificate from the OEM's root later.
-		var key crypto.Signer
 		if tok != nil {
 			labels.RootKey, p11.RootKey = "", ""
-			key, err = tok.Generate(labels.IssuingKey)
-		} else {
-			key, err = NewKey()
 		}
-		if err != nil {
+		if err := oemKey(dir, o.IssuingCSR, IssuingCA, pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Issuing CA"},
+			generate(labels.IssuingKey), tok != nil); err != nil {
 			return nil, err
-		}
-		if err := writeIssuingCSR(o.IssuingCSR, org, key); err != nil {
-			return nil, err
-		}
-		if tok == nil {
-			if err := writeKey(filepath.Join(dir, IssuingKeyFile), key); err != nil {
-				return nil, err
-			}
 		}
 	} else {
 		root, err = newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " TPM Identity Root CA"}, NotAfter: now.AddDate(30, 0, 0), IsCA: true, MaxPathLen: 1}, labels.RootKey, nil, now)
@@ -151,21 +149,23 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 			return nil, err
 		}
 	}
-	access, err := newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, labels.AccessKey, nil, now)
-	if err != nil {
-		return nil, err
-	}
-	server, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: "upstream-ca"}, NotAfter: now.AddDate(2, 0, 0),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}, access, now)
-	if err != nil {
-		return nil, err
+	if o.AccessCSR != "" {
+		if err := oemKey(dir, o.AccessCSR, AccessCA, pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"},
+			generate(labels.AccessKey), tok != nil); err != nil {
+			return nil, err
+		}
+	} else {
+		access, err = newCA(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: org + " Station Access CA"}, NotAfter: now.AddDate(10, 0, 0), IsCA: true}, labels.AccessKey, nil, now)
+		if err != nil {
+			return nil, err
+		}
 	}
 	for _, kp := range []struct {
 		kp        *KeyPair
 		cert, key string
-	}{{root, RootCertFile, RootKeyFile}, {issuing, IssuingCertFile, IssuingKeyFile}, {access, AccessCertFile, AccessKeyFile}, {server, ServerCertFile, ServerKeyFile}} {
+	}{{root, RootCertFile, RootKeyFile}, {issuing, IssuingCertFile, IssuingKeyFile}, {access, AccessCertFile, AccessKeyFile}} {
 		if kp.kp == nil {
-			continue // the OEM's root and the issuing CA's certificate come later
+			continue // the OEM's root and the certificate it signs come later
 		}
 		if _, onToken := kp.kp.Key.(*hsm.Signer); onToken {
 			if err := writeNew(filepath.Join(dir, kp.cert), PEMCertificates(kp.kp.Cert), 0o644); err != nil {
@@ -177,18 +177,37 @@ func InitWith(dir, org string, o InitOptions) (*Initialised, error) {
 			return nil, err
 		}
 	}
-	if err := writeNew(filepath.Join(dir, TrustFile), PEMCertificates(access.Cert), 0o644); err != nil {
-		return nil, err
+	if access != nil {
+		if err := writeServerCert(dir, org, access, now); err != nil {
+			return nil, err
+		}
+		if err := writeNew(filepath.Join(dir, TrustFile), PEMCertificates(access.Cert), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	cfg, _ := json.MarshalIndent(Config{Organization: org, Listen: "127.0.0.1:8443", ChallengeTTL: DefaultChallengeTTL.String(), PKCS11: p11, PublicURL: o.PublicURL}, "", "  ")
 	if err := writeNew(filepath.Join(dir, ConfigFile), append(cfg, '\n'), 0o600); err != nil {
 		return nil, err
 	}
-	made := &Initialised{Access: access.Cert}
+	made := &Initialised{}
+	if access != nil {
+		made.Access = access.Cert
+	}
 	if root != nil {
 		made.Root, made.Issuing = root.Cert, issuing.Cert
 	}
 	return made, nil
+}
+
+// writeServerCert issues the CA's TLS server certificate (a file key: the handshake signs with it on every
+// connection) under the station access CA and writes server.crt and server.key.
+func writeServerCert(dir, org string, access *KeyPair, now time.Time) error {
+	server, err := NewCertificate(CertSpec{Subject: pkix.Name{Organization: []string{org}, CommonName: "upstream-ca"}, NotAfter: now.AddDate(2, 0, 0),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}, access, now)
+	if err != nil {
+		return err
+	}
+	return WriteKeyPair(server, filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile))
 }
 
 // CheckStationName: a station name becomes a certificate CN and a file name.
@@ -229,6 +248,9 @@ func addStation(dir, name, out string, pub crypto.PublicKey) (*StationFiles, err
 	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkImported(dir, AccessCA); err != nil {
 		return nil, err
 	}
 	keys, err := openCAKeys(dir, cfg)
@@ -337,10 +359,14 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 	if dbURL == "" {
 		dbURL = "sqlite://" + filepath.Join(dir, "ca.db")
 	}
-	if _, err := os.Stat(filepath.Join(dir, IssuingCertFile)); errors.Is(err, os.ErrNotExist) {
-		return nil, nil, errIssuingPending(dir)
+	if err := checkImported(dir, IssuingCA); err != nil {
+		return nil, nil, err
 	}
 	root, err := ReadCertificate(filepath.Join(dir, RootCertFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	inter, err := readIntermediates(dir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -354,7 +380,7 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 		keys.Close()
 		return nil, nil, err
 	}
-	is := &Issuer{CA: issuing.Cert, Key: issuing.Key, Root: root, Organization: cfg.Organization, CommonName: cfg.CommonName}
+	is := &Issuer{CA: issuing.Cert, Key: issuing.Key, Intermediates: inter, Root: root, Organization: cfg.Organization, CommonName: cfg.CommonName}
 	if cfg.PublicURL != "" {
 		is.CRLDistributionPoints, is.OCSPServer = []string{cfg.PublicURL + CRLPath}, []string{cfg.PublicURL + OCSPPath}
 	}
@@ -432,6 +458,9 @@ func Serve(ctx context.Context, c ServeConfig) error {
 	}
 	if addr == "" {
 		addr = "127.0.0.1:8443"
+	}
+	if err := checkImported(c.Dir, AccessCA); err != nil {
+		return err
 	}
 	serverCert, err := tls.LoadX509KeyPair(filepath.Join(c.Dir, ServerCertFile), filepath.Join(c.Dir, ServerKeyFile))
 	if err != nil {

@@ -52,6 +52,8 @@ type Issuer struct {
 	CA   *x509.Certificate // the issuing CA certificate
 	Key  crypto.Signer     // its private key
 	Root *x509.Certificate // the root the issuing CA chains to (sent back in Certificates.Chain)
+	// Intermediates are the OEM's CAs between the issuing CA and Root, issuer first (oem.go).
+	Intermediates []*x509.Certificate
 
 	// Organization and CommonName fill the IDevID's subject beside serialNumber. An empty CommonName takes
 	// the product name from the request. The IAK's subject is always empty (WebAuthn TPM attestation).
@@ -100,9 +102,14 @@ func (is *Issuer) rand() io.Reader {
 	return rand.Reader
 }
 
-// Chain is the issuing CA certificate followed by the root, DER.
+// Chain is the issuing CA certificate, the intermediates and the root, DER.
 func (is *Issuer) Chain() [][]byte {
-	return [][]byte{is.CA.Raw, is.Root.Raw}
+	out := make([][]byte, 0, 2+len(is.Intermediates))
+	out = append(out, is.CA.Raw)
+	for _, c := range is.Intermediates {
+		out = append(out, c.Raw)
+	}
+	return append(out, is.Root.Raw)
 }
 
 // IssueIAK signs the IAK certificate in the profile relying parties on TPM attestation check (W3C WebAuthn

@@ -44,6 +44,9 @@ type InitOptions struct {
 	// IssuingCSR, when set, roots the CA in the OEM's PKI: no root of its own, the issuing CA's key made
 	// and a CSR for it written to this path, for the OEM's offline root to sign (ImportIssuingCert).
 	IssuingCSR string
+	// AccessCSR does the same for the station access CA (ImportCACert with AccessCA); the TLS server
+	// certificate and the stations' trust file are made at the import.
+	AccessCSR string
 }
 
 // caKeys makes (init) or finds (every other command) the CA's keys.
