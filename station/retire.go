@@ -10,34 +10,15 @@ import (
 	"github.com/tpmline/tpmline/internal/tpmwire"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
-// RetireJob takes a provisioned (or failed, or stopped) board out of service after the line.
-type RetireJob struct {
-	Serial string
-	// Kind is records.EventBoardRMA (returned for repair; a rework provisions it again) or
-	// records.EventBoardDeprovisioned (retired).
-	Kind   string
-	Reason string // why, as the operator gives it (required)
-	// CRLReason is the RFC 5280 reason the CA records (0 unspecified, 5 cessationOfOperation, ...).
-	CRLReason int
-	// TPM is the board's TPM address when it is on the fixture; "" records that its keys and
-	// certificates could not be removed.
-	TPM string
-}
-
-// RetireOutcome says what each step did.
-type RetireOutcome struct {
-	Board        *records.Board
-	Revoked      []string // certificate serials the CA revoked now
-	Already      []string // revoked before
-	RevokeErr    error    // the CA could not be asked, or refused; nil when it revoked
-	TPMCleared   bool
-	TPMNotReason string // why the TPM was not cleared
-}
-
-// OK reports whether every step did what it is for.
-func (o *RetireOutcome) OK() bool { return o.RevokeErr == nil && o.TPMCleared }
+// RetireJob and RetireOutcome are package progress's, so the terminal asks for a retire without linking
+// the TPM stack.
+type (
+	RetireJob     = progress.RetireJob
+	RetireOutcome = progress.RetireOutcome
+)
 
 // Retire records why the board leaves service (the board is stopped; RetireBoard), asks the CA to revoke
 // its certificates, and, when the board is on the fixture, evicts the persisted IAK and IDevID and
@@ -55,6 +36,9 @@ func (s *Station) Retire(ctx context.Context, job RetireJob) (*RetireOutcome, er
 	}
 	out := &RetireOutcome{Board: b}
 	event := func(kind string, p map[string]any) error {
+		if job.Supervisor != "" {
+			p["supervisor"] = job.Supervisor
+		}
 		data, err := json.Marshal(p)
 		if err != nil {
 			return err

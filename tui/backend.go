@@ -31,6 +31,13 @@ type Station interface {
 	ID() string
 }
 
+// Retirer is a Station that can take a finished board out of service (*station.Station: Retire, the same
+// call `station board rma` and `board deprovision` make): the rework dialog then offers RMA and
+// deprovision beside the rework. It blocks; the terminal calls it in a goroutine.
+type Retirer interface {
+	Retire(ctx context.Context, job progress.RetireJob) (*progress.RetireOutcome, error)
+}
+
 // Fixture is the bench: the slots and how each one's board is reached.
 type Fixture interface {
 	// Slots lists the slot IDs in display order.

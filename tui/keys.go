@@ -6,6 +6,9 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
+
+	"github.com/tpmline/tpmline/records"
+	"github.com/tpmline/tpmline/station/progress"
 )
 
 // Keys. Serials are typed into the scan field, so every command is a function key (or a key no serial
@@ -167,39 +170,147 @@ func (a *App) clone(s *slotState) {
 	a.newPart(s, true)
 }
 
-// askRework asks for a supervisor's badge before running the focused board as a rework.
+// CRL reasons the rework dialog records (RFC 5280 5.3.1 CRLReason): an RMA's default is unspecified
+// and a deprovision's cessationOfOperation, as `station board rma|deprovision` default; "key compromised"
+// ticked records keyCompromise for either.
+const (
+	crlUnspecified          = 0
+	crlKeyCompromise        = 1
+	crlCessationOfOperation = 5
+)
+
+// askRework asks for a supervisor's badge before running the focused board as a rework or, when the
+// station can (Retirer), taking it out of service: RMA or deprovision, with the reason for the audit trail.
 func (a *App) askRework(s *slotState) {
 	if s.Serial == "" || (s.Status != slotFailed && s.Status != slotPassed) {
 		a.say("rework: slot %d has no finished board to rework", s.ID)
 		return
 	}
-	if a.m.batch == nil || a.m.batch.State != "open" {
+	retirer, canRetire := a.cfg.Station.(Retirer)
+	if !canRetire && (a.m.batch == nil || a.m.batch.State != "open") {
 		a.say("rework refused: no open batch; press F8")
 		return
 	}
 	serial := s.Serial
 	form := tview.NewForm()
+	msg := tview.NewTextView().SetWrap(true)
 	form.AddPasswordField("Supervisor badge", "", 24, '*', nil)
-	form.AddButton("Rework", func() {
-		sup := strings.TrimSpace(form.GetFormItemByLabel("Supervisor badge").(*tview.InputField).GetText())
+	if canRetire {
+		form.AddInputField("Reason (RMA, deprovision)", "", 36, nil, nil)
+		form.AddCheckbox("Key compromised", false, nil)
+	}
+	// confirmed reads the form; ok is false when something is missing (said in the dialog).
+	confirmed := func(needReason bool) (sup, reason string, crl int, ok bool) {
+		sup = strings.TrimSpace(form.GetFormItemByLabel("Supervisor badge").(*tview.InputField).GetText())
 		if sup == "" {
-			return
+			msg.SetText(a.warn("scan the supervisor's badge first"))
+			return "", "", 0, false
+		}
+		if needReason {
+			reason = strings.TrimSpace(form.GetFormItemByLabel("Reason (RMA, deprovision)").(*tview.InputField).GetText())
+			if reason == "" {
+				msg.SetText(a.warn("type the reason: it goes into the audit trail and the batch report"))
+				return "", "", 0, false
+			}
+			if form.GetFormItemByLabel("Key compromised").(*tview.Checkbox).IsChecked() {
+				crl = crlKeyCompromise
+			}
 		}
 		a.closeModal()
 		if s.Serial != serial || !s.free() {
-			a.say("rework of %s cancelled: the slot changed meanwhile", serial)
+			a.say("%s cancelled: the slot changed meanwhile", serial)
+			return "", "", 0, false
+		}
+		return sup, reason, crl, true
+	}
+	form.AddButton("Rework", func() {
+		if a.m.batch == nil || a.m.batch.State != "open" {
+			msg.SetText(a.warn("rework refused: no open batch; cancel and press F8"))
+			return
+		}
+		sup, _, _, ok := confirmed(false)
+		if !ok {
 			return
 		}
 		a.logLine(a.now(), fmt.Sprintf("slot %d  %s  rework confirmed by supervisor %s", s.ID, serial, sup))
 		a.launch(s, serial, sup, false)
 	})
+	text := "A rework clears this board's TPM keys and provisions it again, even when it was set aside. "
+	if canRetire {
+		for _, b := range []struct {
+			label, kind string
+			crl         int
+		}{{"RMA", records.EventBoardRMA, crlUnspecified}, {"Deprovision", records.EventBoardDeprovisioned, crlCessationOfOperation}} {
+			form.AddButton(b.label, func() {
+				sup, reason, crl, ok := confirmed(true)
+				if !ok {
+					return
+				}
+				if crl == crlUnspecified {
+					crl = b.crl
+				}
+				a.retire(s, retirer, progress.RetireJob{Serial: serial, Kind: b.kind, Reason: reason, CRLReason: crl,
+					TPM: a.cfg.Fixture.TPM(s.ID), Supervisor: sup}, b.label)
+			})
+		}
+		text += "RMA (returned for repair) or Deprovision (retired) revokes its certificates and clears its TPM; give the reason. "
+	}
 	form.AddButton("Cancel", a.closeModal)
 	form.SetCancelFunc(a.closeModal)
-	text := tview.NewTextView().SetWrap(true).SetText("A rework clears this board's TPM keys and provisions it again, " +
-		"even when it was set aside. A supervisor scans their badge to confirm.")
-	box := column(text, 3, form, 7)
+	tv := tview.NewTextView().SetWrap(true).SetText(text + "A supervisor scans their badge to confirm.")
+	box := tview.NewFlex().SetDirection(tview.FlexRow).AddItem(tv, 4, 0, false).AddItem(msg, 1, 0, false)
+	if canRetire {
+		box.AddItem(form, 9, 0, true)
+		a.showModal(box, 76, 16)
+	} else {
+		box.AddItem(form, 5, 0, true)
+		a.showModal(box, 62, 12)
+	}
 	box.SetBorder(true).SetTitle(" Rework " + tview.Escape(serial) + " ")
-	a.showModal(box, 62, 12)
+}
+
+// retire runs job, an RMA or a deprovision of the board in slot s, through the station (UI goroutine);
+// the slot is busy meanwhile, each step's outcome goes to the log, and the slot then shows the board as
+// out of service: only a rework takes it again.
+func (a *App) retire(s *slotState, r Retirer, job progress.RetireJob, label string) {
+	a.logLine(a.now(), fmt.Sprintf("slot %d  %s  %s confirmed by supervisor %s: %s", s.ID, job.Serial, label, job.Supervisor, job.Reason))
+	s.Run++
+	run, slot, prev := s.Run, s.ID, *s
+	s.Status, s.Step = slotRetiring, label
+	a.goDo(func() {
+		out, err := r.Retire(a.ctx, job)
+		a.post(func() {
+			if s.Run != run {
+				return
+			}
+			if err != nil && out == nil {
+				// Nothing was recorded (an unknown board, one in progress elsewhere): the slot is as it was.
+				*s = prev
+				s.Run = run
+				a.say("slot %d  %s  %s refused: %v", slot, job.Serial, label, err)
+				return
+			}
+			for _, l := range out.Lines() {
+				a.logLine(a.now(), fmt.Sprintf("slot %d  %s  %s", slot, job.Serial, l.Text))
+			}
+			if err != nil {
+				a.logLine(a.now(), fmt.Sprintf("slot %d  %s  %v", slot, job.Serial, err))
+			}
+			f := &progress.Failure{Code: out.Board.ReasonCode, Stop: true,
+				Text: fmt.Sprintf("out of service (%s): %s", label, out.Board.ReasonText)}
+			switch {
+			case !out.OK():
+				f.Next = "a step was not done (see the log): F5 and " + label + " again, or `station board " + strings.ToLower(label) + "`"
+			case job.Kind == records.EventBoardRMA:
+				f.Next = "remove the board for repair; a rework (F5) provisions it again"
+			default:
+				f.Next = "remove the board: it is retired"
+			}
+			*s = slotState{ID: slot, Run: run, Status: slotFailed, Serial: job.Serial, Failure: f, Used: true, Ended: a.now(),
+				Elapsed: prev.Elapsed, Done: prev.Done}
+			a.refreshBatch()
+		})
+	})
 }
 
 // askQuit quits, asking first when boards are running.

@@ -19,6 +19,7 @@ const (
 	slotAborting                   // abort asked, waiting for the flow to stop
 	slotPassed
 	slotFailed
+	slotRetiring // an RMA or a deprovision runs (revoke at the CA, clear the TPM)
 )
 
 // slotState is one slot's panel, derived from the station's events and the run's outcome.
@@ -54,7 +55,7 @@ func (s *slotState) free() bool {
 }
 
 func (s *slotState) busy() bool {
-	return s.Status == slotRunning || s.Status == slotAborting || s.Status == slotLoading
+	return s.Status == slotRunning || s.Status == slotAborting || s.Status == slotLoading || s.Status == slotRetiring
 }
 
 // lineModel is the line view's state: the slots, the focused one, the batch and this session's cycle times.

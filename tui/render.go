@@ -165,6 +165,10 @@ func renderSlot(s *slotState, w, h int, now time.Time, color bool) []string {
 	case slotLoading:
 		add(t.dim, fit("putting a board in…", w))
 		return clip(lines, h)
+	case slotRetiring:
+		add(t.bold, fit(s.Serial, w))
+		add("", fit(s.Step+": revoking at the CA, clearing the TPM…", w))
+		return clip(lines, h)
 	case slotNoBoard:
 		add(t.warn, fit("NO BOARD", w))
 		for _, l := range wrap(s.Message, w, h-1) {
@@ -436,7 +440,8 @@ func helpText(clone bool) string {
                      (with the field empty: run the focused slot's serial again)
   F3                 retry the focused slot's board (same serial, same board)
   F4                 abort the focused slot's run (it stops at the next safe point)
-  F5                 rework the focused slot's board: asks for a supervisor's badge
+  F5                 rework the focused slot's board, or take it out of service (RMA, deprovision):
+                     asks for a supervisor's badge (and the reason for an RMA or a deprovision)
   F6                 clear the focused slot: the board left the fixture, put the next one in
 `)
 	if clone {

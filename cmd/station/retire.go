@@ -63,18 +63,12 @@ func boardRetire(ctx context.Context, g *globals, fs *flag.FlagSet, args []strin
 		case err != nil && out == nil:
 			return err
 		}
-		fmt.Fprintf(g.stdout, "board %s: stopped (%s: %s)\n", sn, out.Board.ReasonCode, out.Board.ReasonText)
-		if out.RevokeErr != nil {
-			fmt.Fprintf(g.stderr, "board %s: certificates NOT revoked: %v; retry when the CA answers, or ask the CA operator (upstream-ca revoke --board %s)\n",
-				sn, out.RevokeErr, sn)
-		} else {
-			fmt.Fprintf(g.stdout, "board %s: %d certificate(s) revoked at the CA (%s), %d revoked before\n", sn, len(out.Revoked),
-				strings.Join(out.Revoked, ", "), len(out.Already))
-		}
-		if out.TPMCleared {
-			fmt.Fprintf(g.stdout, "board %s: IAK and IDevID evicted, certificate indices undefined\n", sn)
-		} else {
-			fmt.Fprintf(g.stderr, "board %s: TPM NOT cleared: %s\n", sn, out.TPMNotReason)
+		for _, l := range out.Lines() {
+			w := g.stdout
+			if l.Bad {
+				w = g.stderr
+			}
+			fmt.Fprintf(w, "board %s: %s\n", sn, l.Text)
 		}
 		if err != nil {
 			return err
