@@ -345,8 +345,3 @@ func (a *App) showModal(p tview.Primitive, w, h int) {
 }
 
 func (a *App) closeModal() { a.pages.RemovePage(pageModal) }
-
-// column stacks two primitives with fixed heights inside a bordered box's look.
-func column(top tview.Primitive, th int, bottom tview.Primitive, bh int) *tview.Flex {
-	return tview.NewFlex().SetDirection(tview.FlexRow).AddItem(top, th, 0, false).AddItem(bottom, bh, 0, true)
-}
