@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -141,4 +142,35 @@ func TestStationTokenPulled(t *testing.T) {
 	if _, div, err := inv.VerifyState(ctx, ""); err != nil || len(div) != 0 {
 		t.Fatalf("inventory against its chain at the end: %v %v", err, div)
 	}
+}
+
+// BenchmarkKeyGuard: what keyGuard's check costs each board (hsm.Signer.Ready, a round trip to the
+// token) beside one signature with the same key on SoftHSM2 (a board's run makes several: the TLS
+// handshakes and the audit head).
+func BenchmarkKeyGuard(b *testing.B) {
+	tk := hsmtest.New(b)
+	tok, err := hsm.Open(tk.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.Generate("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := make([]byte, 32)
+	b.Run("ready", func(b *testing.B) {
+		for b.Loop() {
+			if err := key.Ready(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sign", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := key.Sign(rand.Reader, digest, crypto.SHA256); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
