@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tpmline/tpmline/internal/cli"
 	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/records"
@@ -264,6 +265,11 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	}
 	timings.mark("settings")
 	ca, err := caClient(s)
+	var refusal *cli.RefusalError
+	if errors.As(err, &refusal) {
+		// The station's key or the CA's trust is unusable (a token pulled): the board was not touched.
+		return refusef("board %s not started, nothing recorded: %v", printable(*serial), err)
+	}
 	if err != nil {
 		return err
 	}

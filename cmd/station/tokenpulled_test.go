@@ -29,6 +29,7 @@ import (
 // progress; the third board, started with the token still away, is turned away before the inventory
 // sees it, in one line naming the board; the first board and the audit chain are untouched. With the token
 // back, both boards provision (the second resuming), and the inventory verifies against its chain.
+// `station provision` (a process per board) with the token away refuses the board in one line too.
 func TestStationTokenPulled(t *testing.T) {
 	ctx := context.Background()
 	vendor := fixturestest.NewSwtpmVendor(t)
@@ -125,6 +126,20 @@ func TestStationTokenPulled(t *testing.T) {
 	t.Logf("TK-3: %s", o.Failure.Line())
 	if got := state("TK-3"); got != "" {
 		t.Fatalf("TK-3 was recorded (%s) with the token away", got)
+	}
+	// The same board through `station provision`, one process per board as a test executive runs it: the
+	// process cannot open the token; one line names the board and what to do, exit 2, nothing recorded.
+	c := tk.Config
+	r := runBin(t, "station", "--db", s.DB, "--station-id", "line-1", "--ca", ca.url, "--ca-trust", s.CATrust, "--client-cert", s.ClientCert,
+		"--pkcs11-module", c.Module, "--pkcs11-token", c.Token, "--pkcs11-pin-file", c.PINFile, "--pkcs11-key", "line-1-client",
+		"provision", "--tpm", boards["TK-3"], "--serial", "TK-3", "--batch", "TK1")
+	t.Logf("station provision TK-3: %s", r.stderr)
+	if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "board TK-3 not started") ||
+		!strings.Contains(r.stderr, c.Token) || !strings.Contains(r.stderr, "put the token back") {
+		t.Fatalf("station provision with the token away: %d %q", r.code, r.stderr)
+	}
+	if got := state("TK-3"); got != "" {
+		t.Fatalf("TK-3 was recorded (%s) by station provision with the token away", got)
 	}
 	if got := state("TK-1"); got != records.StateProvisioned {
 		t.Fatalf("TK-1 after the token was pulled: %q", got)

@@ -334,6 +334,9 @@ func tokenCredential(certFile string, p *station.PKCS11Key) (tls.Certificate, er
 		return tls.Certificate{}, refusef("the station's client certificate %s: %v", certFile, err)
 	}
 	tok, err := hsm.Open(p.Config)
+	if errors.Is(err, hsm.ErrTokenUnavailable) {
+		return tls.Certificate{}, refusef("the station's client key: %v; put the token back (or reseat its reader), then run again", err)
+	}
 	if err != nil {
 		return tls.Certificate{}, refusef("the station's client key: %v", err)
 	}

@@ -243,12 +243,24 @@ func TestOEMIntermediateAndAccessCA(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatal("openssl is not installed (make test installs it)")
 	}
+	t.Run("files", func(t *testing.T) { testOEMIntermediate(t, nil) })
+	t.Run("pkcs11", func(t *testing.T) { testOEMIntermediate(t, pkcs11Args(hsmtest.New(t).Config)) })
+}
+
+// testOEMIntermediate runs TestOEMIntermediateAndAccessCA with both keys in files, or on the token p11
+// names (up to serving, as testOEMRoot).
+func testOEMIntermediate(t *testing.T, p11 []string) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "ca")
 	icsr, acsr := filepath.Join(t.TempDir(), "issuing.csr"), filepath.Join(t.TempDir(), "access.csr")
-	code, out, errOut := runCLI(t, ctx, "init", "--dir", dir, "--org", "Acme", "--issuing-csr", icsr, "--access-csr", acsr)
+	code, out, errOut := runCLI(t, ctx, append([]string{"init", "--dir", dir, "--org", "Acme", "--issuing-csr", icsr, "--access-csr", acsr}, p11...)...)
 	if code != ExitOK || !strings.Contains(out, "import-issuing-cert") || !strings.Contains(out, "import-access-cert") {
 		t.Fatalf("init with both CSRs: %d %s %s", code, out, errOut)
+	}
+	for _, f := range []string{"issuing.key", "station-access.key"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); (err == nil) != (p11 == nil) {
+			t.Fatalf("%s on disk: %v, with the keys on a token: %v", f, err == nil, p11 != nil)
+		}
 	}
 	for _, f := range []string{"root.crt", "issuing.crt", "station-access.crt", "server.crt", "ca-trust.pem"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
@@ -329,6 +341,9 @@ func TestOEMIntermediateAndAccessCA(t *testing.T) {
 		t.Fatalf("openssl verify of the server certificate:\n%s", text)
 	}
 
+	if p11 != nil {
+		return // serving would hold the token for the test process (see testOEMRoot)
+	}
 	s := serveCA(t, dir, stations, "line-1")
 	certs, st, body := s.enrollCerts(t, newBoard(t, "SN-INTER"))
 	if st != 200 {
