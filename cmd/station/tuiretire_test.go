@@ -38,7 +38,8 @@ func (keptTPM) Close() error { return nil }
 // certificates at the CA (keyCompromise, ticked) and clears the board's TPM, each step in the log, the
 // slot shows it out of service, the audit trail has the three events with the supervisor, the batch
 // report shows the RMA; a rework from the same dialog then provisions the board again with new
-// certificates, and the inventory verifies against its chain.
+// certificates; deprovisioned from the dialog, the new ones are revoked cessationOfOperation; the
+// inventory verifies against its chain.
 func TestTUIBoardRMA(t *testing.T) {
 	ctx := context.Background()
 	vendor, err := fixtures.NewManufacturer("RMA Vendor")
@@ -215,6 +216,29 @@ func TestTUIBoardRMA(t *testing.T) {
 	b, err = inv.GetBoardBySerial(ctx, "TUI-1")
 	if err != nil || b.State != records.StateProvisioned {
 		t.Fatalf("board after the rework: %+v %v", b, err)
+	}
+
+	// Deprovisioned from the same dialog: the new certificates revoked cessationOfOperation, the TPM
+	// cleared again.
+	key(tcell.KeyF5, 1)
+	waitFor("Rework TUI-1")
+	typeText("sup2")
+	key(tcell.KeyTab, 1)
+	typeText("scrapped")
+	key(tcell.KeyTab, 4)
+	key(tcell.KeyEnter, 1)
+	waitFor("Deprovision confirmed by supervisor sup2: scrapped", "stopped (deprovisioned: scrapped)", "out of service (Deprovision)")
+	for serial := range second {
+		if first[serial] {
+			continue
+		}
+		r, err := ca.Store.RevocationOf(ctx, serial)
+		if err != nil || r == nil || r.Reason != 5 {
+			t.Fatalf("certificate %s after the deprovision: %+v %v, want revoked cessationOfOperation", serial, r, err)
+		}
+	}
+	if b, err := inv.GetBoardBySerial(ctx, "TUI-1"); err != nil || b.ReasonCode != records.ReasonDeprovisioned {
+		t.Fatalf("board after the deprovision: %+v %v", b, err)
 	}
 	if _, div, err := inv.VerifyState(ctx, ""); err != nil || len(div) != 0 {
 		t.Fatalf("inventory against its chain: %v %v", err, div)
