@@ -30,6 +30,7 @@ const (
 	ReasonTPMOccupied        = progress.ReasonTPMOccupied
 	ReasonCAUnreachable      = progress.ReasonCAUnreachable
 	ReasonInventory          = progress.ReasonInventory
+	ReasonStationKey         = progress.ReasonStationKey
 	ReasonReadBack           = progress.ReasonReadBack
 	ReasonNotVouched         = progress.ReasonNotVouched
 	ReasonAborted            = progress.ReasonAborted
@@ -59,6 +60,22 @@ func oneLine(s string) string {
 		s = s[:300] + "…"
 	}
 	return s
+}
+
+// keyUnavailable is the failure of a board whose station key does not answer (Config.KeyReady), nil when
+// it does or is a file. It is a station fault: a claimed board stays in progress and resumes.
+func (s *Station) keyUnavailable() *Failure {
+	if s.cfg.KeyReady == nil {
+		return nil
+	}
+	err := s.cfg.KeyReady()
+	if err == nil {
+		return nil
+	}
+	f := fail(ReasonStationKey, "put the station's key token back (or reseat its reader), then retry the board", err,
+		"the station's key is unavailable (%v)", err)
+	f.Infra = true
+	return f
 }
 
 // classifyClaim turns an inventory refusal into a board failure.

@@ -78,6 +78,12 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 		return r.out
 	}
 	defer s.release(job.Slot)
+	if f := s.keyUnavailable(); f != nil {
+		// Before the claim: nothing is recorded, the board is as it was.
+		f.Text = fmt.Sprintf("board %s not started, nothing recorded: %s", job.Serial, f.Text)
+		r.out.State, r.out.Failure = records.StateFailed, f
+		return r.out
+	}
 	s.emit(Event{Kind: EvStarted, Slot: job.Slot, Serial: job.Serial, Batch: job.Batch})
 	f := r.walk()
 	if r.ahead != nil {

@@ -70,6 +70,11 @@ type Config struct {
 	// each enrollment request (provisioning.EnrollRequest AuditHead), so the CA witnesses the chain as the
 	// line runs. Nil sends none (a CA may then refuse the enrollment).
 	AuditHead func(ctx context.Context) (*provisioning.WitnessRequest, error)
+	// KeyReady, when set, says whether the station's key (on a PKCS#11 token) still answers. It is asked
+	// before each board, which a token that is away turns away unclaimed, and after a step fails, so a
+	// token lost mid-board is named as the cause rather than the link the lost signature broke. Nil: the
+	// key is a file.
+	KeyReady func() error
 }
 
 // Station provisions boards.

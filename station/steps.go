@@ -116,7 +116,15 @@ func resumed(r *run) bool { return r.resumed }
 // classify turns a step's error into the board's failure.
 func (r *run) classify(sp *stepSpec, err error) *Failure {
 	var ff *Failure
-	if errors.As(err, &ff) {
+	if errors.As(err, &ff) && !ff.Infra {
+		return ff // a refusal stands whatever the key does
+	}
+	if f := r.s.keyUnavailable(); f != nil {
+		// An outage is then a symptom (a TLS handshake, or a chain head the key could not sign).
+		f.Text = fmt.Sprintf("%s in step %s", f.Text, sp.name)
+		return f
+	}
+	if ff != nil {
 		return ff
 	}
 	switch sp.blame {

@@ -289,7 +289,7 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		return err
 	}
 	timings.mark("station")
-	out := guardKey(s, st).Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework, Supervisor: *supervisor})
+	out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework, Supervisor: *supervisor})
 	timings.mark("flow")
 	res := provisionResult{Serial: out.Serial, Batch: out.Batch, State: string(out.State), Already: out.Already,
 		Reason: out.Failure, EKPubSHA256: out.EKPubSHA256, IAKCertSerial: out.IAKCertSerial,

@@ -82,7 +82,7 @@ func TestStationTokenPulled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := guardKey(s, st)
+	line := st
 	boards := map[string]string{}
 	for _, sn := range []string{"TK-1", "TK-2", "TK-3"} {
 		boards[sn] = fixturestest.NewSwtpmBoardFrom(t, vendor, fixtures.SwtpmBoardOptions{}).Addr()
@@ -111,12 +111,15 @@ func TestStationTokenPulled(t *testing.T) {
 	if l := o.Failure.Line(); strings.Contains(l, "\n") || !strings.Contains(l, tk.Config.Token) || !strings.Contains(l, "retry the board") {
 		t.Fatalf("TK-2's failure is not one line naming the token and the next step: %q", l)
 	}
+	if o.Failure.Code != station.ReasonStationKey || !o.Failure.Infra {
+		t.Fatalf("TK-2: %s: failure names %s (infra %v), want the station key as the cause (%s, a station fault)", o.Failure.Line(), o.Failure.Code, o.Failure.Infra, station.ReasonStationKey)
+	}
 	t.Logf("TK-2: %s", o.Failure.Line())
 	if got := state("TK-2"); got != records.StateInProgress {
 		t.Fatalf("TK-2 after the token was pulled: %q, want in progress (not provisioned, resumable)", got)
 	}
 	o = provision("TK-3")
-	if o.Failure == nil || o.Failure.Code != reasonStationKey {
+	if o.Failure == nil || o.Failure.Code != station.ReasonStationKey {
 		t.Fatalf("TK-3 with the token away: %+v", o.Failure)
 	}
 	if l := o.Failure.Line(); strings.Contains(l, "\n") || !strings.Contains(l, "board TK-3") || !strings.Contains(l, tk.Config.Token) ||

@@ -128,7 +128,7 @@ func runTerminal(ctx context.Context, t termSetup) error {
 	if err != nil {
 		return err
 	}
-	ui = tui.New(tui.Config{Station: guardKey(t.settings, st), Fixture: t.fixture, Title: t.title, Color: os.Getenv("NO_COLOR") == "",
+	ui = tui.New(tui.Config{Station: st, Fixture: t.fixture, Title: t.title, Color: os.Getenv("NO_COLOR") == "",
 		Operator: t.operator, BatchReport: t.report})
 	return ui.Run(ctx, 15*time.Second)
 }

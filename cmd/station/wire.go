@@ -23,9 +23,7 @@ import (
 	"github.com/tpmline/tpmline/internal/sqldb"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
-	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
-	"github.com/tpmline/tpmline/station/progress"
 	"github.com/tpmline/tpmline/station/qa"
 	"github.com/tpmline/tpmline/tui"
 )
@@ -211,6 +209,7 @@ func newStation(s *station.Settings, inv station.Inventory, ca provisioning.CA, 
 		OnEvent:   onEvent,
 		Fault:     fault,
 		AuditHead: auditHead,
+		KeyReady:  keyReady(s),
 	})
 }
 
@@ -358,45 +357,17 @@ func tokenCredential(certFile string, p *station.PKCS11Key) (tls.Certificate, er
 	return cred, nil
 }
 
-// reasonStationKey is the failure code of a board turned away because the station's key token does not
-// answer (docs/station.md, reason codes).
-const reasonStationKey = "station_key_unavailable"
-
-// keyGuard is the station as a line runs it (station provision, the terminal): with the client key on a
-// PKCS#11 token it first checks, before each board, that the token still holds the key. A token pulled
-// mid-run then turns the next board away before it is claimed, in one line naming the board, the token
-// and what to do, instead of failing it at its first signature (the CA's or a board-agent's TLS
-// handshake, whose error the TLS stack flattens into its own words). The board is left as it was; once
-// the token is back it provisions. A token pulled in the middle of a board fails that board at the
-// signature as an outage (it stays in progress and resumes).
-type keyGuard struct {
-	*station.Station
-	ready func() error // nil: the key is a file
-}
-
-// guardKey wraps st with the readiness check of the settings' token key, if the key is on a token.
-func guardKey(s *station.Settings, st *station.Station) keyGuard {
-	g := keyGuard{Station: st}
+// keyReady is the readiness check of the station's client key when it is on a PKCS#11 token (the token
+// still holds the key), nil when the key is a file; the station asks it before each board
+// (station.Config.KeyReady).
+func keyReady(s *station.Settings) func() error {
 	if s.PKCS11 == nil || !hasClientKey(s) {
-		return g
+		return nil
 	}
 	if cred, err := clientCredential(s); err == nil {
 		if k, ok := cred.PrivateKey.(*hsm.Signer); ok {
-			g.ready = k.Ready
+			return k.Ready
 		}
 	}
-	return g
-}
-
-// Provision runs job unless the station's key token is away.
-func (g keyGuard) Provision(ctx context.Context, job station.Job) *station.Outcome {
-	if g.ready != nil {
-		if err := g.ready(); err != nil {
-			return &station.Outcome{Serial: job.Serial, Batch: job.Batch, State: records.StateFailed, Failure: &progress.Failure{
-				Code: reasonStationKey, Infra: true, Err: err,
-				Text: fmt.Sprintf("board %s not started, nothing recorded: the station's key is unavailable (%v)", job.Serial, err),
-				Next: "put the station's key token back (or reseat its reader), then retry the board"}}
-		}
-	}
-	return g.Station.Provision(ctx, job)
+	return nil
 }

@@ -189,6 +189,7 @@ const (
 	ReasonTPMOccupied        = "tpm_already_provisioned"
 	ReasonCAUnreachable      = "ca_unreachable"
 	ReasonInventory          = "inventory_unavailable"
+	ReasonStationKey         = "station_key_unavailable"
 	ReasonReadBack           = "read_back_mismatch"
 	ReasonNotVouched         = "tpm_response_not_vouched"
 	ReasonAborted            = "aborted"
