@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -24,14 +23,12 @@ import (
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
 	"github.com/tpmline/tpmline/fixtures/fixturestest/testdb"
-	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports/signed"
 	"github.com/tpmline/tpmline/station"
 	"github.com/tpmline/tpmline/station/qa"
-	"github.com/tpmline/tpmline/tui"
 )
 
 // TestEveryCountSurfaceAgrees is issue 17 point 1's test: one batch driven through the real station
@@ -366,45 +363,9 @@ func reportCounts(t *testing.T, inv *inventory.Store, ca *fixturestest.CA) (cove
 // view's row for the batch and the close-batch dialog.
 func terminalCounts(t *testing.T, st *station.Station) (line, qaView, closeDialog batchCounts) {
 	t.Helper()
-	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	app := tui.New(tui.Config{Station: st, Fixture: newStaticFixture([]station.Slot{{ID: 1, TPM: "sim:99"}}),
-		Operator: "ana", Now: func() time.Time { return t0 }, Tick: -1})
-	scr := tcell.NewSimulationScreen("UTF-8")
-	app.SetScreen(scr)
-	scr.SetSize(240, 50)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, 5*time.Second) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("the terminal did not stop")
-		}
-	}()
-	waitFor := func(want ...string) string {
-		t.Helper()
-		deadline := clock.Now().Add(10 * time.Second)
-		for {
-			s := tui.ScreenText(app, scr)
-			missing := ""
-			for _, w := range want {
-				if !strings.Contains(s, w) {
-					missing = w
-					break
-				}
-			}
-			if missing == "" {
-				return s
-			}
-			if clock.Now().After(deadline) {
-				t.Fatalf("screen never showed %q:\n%s", missing, s)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	key := func(k tcell.Key) { scr.InjectKey(k, 0, tcell.ModNone) }
+	term := startTerminal(t, st, "sim:99", 240, 50)
+	waitFor := term.waitFor
+	key := func(k tcell.Key) { term.key(k, 1) }
 
 	waitFor("Continue batch CNT1")
 	key(tcell.KeyEnter)
@@ -437,7 +398,7 @@ func terminalCounts(t *testing.T, st *station.Station) (line, qaView, closeDialo
 
 	key(tcell.KeyF8)
 	waitFor("Close batch CNT1")
-	scr.InjectKey(tcell.KeyRune, 'c', tcell.ModNone)
+	term.typeText("c")
 	s = waitFor("Close batch CNT1?", "afterwards.")
 	m = regexp.MustCompile(`done (\d+)/10: (\d+) passed, (\d+) failed, (\d+) set aside, (\d+) in progress, yield (\S+)\.`).FindStringSubmatch(s)
 	if m == nil {

@@ -10,14 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/fixtures/fixturestest"
-	"github.com/tpmline/tpmline/internal/clock"
 	"github.com/tpmline/tpmline/inventory"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/reports/signed"
@@ -74,54 +72,8 @@ func TestTUIBoardRMA(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	app := tui.New(tui.Config{Station: st, Fixture: newStaticFixture([]station.Slot{{ID: 1, TPM: "kept:7"}}),
-		Operator: "ana", Now: func() time.Time { return t0 }, Tick: -1})
-	scr := tcell.NewSimulationScreen("UTF-8")
-	app.SetScreen(scr)
-	scr.SetSize(200, 50)
-	tctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- app.Run(tctx, 5*time.Second) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("the terminal did not stop")
-		}
-	}()
-	waitFor := func(want ...string) string {
-		t.Helper()
-		deadline := clock.Now().Add(20 * time.Second)
-		for {
-			s := tui.ScreenText(app, scr)
-			missing := ""
-			for _, w := range want {
-				if !strings.Contains(s, w) {
-					missing = w
-					break
-				}
-			}
-			if missing == "" {
-				return s
-			}
-			if clock.Now().After(deadline) {
-				t.Fatalf("screen never showed %q:\n%s", missing, s)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	key := func(k tcell.Key, n int) {
-		for range n {
-			scr.InjectKey(k, 0, tcell.ModNone)
-		}
-	}
-	typeText := func(s string) {
-		for _, r := range s {
-			scr.InjectKey(tcell.KeyRune, r, tcell.ModNone)
-		}
-	}
+	term := startTerminal(t, st, "kept:7", 200, 50)
+	waitFor, key, typeText := term.waitFor, term.key, term.typeText
 	certs := func() map[string]bool {
 		t.Helper()
 		cs, err := inv.ListCertificates(ctx, "TUI-1")
