@@ -375,9 +375,14 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	opened := false
+	defer func() {
+		if !opened {
+			keys.Close() // a refused Open leaves no token session behind
+		}
+	}()
 	issuing, err := keys.load(IssuingCertFile, IssuingKeyFile, func(p *PKCS11Keys) string { return p.IssuingKey })
 	if err != nil {
-		keys.Close()
 		return nil, nil, err
 	}
 	is := &Issuer{CA: issuing.Cert, Key: issuing.Key, Intermediates: inter, Root: root, Organization: cfg.Organization, CommonName: cfg.CommonName}
@@ -411,6 +416,7 @@ func Open(ctx context.Context, o OpenOptions) (*Verifier, *Config, error) {
 	if v.Store, err = OpenStore(ctx, dbURL); err != nil {
 		return nil, nil, err
 	}
+	opened = true
 	return v, cfg, nil
 }
 
@@ -441,6 +447,10 @@ func Serve(ctx context.Context, c ServeConfig) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Before Open, which opens the key token: a CA still waiting for its access CA certificate opens none.
+	if err := checkImported(c.Dir, AccessCA); err != nil {
+		return err
+	}
 	v, cfg, err := Open(ctx, OpenOptions{Dir: c.Dir, DB: c.DB, EKRoots: c.EKRoots})
 	if err != nil {
 		return err
@@ -458,9 +468,6 @@ func Serve(ctx context.Context, c ServeConfig) error {
 	}
 	if addr == "" {
 		addr = "127.0.0.1:8443"
-	}
-	if err := checkImported(c.Dir, AccessCA); err != nil {
-		return err
 	}
 	serverCert, err := tls.LoadX509KeyPair(filepath.Join(c.Dir, ServerCertFile), filepath.Join(c.Dir, ServerKeyFile))
 	if err != nil {
