@@ -7,9 +7,10 @@ export CGO_ENABLED = 1
 
 # Two station binaries from one source (docs/benchmarks.md, "A whole station provision process"):
 # bin/station is the headless build (-tags headless) a line's test executive runs once per board: no
-# terminal UI, no in-process simulator (cgo, libcrypto), no Prometheus client, so its process starts in
-# about half the time. bin/station-full is everything (what `go build ./cmd/station` makes); bin/station
-# hands it the operator terminal (`station`, `station tui`), `station demo`, `--tpm sim` and --metrics-listen.
+# terminal UI, no in-process simulator (cgo, libcrypto), no Prometheus client, no PDF writer, so its process
+# starts in about two thirds of the CPU time. bin/station-full is everything (what `go build ./cmd/station` makes); bin/station
+# hands it the operator terminal (`station`, `station tui`), `station demo`, `--tpm sim`, `--pdf` reports and
+# --metrics-listen.
 build:
 	$(GO) build -o bin/ ./cmd/...
 	mv -f bin/station bin/station-full
@@ -22,9 +23,9 @@ run: build
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags headless ./cmd/station ./fixtures
+	$(GO) vet -tags headless ./cmd/station ./fixtures ./reports
 	$(GO) run $(STATICCHECK) ./...
-	$(GO) run $(STATICCHECK) -tags headless ./cmd/station ./fixtures
+	$(GO) run $(STATICCHECK) -tags headless ./cmd/station ./fixtures ./reports
 
 # make test does its own set-up on a fresh Debian machine (scripts/testenv.sh: the Debian packages, a
 # PostgreSQL it starts and stops when none answers), then runs the suite.

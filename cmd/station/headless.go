@@ -5,10 +5,11 @@ package main
 // The headless station: `go build -tags headless` makes bin/station, the binary a line's test executive
 // runs once per board. It links neither the operator terminal (tview, tcell), nor the in-process TPM
 // simulator (cgo and libcrypto), nor the Prometheus client (with protobuf and procfs), nor the in-process
-// CA: each of them initialises at every process start whether the command uses it or not
-// (docs/benchmarks.md, "A whole station provision process"). What needs them runs in bin/station-full,
-// the same source without the tag, which this binary hands the command to by exec: the operator terminal
-// (`station`, `station tui`), the demo, a `--tpm sim` board and --metrics-listen.
+// CA, nor the PDF writer (gofpdf): each of them initialises at every process start whether the command
+// uses it or not (docs/benchmarks.md, "A whole station provision process"). What needs them runs in
+// bin/station-full, the same source without the tag, which this binary hands the command to by exec: the
+// operator terminal (`station`, `station tui`), the demo, a `--tpm sim` board, a `--pdf` report and
+// --metrics-listen.
 
 import (
 	"context"
@@ -52,7 +53,7 @@ func execFull(args []string) error {
 	if path == "" {
 		p, err := exec.LookPath(fullBinary)
 		if err != nil {
-			return refusef("this command needs %s (the operator terminal, the demo, the simulator and the metrics endpoint), which is not beside this station nor on PATH; build both with make build", fullBinary)
+			return refusef("this command needs %s (the operator terminal, the demo, the simulator, PDF reports and the metrics endpoint), which is not beside this station nor on PATH; build both with make build", fullBinary)
 		}
 		path = p
 	}

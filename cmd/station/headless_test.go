@@ -21,6 +21,9 @@ func TestNeedsFull(t *testing.T) {
 		{[]string{"reconcile", "--tpm=sim", "--slot", "1"}, true},
 		{[]string{"--metrics-listen", "127.0.0.1:9100", "provision", "--tpm", "swtpm://127.0.0.1:2321"}, true},
 		{[]string{"--metrics-listen=:0", "reconcile"}, true},
+		{[]string{"report", "batch", "--batch", "B1", "--pdf", "B1.pdf", "--json", "B1.json"}, true},
+		{[]string{"report", "batch", "--batch", "B1", "--json", "B1.json"}, false},
+		{[]string{"report", "verify", "B1.pdf"}, false},
 		{[]string{"provision", "--tpm", "swtpm://127.0.0.1:2321", "--serial", "sim"}, false},
 		{[]string{"provision", "--serial", "sim", "--tpm", "/dev/tpmrm0"}, false},
 		{[]string{"board", "show", "sim"}, false},
@@ -41,7 +44,7 @@ func TestHeadlessDeps(t *testing.T) {
 	heavy := []string{
 		"github.com/rivo/tview", "github.com/gdamore/tcell/v2", "github.com/tpmline/tpmline/tui",
 		"github.com/google/go-tpm-tools/simulator", "github.com/prometheus/client_golang/prometheus",
-		"google.golang.org/protobuf/proto", "github.com/tpmline/tpmline/provisioning/ca",
+		"google.golang.org/protobuf/proto", "github.com/tpmline/tpmline/provisioning/ca", "github.com/jung-kurt/gofpdf",
 	}
 	deps := func(tags ...string) map[string]bool {
 		out, err := exec.Command("go", append(append([]string{"list"}, tags...), "-deps", ".")...).Output()
@@ -88,6 +91,7 @@ func TestHeadlessForwards(t *testing.T) {
 		{"demo", "--headless", "--data", data},
 		{"--db", db, "provision", "--tpm", "sim", "--serial", "S1", "--batch", "B1"},
 		{"--metrics-listen", "127.0.0.1:0", "--db", db, "batch", "list"},
+		{"--db", db, "report", "batch", "--batch", "B1", "--pdf", filepath.Join(alone, "B1.pdf")},
 	} {
 		cmd := exec.Command(filepath.Join(alone, "station"), args...)
 		cmd.Env = append(os.Environ(), "PATH="+alone)
