@@ -7,10 +7,10 @@ export CGO_ENABLED = 1
 
 # Two station binaries from one source (docs/benchmarks.md, "A whole station provision process"):
 # bin/station is the headless build (-tags headless) a line's test executive runs once per board: no
-# terminal UI, no in-process simulator (cgo, libcrypto), no Prometheus client, no PDF writer, so its process
-# starts in about two thirds of the CPU time. bin/station-full is everything (what `go build ./cmd/station` makes); bin/station
-# hands it the operator terminal (`station`, `station tui`), `station demo`, `--tpm sim`, `--pdf` reports and
-# --metrics-listen.
+# terminal UI, no in-process simulator (cgo, libcrypto), no Prometheus client, no in-process CA, no PDF
+# writer, so a process starts in about two thirds of the CPU time. bin/station-full is everything (what
+# `go build ./cmd/station` makes); bin/station hands it, by exec, the operator terminal (`station`,
+# `station tui`), `station demo`, `--tpm sim`, `--pdf` reports and --metrics-listen.
 build:
 	$(GO) build -o bin/ ./cmd/...
 	mv -f bin/station bin/station-full
