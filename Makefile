@@ -5,8 +5,18 @@ export CGO_ENABLED = 1
 
 .PHONY: run test suite vet unit race fuzz clockcheck interop build bench soak
 
+# Two station binaries from one source (docs/benchmarks.md, "A whole station provision process"):
+# bin/station is the headless build (-tags headless) a line's test executive runs once per board: no
+# terminal UI, no in-process simulator (cgo, libcrypto), no Prometheus client, no in-process CA, no PDF
+# writer, so a process starts in about two thirds of the CPU time. bin/station-full is everything (what
+# `go build ./cmd/station` makes); bin/station hands it, by exec, the operator terminal (`station`,
+# `station tui`), `station demo`, `--tpm sim`, `--pdf` reports and --metrics-listen. bin/station is linked
+# without its symbol table and DWARF (-s -w: 20 -> 14 MB): exec costs in proportion to the file's size
+# here; tracebacks still work (they use the pclntab), `perf` wants a build without -s -w.
 build:
 	$(GO) build -o bin/ ./cmd/...
+	mv -f bin/station bin/station-full
+	$(GO) build -tags headless -ldflags='-s -w' -o bin/station ./cmd/station
 
 run: build
 	./bin/station demo
@@ -15,7 +25,9 @@ run: build
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags headless ./cmd/station ./fixtures ./reports
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags headless ./cmd/station ./fixtures ./reports
 
 # make test does its own set-up on a fresh Debian machine (scripts/testenv.sh: the Debian packages, a
 # PostgreSQL it starts and stops when none answers), then runs the suite.

@@ -25,6 +25,11 @@ type ProcessResult struct {
 	ProvisionMin, ShowMin time.Duration
 	// median CPU time (user + system) of one process: steadier than wall time when the neighbours are busy
 	ProvisionCPU, ShowCPU time.Duration
+	// Start-up alone: `station help` (parse, print, exit) through this binary and through station-full
+	// beside it (make build's two builds), in alternation, Starts times each; zero without station-full.
+	Starts                   int
+	StartCPU, StartFullCPU   time.Duration // median CPU of one process
+	StartWall, StartFullWall time.Duration // median wall time
 }
 
 // runProcesses provisions n boards of the pool, each with its own `station provision` process, then runs
@@ -115,5 +120,36 @@ func runProcesses(ctx context.Context, env *Env, p *boardPool, n, shows int) (*P
 		res = &ProcessResult{Boards: n, Shows: shows, Before: res, Provision: median(walls[k]), Flow: median(flows[k]), Show: median(showWalls[k]),
 			ProvisionMin: slices.Min(walls[k]), ShowMin: slices.Min(showWalls[k]), ProvisionCPU: median(cpus[k]), ShowCPU: median(showCPUs[k])}
 	}
+	if err := startUp(ctx, env.StationBin, max(shows, 10), res); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// startUp times `station help` through bin and through station-full beside it, in alternation: the
+// process start-up that every command pays before its own work, for the two builds of cmd/station. No
+// station-full there (an older layout), no figure.
+func startUp(ctx context.Context, bin string, n int, res *ProcessResult) error {
+	full := filepath.Join(filepath.Dir(bin), "station-full")
+	if _, err := os.Stat(full); err != nil {
+		return nil
+	}
+	var cpu, wall [2][]time.Duration
+	for range n {
+		for k, b := range []string{bin, full} {
+			cmd := exec.CommandContext(ctx, b, "help")
+			t0 := time.Now()
+			out, err := cmd.CombinedOutput()
+			d := time.Since(t0)
+			if err != nil {
+				return fmt.Errorf("%s help: %w: %s", b, err, lastLines(out, 3))
+			}
+			wall[k] = append(wall[k], d)
+			cpu[k] = append(cpu[k], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+		}
+	}
+	res.Starts = n
+	res.StartCPU, res.StartFullCPU = median(cpu[0]), median(cpu[1])
+	res.StartWall, res.StartFullWall = median(wall[0]), median(wall[1])
+	return nil
 }

@@ -50,6 +50,11 @@ func (r *Results) Markdown() string {
 			w.Boards, ms(s.PerBoard), ms(w.Provision), ms(w.ProvisionMin), ms(w.ProvisionCPU), ms(w.Flow), ratio, verdict(ratio >= 15))
 		p("| 2 | `station board show` as a process (%d runs) | %s (min %s, CPU %s) | %.2fx of 20 ms | %s |\n",
 			w.Shows, ms(w.Show), ms(w.ShowMin), ms(w.ShowCPU), float64(w.Show)/float64(20*time.Millisecond), verdict(w.Show < 20*time.Millisecond))
+		if w.Starts > 0 {
+			p("| 2 | process start-up alone (`station help`, %d runs each, alternating): `bin/station` (headless build) vs `bin/station-full` | CPU %s vs %s, wall %s vs %s | headless / full: CPU %.2f, wall %.2f | |\n",
+				w.Starts, ms(w.StartCPU), ms(w.StartFullCPU), ms(w.StartWall), ms(w.StartFullWall),
+				float64(w.StartCPU)/float64(w.StartFullCPU), float64(w.StartWall)/float64(w.StartFullWall))
+		}
 		if b := w.Before; b != nil {
 			p("| 2 | the same, older station binary in alternation (`-station-bin-before`) | provision %s (min %s, CPU %s; its flow %s), script / it %.1fx; board show %s (min %s, CPU %s) | after / before: provision %.2f (min %.2f, CPU %.2f), board show %.2f (min %.2f, CPU %.2f) | |\n",
 				ms(b.Provision), ms(b.ProvisionMin), ms(b.ProvisionCPU), ms(b.Flow), float64(s.PerBoard)/float64(b.Provision), ms(b.Show), ms(b.ShowMin), ms(b.ShowCPU),

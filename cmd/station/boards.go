@@ -4,14 +4,7 @@ import (
 	"context"
 	"sort"
 
-	"github.com/tpmline/tpmline/fixtures"
 	"github.com/tpmline/tpmline/station"
-	"github.com/tpmline/tpmline/tui"
-)
-
-var (
-	_ tui.Fixture = (*fixtures.DemoBench)(nil)
-	_ tui.Cloner  = (*fixtures.DemoBench)(nil)
 )
 
 // staticFixture is a configured station's bench: each slot's TPM address comes from the config, and the
@@ -20,8 +13,6 @@ type staticFixture struct {
 	ids   []int
 	addrs map[int]string
 }
-
-var _ tui.Fixture = (*staticFixture)(nil)
 
 func newStaticFixture(slots []station.Slot) *staticFixture {
 	f := &staticFixture{addrs: map[int]string{}}

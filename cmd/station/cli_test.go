@@ -35,7 +35,9 @@ var (
 	binErr  error
 )
 
-// binaries builds station, upstream-ca and board-agent once per test process.
+// binaries builds the binaries once per test process as make build lays them out: station is the headless
+// build, station-full the complete one it hands the terminal, the demo and sim boards to, then upstream-ca
+// and board-agent.
 func binaries(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -43,10 +45,20 @@ func binaries(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		out, err := exec.Command("go", append(append([]string{"build"}, clock.GoBuildFlags()...), "-o", binDir+"/", "github.com/tpmline/tpmline/cmd/...")...).CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		build := func(args ...string) error {
+			out, err := exec.Command("go", append(append([]string{"build"}, clock.GoBuildFlags()...), args...)...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("go build %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return nil
 		}
+		if binErr = build("-o", binDir+"/", "github.com/tpmline/tpmline/cmd/..."); binErr != nil {
+			return
+		}
+		if binErr = os.Rename(filepath.Join(binDir, "station"), filepath.Join(binDir, "station-full")); binErr != nil {
+			return
+		}
+		binErr = build("-tags", "headless", "-o", filepath.Join(binDir, "station"), "github.com/tpmline/tpmline/cmd/station")
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

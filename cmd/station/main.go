@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -81,6 +82,12 @@ docs/station.md describes every command, the config file and the reason codes; d
 }
 
 func main() {
+	// The headless build hands a command that needs the terminal, the simulator or the metrics endpoint
+	// to station-full before doing anything else (headless.go).
+	if err := forwardIfNeeded(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "station: %v\n", err)
+		os.Exit(cli.ExitUsage)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

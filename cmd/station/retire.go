@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/tpmline/tpmline/inventory"
-	"github.com/tpmline/tpmline/provisioning/ca"
+	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/records"
 	"github.com/tpmline/tpmline/station"
 )
@@ -35,7 +35,7 @@ func boardRetire(ctx context.Context, g *globals, fs *flag.FlagSet, args []strin
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("--reason is required: say why the board leaves service")
 	}
-	crlReason, err := ca.ParseReason(*crl)
+	crlReason, err := provisioning.ParseCRLReason(*crl)
 	if err != nil {
 		return usagef("--crl-reason: %v", err)
 	}

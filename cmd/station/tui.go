@@ -1,3 +1,5 @@
+//go:build !headless
+
 package main
 
 import (
@@ -15,6 +17,14 @@ import (
 	"github.com/tpmline/tpmline/station"
 	"github.com/tpmline/tpmline/station/qa"
 	"github.com/tpmline/tpmline/tui"
+)
+
+// The terminal's view of the station and of the benches this file wires.
+var (
+	_ tui.Station = (*station.Station)(nil)
+	_ tui.Fixture = (*fixtures.DemoBench)(nil)
+	_ tui.Cloner  = (*fixtures.DemoBench)(nil)
+	_ tui.Fixture = (*staticFixture)(nil)
 )
 
 // cmdTUI opens the operator terminal on the configured station: its slots (the config's "slots" with

@@ -25,7 +25,6 @@ import (
 	"github.com/tpmline/tpmline/provisioning"
 	"github.com/tpmline/tpmline/station"
 	"github.com/tpmline/tpmline/station/qa"
-	"github.com/tpmline/tpmline/tui"
 )
 
 // The station declares what it consumes, the terminal what it needs of the station; this is where the
@@ -35,7 +34,6 @@ var (
 	_ station.Batches    = (*inventory.Store)(nil)
 	_ station.InProgress = (*inventory.Store)(nil)
 	_ station.StepLister = (*inventory.Store)(nil)
-	_ tui.Station        = (*station.Station)(nil)
 	_ qa.Store           = (*inventory.Store)(nil)
 	_ qa.EKListPusher    = (*provisioning.Client)(nil)
 )

@@ -35,29 +35,9 @@ type Revocation struct {
 // KindStation marks a revoked station credential.
 const KindStation = "station"
 
-// reasonNames are RFC 5280 section 5.3.1's CRLReason names (7 is unused).
-var reasonNames = map[string]int{
-	"unspecified": 0, "keyCompromise": 1, "cACompromise": 2, "affiliationChanged": 3, "superseded": 4,
-	"cessationOfOperation": 5, "certificateHold": 6, "removeFromCRL": 8, "privilegeWithdrawn": 9, "aACompromise": 10,
-}
-
-// ParseReason reads an RFC 5280 CRLReason by name (case-insensitive) or number.
-func ParseReason(s string) (int, error) {
-	for name, code := range reasonNames {
-		if strings.EqualFold(s, name) || s == fmt.Sprint(code) {
-			if code == 8 {
-				return 0, errors.New("removeFromCRL is for delta CRLs only; this CA issues full CRLs")
-			}
-			return code, nil
-		}
-	}
-	names := make([]string, 0, len(reasonNames))
-	for n := range reasonNames {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return 0, fmt.Errorf("reason %q is not an RFC 5280 CRLReason (%s)", s, strings.Join(names, ", "))
-}
+// ParseReason reads an RFC 5280 CRLReason by name (case-insensitive) or number: provisioning.ParseCRLReason,
+// the rule a station's --crl-reason follows too.
+func ParseReason(s string) (int, error) { return provisioning.ParseCRLReason(s) }
 
 // SerialHex is how the store keys a certificate serial.
 func SerialHex(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
