@@ -303,12 +303,11 @@ func (v *Verifier) verifyEKCert(req *provisioning.EnrollRequest) (*ekcert.Certif
 	if ekv == nil {
 		ekv = &ekcert.Verifier{}
 	}
-	if ekv.Now == nil {
-		cp := *ekv
-		cp.Now = v.now
-		ekv = &cp
+	now := v.now
+	if ekv.Now != nil {
+		now = ekv.Now
 	}
-	if _, err := ekv.Verify(ek, presented); err != nil {
+	if _, err := ekv.VerifyAt(ek, presented, now()); err != nil {
 		return nil, ekError(err)
 	}
 	return ek, nil
