@@ -81,7 +81,7 @@ func (c *caDir) serve(pgBase, logPath string) (*caProc, error) {
 	}
 	defer logf.Close()
 	// application_name tells this CA's PostgreSQL backends apart (pgBackendCPU).
-	cmd := exec.Command(c.bin, "serve", "--dir", c.dir, "--listen", addr, "--ek-roots", c.roots, "--db", schema.URL+"&application_name="+schema.name)
+	cmd := exec.Command(c.bin, "serve", "--dir", c.dir, "--listen", addr, "--ek-roots", c.roots, "--db", schema.URL+"&application_name="+schema.name+os.Getenv("TPMLINE_BENCH_CA_DB_EXTRA"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		schema.drop()

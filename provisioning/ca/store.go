@@ -56,7 +56,7 @@ type Store struct {
 }
 
 // hotStatements are what every enrollment runs (prepared on PostgreSQL: Store.stmts).
-var hotStatements = []string{qEnrollState, qChallengeInsert, qChallengeClaimFor, qPGCompleteFirst}
+var hotStatements = []string{qEnrollState, qPGChallengeInsert, qChallengeClaimFor, qPGCompleteFirst}
 
 // OpenStore opens and migrates the store at dbURL: "sqlite://PATH" (PATH relative or absolute, e.g.
 // sqlite:///var/lib/ca/ca.db) or "postgres://..." / "postgresql://..." (lib/pq; run-time parameters such as
@@ -191,7 +191,11 @@ type challengeRow struct {
 
 // CreateChallenge stores a new session.
 func (s *Store) CreateChallenge(ctx context.Context, c *ChallengeRecord) error {
-	_, err := s.hot(qChallengeInsert).ExecContext(ctx, c.ID, c.Station, c.Serial, c.Product, c.Rework,
+	query := qChallengeInsert
+	if s.engine == "postgres" {
+		query = qPGChallengeInsert
+	}
+	_, err := s.hot(query).ExecContext(ctx, c.ID, c.Station, c.Serial, c.Product, c.Rework,
 		c.EKSHA256, c.EKCert, c.EKPublic, c.IAKPublic, c.IDevIDPublic, c.TPMInfo, c.SecretSHA256, c.Nonce,
 		ms(c.CreatedAt), ms(c.ExpiresAt))
 	if err != nil {
