@@ -45,6 +45,12 @@ type cryptoBoard struct {
 // what they do to this thread's caches. The inputs are real: soft boards of vendor, their EK
 // certificates and vendor chain, a MakeCredential over the IAK's Name, a certify signature by the IAK.
 func measureCryptoOnly(vendor *fixtures.Manufacturer, n int) (*CryptoOnly, error) {
+	return measureCryptoOnlyWith(vendor, vendor, n)
+}
+
+// measureCryptoOnlyWith checks the EK chains against trusted's root and intermediate (vendor's, but for
+// the test that a chain that does not verify fails the measurement).
+func measureCryptoOnlyWith(vendor, trusted *fixtures.Manufacturer, n int) (*CryptoOnly, error) {
 	const distinct = 8
 	boards := make([]cryptoBoard, distinct)
 	for i := range boards {
@@ -69,7 +75,7 @@ func measureCryptoOnly(vendor *fixtures.Manufacturer, n int) (*CryptoOnly, error
 		if err != nil {
 			return nil, err
 		}
-		boards[i] = cryptoBoard{ek: ek, inter: vendor.Intermediate(), root: vendor.Root(), ekPub: ekPub,
+		boards[i] = cryptoBoard{ek: ek, inter: trusted.Intermediate(), root: trusted.Root(), ekPub: ekPub,
 			iakName: sb.iakName, iak: &sb.iak.PublicKey, attestDigest: d[:], r: r, s: s}
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
