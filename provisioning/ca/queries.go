@@ -28,6 +28,15 @@ const (
 		WHERE id = ? AND station = ? AND used = FALSE AND expires_at > ?
 		RETURNING id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
 		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used`
+	// PostgreSQL's form of qChallengeClaimFor commits without waiting for the WAL flush, as
+	// qPGChallengeInsert. The CA answers nothing on a claim alone: a right answer is answered after the
+	// completion's synchronous commit, a wrong one after its refusal is logged (Activate), and either
+	// commit flushes the claim before it, so a session is burnt on disk before any answer to it is sent.
+	qPGChallengeClaimFor = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+		UPDATE ca_challenges SET used = TRUE, used_at = $1 FROM async
+		WHERE id = $2 AND station = $3 AND used = FALSE AND expires_at > $4
+		RETURNING id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
+		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used`
 	// Used or expired challenges are kept a day for the record, then dropped.
 	qChallengePurge = `DELETE FROM ca_challenges WHERE expires_at < ?`
 

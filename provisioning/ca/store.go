@@ -56,7 +56,7 @@ type Store struct {
 }
 
 // hotStatements are what every enrollment runs (prepared on PostgreSQL: Store.stmts).
-var hotStatements = []string{qEnrollState, qPGChallengeInsert, qChallengeClaimFor, qPGCompleteFirst}
+var hotStatements = []string{qEnrollState, qPGChallengeInsert, qPGChallengeClaimFor, qPGCompleteFirst}
 
 // OpenStore opens and migrates the store at dbURL: "sqlite://PATH" (PATH relative or absolute, e.g.
 // sqlite:///var/lib/ca/ca.db) or "postgres://..." / "postgresql://..." (lib/pq; run-time parameters such as
@@ -231,10 +231,16 @@ var ErrNotClaimable = errors.New("no claimable challenge")
 // ClaimChallengeFor marks station's session id used, if it is unused and has not expired at now, and
 // returns it as it was loaded, in one statement. Of any number of concurrent claims, across processes,
 // exactly one succeeds; every other call, and a claim of a session that is unknown, another station's or
-// expired (all left untouched), gets ErrNotClaimable: Challenge then tells which.
+// expired (all left untouched), gets ErrNotClaimable: Challenge then tells which. On PostgreSQL the claim
+// commits without waiting for the disk (qPGChallengeClaimFor): the caller's next write that commits
+// (CompleteEnrollment, LogEvent) makes it durable, and the caller answers only after that write.
 func (s *Store) ClaimChallengeFor(ctx context.Context, id, station string, now time.Time) (*ChallengeRecord, error) {
 	var r challengeRow
-	if err := s.hot(qChallengeClaimFor).GetContext(ctx, &r, ms(now), id, station, ms(now)); err != nil {
+	query := qChallengeClaimFor
+	if s.engine == "postgres" {
+		query = qPGChallengeClaimFor
+	}
+	if err := s.hot(query).GetContext(ctx, &r, ms(now), id, station, ms(now)); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotClaimable
 		}
