@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,6 +21,8 @@ type CALoadConfig struct {
 	Warmup      int // untimed enrollments first (TLS sessions, connection pools, JIT-free Go: mostly caches)
 	Workers     int // concurrent stations' worth of requests in flight
 	Clients     int // TLS client connections (provisioning.Client instances) the workers share
+	// CryptoIterations sizes the cryptography-only measurement (measureCryptoOnly) run after the warm-up.
+	CryptoIterations int
 }
 
 // CALoadResult is what figure 4 measured.
@@ -32,10 +35,14 @@ type CALoadResult struct {
 	// RSS of the CA process after the warm-up, after 10% of the timed run, at the end, and its maximum
 	// over the run (sampled every 1% of the run).
 	RSSWarm, RSS10, RSSEnd, RSSMax int64
-	// CA process CPU per enrollment; the load generator's and PostgreSQL's CPU are on the same 2 cores.
-	CACPUPerEnrollment time.Duration
-	PoolBuild          time.Duration // pre-generating the soft boards (untimed)
-	Errors             int
+	// CPU per enrollment of the CA process, of the load generator (this process: the soft boards'
+	// ActivateCredential and Certify, the HTTP client) and of the CA's PostgreSQL backends, all on the
+	// same cores.
+	CACPUPerEnrollment, ClientCPUPerEnrollment, PGCPUPerEnrollment time.Duration
+	// Crypto is the CA's cryptography alone, measured in this process after the warm-up (measureCryptoOnly).
+	Crypto    *CryptoOnly
+	PoolBuild time.Duration // pre-generating the soft boards (untimed)
+	Errors    int
 }
 
 // runCALoad starts a fresh `upstream-ca serve` on PostgreSQL trusting a fresh in-memory TPM vendor and
@@ -147,7 +154,15 @@ func runCALoad(ctx context.Context, env *Env, cfg CALoadConfig) (*CALoadResult, 
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	res.RSSWarm, _, _ = procStatus(proc.pid())
+	if res.Crypto, err = measureCryptoOnly(vendor, max(cfg.CryptoIterations, 1)); err != nil {
+		return nil, fmt.Errorf("crypto-only: %w", err)
+	}
+	pg0, err := proc.pgBackendCPU(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL backends of the CA: %w", err)
+	}
 	_, cpu0, _ := procStatus(proc.pid())
+	_, self0, _ := procStatus(os.Getpid())
 
 	lat := make([]time.Duration, cfg.Enrollments)
 	step := max(cfg.Enrollments/100, 1)
@@ -172,6 +187,11 @@ func runCALoad(ctx context.Context, env *Env, cfg CALoadConfig) (*CALoadResult, 
 	res.Elapsed = time.Since(start)
 	res.RSSEnd, _, _ = procStatus(proc.pid())
 	_, cpu1, _ := procStatus(proc.pid())
+	_, self1, _ := procStatus(os.Getpid())
+	pg1, err := proc.pgBackendCPU(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL backends of the CA: %w", err)
+	}
 	res.RSSMax = max(res.RSSMax, res.RSSEnd)
 	res.Errors = int(errCount.Load())
 	if err, _ := firstErr.Load().(error); err != nil {
@@ -179,6 +199,12 @@ func runCALoad(ctx context.Context, env *Env, cfg CALoadConfig) (*CALoadResult, 
 	}
 	res.PerSecond = float64(cfg.Enrollments) / res.Elapsed.Seconds()
 	res.CACPUPerEnrollment = (cpu1 - cpu0) / time.Duration(cfg.Enrollments)
+	res.ClientCPUPerEnrollment = (self1 - self0) / time.Duration(cfg.Enrollments)
+	var pg time.Duration
+	for pid, c := range pg1 {
+		pg += c - pg0[pid] // a backend opened during the run counts from zero
+	}
+	res.PGCPUPerEnrollment = pg / time.Duration(cfg.Enrollments)
 	slices.Sort(lat)
 	res.P50, res.P99, res.Max = percentile(lat, 50), percentile(lat, 99), lat[len(lat)-1]
 	return res, nil

@@ -80,7 +80,8 @@ func (c *caDir) serve(pgBase, logPath string) (*caProc, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(c.bin, "serve", "--dir", c.dir, "--listen", addr, "--ek-roots", c.roots, "--db", schema.URL)
+	// application_name tells this CA's PostgreSQL backends apart (pgBackendCPU).
+	cmd := exec.Command(c.bin, "serve", "--dir", c.dir, "--listen", addr, "--ek-roots", c.roots, "--db", schema.URL+"&application_name="+schema.name+os.Getenv("TPMLINE_BENCH_CA_DB_EXTRA"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		schema.drop()
@@ -110,6 +111,33 @@ func (c *caDir) serve(pgBase, logPath string) (*caProc, error) {
 }
 
 func (p *caProc) pid() int { return p.cmd.Process.Pid }
+
+// pgBackendCPU sums the CPU time (from /proc) of the PostgreSQL backends serving this CA process, by
+// pid: what PostgreSQL spends on its queries, without the server's shared processes (WAL writer,
+// checkpointer), which other clients of the same server also use.
+func (p *caProc) pgBackendCPU(ctx context.Context) (map[int]time.Duration, error) {
+	db, err := sql.Open("postgres", p.schema.base)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", p.schema.name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cpu := map[int]time.Duration{}
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		if _, c, err := procStatus(pid); err == nil {
+			cpu[pid] = c
+		}
+	}
+	return cpu, rows.Err()
+}
 
 // stop ends the serve process it started (SIGINT, then SIGKILL) and drops its schema.
 func (p *caProc) stop() {

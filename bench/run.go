@@ -36,7 +36,7 @@ type Config struct {
 // DefaultConfig is what `make bench` runs.
 func DefaultConfig() Config {
 	return Config{OverheadBoards: 8, ChipBoards: 3, Chip: "slb9670", ScriptBoards: 3, ProcessBoards: 8, Shows: 8, SlotCounts: []int{1, 2, 4, 8, 16}, PerSlot: 2,
-		CA:        CALoadConfig{Enrollments: 10_000, Warmup: 500, Workers: 8, Clients: 2},
+		CA:        CALoadConfig{Enrollments: 10_000, Warmup: 500, Workers: 8, Clients: 2, CryptoIterations: 2000},
 		PDFBoards: 10_000, EKListBoards: 100_000, InventoryBoards: 1_000_000, InventoryLookups: 20_000}
 }
 

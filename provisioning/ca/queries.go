@@ -6,6 +6,17 @@ const (
 	qChallengeInsert = `INSERT INTO ca_challenges (id, station, serial, product, rework, ek_sha256, ek_cert, ek_public,
 		iak_public, idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FALSE)`
+	// PostgreSQL's form of qChallengeInsert commits without waiting for its WAL to reach the disk
+	// (synchronous_commit off for this one statement's transaction, set_config(..., true) being SET LOCAL).
+	// A session is not an issuance: one that a PostgreSQL crash loses within the WAL writer's delay
+	// (wal_writer_delay, 200 ms by default) is answered challenge_unknown and the station starts round 1
+	// again. Everything after it stays synchronous: the claim that burns a session and the completion that
+	// records an issuance (which also flushes the WAL before it, this insert included) are durable when the
+	// CA answers.
+	qPGChallengeInsert = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+		INSERT INTO ca_challenges (id, station, serial, product, rework, ek_sha256, ek_cert, ek_public,
+		iak_public, idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, FALSE FROM async`
 	qChallengeGet = `SELECT id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
 		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used
 		FROM ca_challenges WHERE id = ?`
@@ -15,6 +26,15 @@ const (
 	// UPDATE ... RETURNING (SQLite since 3.35).
 	qChallengeClaimFor = `UPDATE ca_challenges SET used = TRUE, used_at = ?
 		WHERE id = ? AND station = ? AND used = FALSE AND expires_at > ?
+		RETURNING id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
+		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used`
+	// PostgreSQL's form of qChallengeClaimFor commits without waiting for the WAL flush, as
+	// qPGChallengeInsert. The CA answers nothing on a claim alone: a right answer is answered after the
+	// completion's synchronous commit, a wrong one after its refusal is logged (Activate), and either
+	// commit flushes the claim before it, so a session is burnt on disk before any answer to it is sent.
+	qPGChallengeClaimFor = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+		UPDATE ca_challenges SET used = TRUE, used_at = $1 FROM async
+		WHERE id = $2 AND station = $3 AND used = FALSE AND expires_at > $4
 		RETURNING id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
 		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used`
 	// Used or expired challenges are kept a day for the record, then dropped.

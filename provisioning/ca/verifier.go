@@ -303,12 +303,11 @@ func (v *Verifier) verifyEKCert(req *provisioning.EnrollRequest) (*ekcert.Certif
 	if ekv == nil {
 		ekv = &ekcert.Verifier{}
 	}
-	if ekv.Now == nil {
-		cp := *ekv
-		cp.Now = v.now
-		ekv = &cp
+	now := v.now
+	if ekv.Now != nil {
+		now = ekv.Now
 	}
-	if _, err := ekv.Verify(ek, presented); err != nil {
+	if _, err := ekv.VerifyAt(ek, presented, now()); err != nil {
 		return nil, ekError(err)
 	}
 	return ek, nil
@@ -372,7 +371,9 @@ func (v *Verifier) bindingError(serial string, err error) error {
 //  4. It has not expired: Now is before its expiry (challenge_expired).
 //  5. It is claimed atomically before anything else is compared (challenge_used if it was already claimed):
 //     every answer, right or wrong, burns the session, so a wrong secret cannot be retried and a replay of a
-//     right one gets challenge_used.
+//     right one gets challenge_used. An answer refused after the claim is logged (event answer_refused,
+//     with its code) before the refusal is sent; that commit is also what makes the claim durable on
+//     PostgreSQL (Store.ClaimChallengeFor).
 //  6. SHA-256 of the secret equals the stored SHA-256, compared in constant time (activation_failed).
 //  7. certify_info is exactly one TPMS_ATTEST with the TPM_GENERATED magic and type TPM_ST_ATTEST_CERTIFY
 //     (attest_invalid); its extraData is this session's nonce (attest_nonce); its attested Name is the Name
@@ -408,6 +409,27 @@ func (v *Verifier) Activate(ctx context.Context, station string, req *provisioni
 	}
 	noteSerial(ctx, ch.Serial)
 	log := v.log().With("station", station, "serial", ch.Serial, "session", ch.ID)
+	certs, err := v.activateClaimed(ctx, station, req, ch, now, log)
+	if err != nil {
+		// The refusal is logged, synchronously committed, before it is answered: that commit also flushes
+		// the claim (which on PostgreSQL did not wait for the disk), so the burnt session stays burnt
+		// whatever crashes next.
+		detail := err.Error()
+		var pe *provisioning.Error
+		if errors.As(err, &pe) {
+			detail = string(pe.Code) + ": " + pe.Message
+		}
+		if lerr := v.Store.LogEvent(ctx, Event{At: now, Station: station, Kind: "answer_refused", Serial: ch.Serial,
+			EKSHA256: ch.EKSHA256, SessionID: ch.ID, Detail: detail}); lerr != nil {
+			return nil, v.internal("recording the refused answer", lerr)
+		}
+		return nil, err
+	}
+	return certs, nil
+}
+
+// activateClaimed runs Activate's checks 6 to 8 on a claimed session, then issues and records.
+func (v *Verifier) activateClaimed(ctx context.Context, station string, req *provisioning.ActivateRequest, ch *ChallengeRecord, now time.Time, log *slog.Logger) (*provisioning.Certificates, error) {
 	// 6.
 	got := sha256.Sum256(req.Secret)
 	if subtle.ConstantTimeCompare(got[:], ch.SecretSHA256) != 1 {

@@ -786,3 +786,63 @@ func TestRestartBetweenRounds(t *testing.T) {
 		})
 	}
 }
+
+// A refused answer is logged (answer_refused, with its code) before it is answered, on both engines: on
+// PostgreSQL that commit is what makes the claim that burnt the session durable. An answer that is
+// accepted logs no refusal.
+func TestRefusedAnswerLogged(t *testing.T) {
+	b := newBoard(t, "SN-REFUSED", provisioning.EKRSA2048, provisioning.KeyP256)
+	ctx := context.Background()
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			url := ""
+			if engine == "postgres" {
+				url = pgURL(t)
+			}
+			e := newEnv(t, url)
+			ch, err := e.v.Enroll(ctx, "station-1", b.request())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ans := b.answer(t, ch)
+			bad := *ans
+			bad.CertifyInfo = bytes.Clone(ans.CertifyInfo)
+			bad.CertifyInfo[len(bad.CertifyInfo)-1] ^= 1
+			_, err = e.v.Activate(ctx, "station-1", &bad)
+			wantCode(t, err, provisioning.CodeAttestSignature)
+			evs, err := e.store.RecentEvents(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 || evs[0].Kind != "answer_refused" || evs[0].SessionID != ch.SessionID || evs[0].Serial != "SN-REFUSED" ||
+				!strings.HasPrefix(evs[0].Detail, string(provisioning.CodeAttestSignature)+": ") {
+				t.Fatalf("events after a refused answer: %+v", evs)
+			}
+			// The honest answer now finds the session burnt: refused and logged too.
+			_, err = e.v.Activate(ctx, "station-1", ans)
+			wantCode(t, err, provisioning.CodeChallengeUsed)
+
+			e2 := newEnv(t, url)
+			ch2, err := e2.v.Enroll(ctx, "station-1", b.request())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e2.v.Activate(ctx, "station-1", b.answer(t, ch2)); err != nil {
+				t.Fatal(err)
+			}
+			evs, err = e2.store.RecentEvents(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kinds []string
+			for _, ev := range evs {
+				if ev.SessionID == ch2.SessionID {
+					kinds = append(kinds, ev.Kind)
+				}
+			}
+			if len(kinds) != 1 || kinds[0] != "enrolled" {
+				t.Fatalf("events of an accepted answer: %v", kinds)
+			}
+		})
+	}
+}
