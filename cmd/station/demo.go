@@ -249,8 +249,11 @@ func demoHeadless(ctx context.Context, g *globals, env *demoEnv, s *station.Sett
 	}
 	wg.Wait()
 	el := time.Since(start)
-	logf("done: %d of %d passed in %.1f s (%.0f units/hour); see 'station --db %s batch show %s'",
-		boards-failed, boards, el.Seconds(), float64(boards-failed)/el.Hours(), s.DB, batchID)
+	// The line's rule for a rate (records.FiguresOK): a dash until enough boards or time stand behind it.
+	passed := boards - failed
+	rate := records.Figures{UnitsPerHour: float64(passed) / el.Hours(), OK: records.FiguresOK(passed, el)}
+	logf("done: %d of %d passed in %.1f s (%s); see 'station --db %s batch show %s'",
+		passed, boards, el.Seconds(), rate.RateText(), s.DB, batchID)
 	if failed > 0 {
 		return errFailed
 	}

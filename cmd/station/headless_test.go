@@ -77,6 +77,10 @@ func TestHeadlessForwards(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "1 of 1 passed") {
 		t.Fatalf("station demo --headless: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// One board is no rate (records.FiguresOK): the summary shows a dash, not a figure from one sample.
+	if !strings.Contains(r.stdout, "(- u/h)") {
+		t.Errorf("station demo --headless with one board shows a rate:\n%s", r.stdout)
+	}
 
 	alone := t.TempDir()
 	b, err := os.ReadFile(filepath.Join(bin, "station"))
