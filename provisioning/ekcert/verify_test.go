@@ -206,28 +206,9 @@ type testCA struct {
 
 func newTestCA(t *testing.T) testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tpmline test TPM vendor root"},
-		NotBefore:             date("2020-01-01"),
-		NotAfter:              date("2040-01-01"),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCA{cert, key}
+	tmpl := caTemplate("tpmline test TPM vendor root", date("2020-01-01"), date("2040-01-01"))
+	tmpl.SerialNumber = big.NewInt(1)
+	return signCA(t, tmpl, nil)
 }
 
 // tpmSAN is the critical SAN of an EK: one directoryName with the TPM identity in 3 RDNs, as Infineon
