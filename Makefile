@@ -58,12 +58,19 @@ clockcheck:
 interop:
 	cd interop/stepca && $(GO) test -count=1 -timeout 40m ./...
 
-# Short fuzz runs of every fuzz target (seconds each); run longer with FUZZTIME=10m.
+# Short fuzz runs of every fuzz target (seconds each); run longer with FUZZTIME=10m. A run that fails prints
+# its output. An input that fails is written to the package's testdata/fuzz and is then part of the seed
+# corpus, so the target is run once more: a finding fails that run too (and the suite, with the input kept
+# for a regression test), while a failure of the fuzzing engine itself (a worker lost on a loaded machine)
+# does not fail the suite but is printed.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; then \
+	      cat $$log; echo "fuzz: $$f failed; running it again (a saved failing input fails again)"; \
+	      $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    fi; \
 	  done; \
 	done
 
