@@ -109,6 +109,20 @@ func (e *env) reopen(t testing.TB) {
 // pgURL gives a PostgreSQL URL with a fresh schema of its own (dropped at the end).
 func pgURL(t testing.TB) string { return testdb.PostgresURL(t, "ca_test") }
 
+// bothEngines runs f as a subtest on each store engine: SQLite (url "", a fresh file) and PostgreSQL (a
+// fresh database).
+func bothEngines(t *testing.T, f func(t *testing.T, engine, url string)) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			url := ""
+			if engine == "postgres" {
+				url = pgURL(t)
+			}
+			f(t, engine, url)
+		})
+	}
+}
+
 // board is the simulator acting as one board: its EK, IAK and IDevID loaded, and its round-1 request.
 type board struct {
 	t               testing.TB

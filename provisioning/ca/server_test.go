@@ -109,41 +109,35 @@ func mustJSON(t testing.TB, v any) []byte {
 // TestHTTPSHappyPath: both rounds over HTTPS with mutual TLS on loopback, on SQLite and PostgreSQL.
 func TestHTTPSHappyPath(t *testing.T) {
 	b := newBoard(t, "SN-HTTPS", provisioning.EKRSA2048, provisioning.KeyP256)
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			url := ""
-			if engine == "postgres" {
-				url = pgURL(t)
+	bothEngines(t, func(t *testing.T, _, url string) {
+		h := newHTTPSCA(t, url)
+		var ch provisioning.Challenge
+		if st, eb := h.post(t, h.client, provisioning.PathEnroll, mustJSON(t, b.request()), &ch); eb != nil {
+			t.Fatalf("enroll: %d %+v", st, eb)
+		}
+		var certs provisioning.Certificates
+		if st, eb := h.post(t, h.client, provisioning.PathActivate, mustJSON(t, b.answer(t, &ch)), &certs); eb != nil {
+			t.Fatalf("activate: %d %+v", st, eb)
+		}
+		checkIssued(t, h.env, &certs, "SN-HTTPS")
+		// A replay over the wire.
+		st, eb := h.post(t, h.client, provisioning.PathActivate, mustJSON(t, b.answer(t, &ch)), nil)
+		if st != 410 || eb.Error.Code != provisioning.CodeChallengeUsed {
+			t.Fatalf("replay: %d %+v", st, eb)
+		}
+		var logs string
+		for i := 0; i < 100; i++ { // the log line is written after the answer went out
+			if logs = h.logs.String(); strings.Contains(logs, "outcome=challenge_used") {
+				break
 			}
-			h := newHTTPSCA(t, url)
-			var ch provisioning.Challenge
-			if st, eb := h.post(t, h.client, provisioning.PathEnroll, mustJSON(t, b.request()), &ch); eb != nil {
-				t.Fatalf("enroll: %d %+v", st, eb)
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, want := range []string{"station=station-7", "serial=SN-HTTPS", "outcome=ok", "outcome=challenge_used", "duration="} {
+			if !strings.Contains(logs, want) {
+				t.Fatalf("request log lacks %q:\n%s", want, logs)
 			}
-			var certs provisioning.Certificates
-			if st, eb := h.post(t, h.client, provisioning.PathActivate, mustJSON(t, b.answer(t, &ch)), &certs); eb != nil {
-				t.Fatalf("activate: %d %+v", st, eb)
-			}
-			checkIssued(t, h.env, &certs, "SN-HTTPS")
-			// A replay over the wire.
-			st, eb := h.post(t, h.client, provisioning.PathActivate, mustJSON(t, b.answer(t, &ch)), nil)
-			if st != 410 || eb.Error.Code != provisioning.CodeChallengeUsed {
-				t.Fatalf("replay: %d %+v", st, eb)
-			}
-			var logs string
-			for i := 0; i < 100; i++ { // the log line is written after the answer went out
-				if logs = h.logs.String(); strings.Contains(logs, "outcome=challenge_used") {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			for _, want := range []string{"station=station-7", "serial=SN-HTTPS", "outcome=ok", "outcome=challenge_used", "duration="} {
-				if !strings.Contains(logs, want) {
-					t.Fatalf("request log lacks %q:\n%s", want, logs)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestHTTPSRefusals covers authentication and request decoding over the wire.

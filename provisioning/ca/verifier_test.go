@@ -717,74 +717,62 @@ func TestNameSubstitution(t *testing.T) {
 // engines.
 func TestConcurrentAnswers(t *testing.T) {
 	b := newBoard(t, "SN-RACE", provisioning.EKRSA2048, provisioning.KeyP256)
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			url := ""
-			if engine == "postgres" {
-				url = pgURL(t)
+	bothEngines(t, func(t *testing.T, _, url string) {
+		e := newEnv(t, url)
+		// A second CA process on the same database.
+		e2 := newEnv(t, e.url)
+		ctx := context.Background()
+		for round := 0; round < 5; round++ {
+			req := b.request()
+			req.Serial = "SN-RACE"
+			req.Rework = round > 0
+			ch, err := e.v.Enroll(ctx, "st", req)
+			if err != nil {
+				t.Fatal(err)
 			}
-			e := newEnv(t, url)
-			// A second CA process on the same database.
-			e2 := newEnv(t, e.url)
-			ctx := context.Background()
-			for round := 0; round < 5; round++ {
-				req := b.request()
-				req.Serial = "SN-RACE"
-				req.Rework = round > 0
-				ch, err := e.v.Enroll(ctx, "st", req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ans := b.answer(t, ch)
-				var wg sync.WaitGroup
-				errs := make([]error, 2)
-				for i, v := range []*Verifier{e.v, e2.v} {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						_, errs[i] = v.Activate(ctx, "st", ans)
-					}()
-				}
-				wg.Wait()
-				ok := 0
-				for _, err := range errs {
-					if err == nil {
-						ok++
-					} else {
-						wantCode(t, err, provisioning.CodeChallengeUsed)
-					}
-				}
-				if ok != 1 {
-					t.Fatalf("round %d: %d answers succeeded: %v", round, ok, errs)
+			ans := b.answer(t, ch)
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i, v := range []*Verifier{e.v, e2.v} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = v.Activate(ctx, "st", ans)
+				}()
+			}
+			wg.Wait()
+			ok := 0
+			for _, err := range errs {
+				if err == nil {
+					ok++
+				} else {
+					wantCode(t, err, provisioning.CodeChallengeUsed)
 				}
 			}
-		})
-	}
+			if ok != 1 {
+				t.Fatalf("round %d: %d answers succeeded: %v", round, ok, errs)
+			}
+		}
+	})
 }
 
 // TestRestartBetweenRounds: a CA restart between round 1 and round 2 loses nothing.
 func TestRestartBetweenRounds(t *testing.T) {
 	b := newBoard(t, "SN-RESTART", provisioning.EKRSA2048, provisioning.KeyP256)
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			url := ""
-			if engine == "postgres" {
-				url = pgURL(t)
-			}
-			e := newEnv(t, url)
-			ctx := context.Background()
-			ch, err := e.v.Enroll(ctx, "st", b.request())
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.reopen(t)
-			certs, err := e.v.Activate(ctx, "st", b.answer(t, ch))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkIssued(t, e, certs, "SN-RESTART")
-		})
-	}
+	bothEngines(t, func(t *testing.T, _, url string) {
+		e := newEnv(t, url)
+		ctx := context.Background()
+		ch, err := e.v.Enroll(ctx, "st", b.request())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.reopen(t)
+		certs, err := e.v.Activate(ctx, "st", b.answer(t, ch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkIssued(t, e, certs, "SN-RESTART")
+	})
 }
 
 // A refused answer is logged (answer_refused, with its code) before it is answered, on both engines: on
@@ -793,56 +781,50 @@ func TestRestartBetweenRounds(t *testing.T) {
 func TestRefusedAnswerLogged(t *testing.T) {
 	b := newBoard(t, "SN-REFUSED", provisioning.EKRSA2048, provisioning.KeyP256)
 	ctx := context.Background()
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			url := ""
-			if engine == "postgres" {
-				url = pgURL(t)
-			}
-			e := newEnv(t, url)
-			ch, err := e.v.Enroll(ctx, "station-1", b.request())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ans := b.answer(t, ch)
-			bad := *ans
-			bad.CertifyInfo = bytes.Clone(ans.CertifyInfo)
-			bad.CertifyInfo[len(bad.CertifyInfo)-1] ^= 1
-			_, err = e.v.Activate(ctx, "station-1", &bad)
-			wantCode(t, err, provisioning.CodeAttestSignature)
-			evs, err := e.store.RecentEvents(ctx, 10)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(evs) != 1 || evs[0].Kind != "answer_refused" || evs[0].SessionID != ch.SessionID || evs[0].Serial != "SN-REFUSED" ||
-				!strings.HasPrefix(evs[0].Detail, string(provisioning.CodeAttestSignature)+": ") {
-				t.Fatalf("events after a refused answer: %+v", evs)
-			}
-			// The honest answer now finds the session burnt: refused and logged too.
-			_, err = e.v.Activate(ctx, "station-1", ans)
-			wantCode(t, err, provisioning.CodeChallengeUsed)
+	bothEngines(t, func(t *testing.T, _, url string) {
+		e := newEnv(t, url)
+		ch, err := e.v.Enroll(ctx, "station-1", b.request())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans := b.answer(t, ch)
+		bad := *ans
+		bad.CertifyInfo = bytes.Clone(ans.CertifyInfo)
+		bad.CertifyInfo[len(bad.CertifyInfo)-1] ^= 1
+		_, err = e.v.Activate(ctx, "station-1", &bad)
+		wantCode(t, err, provisioning.CodeAttestSignature)
+		evs, err := e.store.RecentEvents(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].Kind != "answer_refused" || evs[0].SessionID != ch.SessionID || evs[0].Serial != "SN-REFUSED" ||
+			!strings.HasPrefix(evs[0].Detail, string(provisioning.CodeAttestSignature)+": ") {
+			t.Fatalf("events after a refused answer: %+v", evs)
+		}
+		// The honest answer now finds the session burnt: refused and logged too.
+		_, err = e.v.Activate(ctx, "station-1", ans)
+		wantCode(t, err, provisioning.CodeChallengeUsed)
 
-			e2 := newEnv(t, url)
-			ch2, err := e2.v.Enroll(ctx, "station-1", b.request())
-			if err != nil {
-				t.Fatal(err)
+		e2 := newEnv(t, url)
+		ch2, err := e2.v.Enroll(ctx, "station-1", b.request())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e2.v.Activate(ctx, "station-1", b.answer(t, ch2)); err != nil {
+			t.Fatal(err)
+		}
+		evs, err = e2.store.RecentEvents(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, ev := range evs {
+			if ev.SessionID == ch2.SessionID {
+				kinds = append(kinds, ev.Kind)
 			}
-			if _, err := e2.v.Activate(ctx, "station-1", b.answer(t, ch2)); err != nil {
-				t.Fatal(err)
-			}
-			evs, err = e2.store.RecentEvents(ctx, 10)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var kinds []string
-			for _, ev := range evs {
-				if ev.SessionID == ch2.SessionID {
-					kinds = append(kinds, ev.Kind)
-				}
-			}
-			if len(kinds) != 1 || kinds[0] != "enrolled" {
-				t.Fatalf("events of an accepted answer: %v", kinds)
-			}
-		})
-	}
+		}
+		if len(kinds) != 1 || kinds[0] != "enrolled" {
+			t.Fatalf("events of an accepted answer: %v", kinds)
+		}
+	})
 }

@@ -33,72 +33,66 @@ func witnessReq(t testing.TB, cert tls.Certificate, cp *provisioning.Checkpoint)
 // TestWitness: a station's checkpoints over HTTPS with mutual TLS, on both engines: stored, answered
 // newest first, the same one again accepted; then one refusal per check Witness lists.
 func TestWitness(t *testing.T) {
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			url := ""
-			if engine == "postgres" {
-				url = pgURL(t)
+	bothEngines(t, func(t *testing.T, _, url string) {
+		h := newHTTPSCA(t, url)
+		st7 := clientCert(t, h.accessKP, "station-7")
+		h.client = h.clientWith(st7)
+		at := clock.Now().UTC().Truncate(time.Millisecond)
+		cp := func(seq int64, c byte) *provisioning.Checkpoint {
+			return &provisioning.Checkpoint{Station: "station-7", Seq: seq, Hash: hash64(c), Time: at}
+		}
+		post := func(req any) (int, *provisioning.ErrorBody, *provisioning.WitnessResponse) {
+			t.Helper()
+			var res provisioning.WitnessResponse
+			st, eb := h.post(t, h.client, provisioning.PathWitness, mustJSON(t, req), &res)
+			return st, eb, &res
+		}
+		for _, req := range []*provisioning.WitnessRequest{witnessReq(t, st7, cp(5, 'a')), witnessReq(t, st7, cp(5, 'a')), witnessReq(t, st7, cp(9, 'b'))} {
+			if st, eb, _ := post(req); eb != nil {
+				t.Fatalf("witness: %d %+v", st, eb)
 			}
-			h := newHTTPSCA(t, url)
-			st7 := clientCert(t, h.accessKP, "station-7")
-			h.client = h.clientWith(st7)
-			at := clock.Now().UTC().Truncate(time.Millisecond)
-			cp := func(seq int64, c byte) *provisioning.Checkpoint {
-				return &provisioning.Checkpoint{Station: "station-7", Seq: seq, Hash: hash64(c), Time: at}
-			}
-			post := func(req any) (int, *provisioning.ErrorBody, *provisioning.WitnessResponse) {
-				t.Helper()
-				var res provisioning.WitnessResponse
-				st, eb := h.post(t, h.client, provisioning.PathWitness, mustJSON(t, req), &res)
-				return st, eb, &res
-			}
-			for _, req := range []*provisioning.WitnessRequest{witnessReq(t, st7, cp(5, 'a')), witnessReq(t, st7, cp(5, 'a')), witnessReq(t, st7, cp(9, 'b'))} {
-				if st, eb, _ := post(req); eb != nil {
-					t.Fatalf("witness: %d %+v", st, eb)
-				}
-			}
-			_, eb, res := post(&provisioning.WitnessRequest{})
-			if eb != nil || len(res.Heads) != 2 || res.Heads[0].Seq != 9 || res.Heads[0].Hash != hash64('b') || res.Heads[1].Seq != 5 ||
-				!res.Heads[1].SignedAt.Equal(at) {
-				t.Fatalf("heads = %+v, %+v", res, eb)
-			}
+		}
+		_, eb, res := post(&provisioning.WitnessRequest{})
+		if eb != nil || len(res.Heads) != 2 || res.Heads[0].Seq != 9 || res.Heads[0].Hash != hash64('b') || res.Heads[1].Seq != 5 ||
+			!res.Heads[1].SignedAt.Equal(at) {
+			t.Fatalf("heads = %+v, %+v", res, eb)
+		}
 
-			other := clientCert(t, h.accessKP, "station-8")
-			sameName := clientCert(t, h.accessKP, "station-7") // another key under the same name
-			tampered := witnessReq(t, st7, cp(10, 'c'))
-			tampered.Checkpoint = cp(10, 'd').Body()
-			nonCanonical := witnessReq(t, st7, cp(10, 'c'))
-			nonCanonical.Checkpoint = append([]byte{}, nonCanonical.Checkpoint...)
-			nonCanonical.Checkpoint = bytes.Replace(nonCanonical.Checkpoint, []byte("seq 10"), []byte("seq 010"), 1)
-			big := &provisioning.WitnessRequest{Checkpoint: bytes.Repeat([]byte("x"), provisioning.MaxWitnessRequestBytes), Signature: []byte("x")}
-			for _, c := range []struct {
-				name   string
-				req    any
-				status int
-				code   provisioning.ErrorCode
-			}{
-				{"checkpoint without signature", &provisioning.WitnessRequest{Checkpoint: cp(10, 'c').Body()}, 400, provisioning.CodeBadRequest},
-				{"not a checkpoint", witnessReqBody(t, st7, []byte("hello\n")), 422, provisioning.CodeCheckpointInvalid},
-				{"not canonical", nonCanonical, 422, provisioning.CodeCheckpointInvalid},
-				{"another station's", witnessReq(t, st7, &provisioning.Checkpoint{Station: "station-8", Seq: 10, Hash: hash64('c'), Time: at}), 422, provisioning.CodeCheckpointInvalid},
-				{"signature over other bytes", tampered, 422, provisioning.CodeCheckpointInvalid},
-				{"signed by another certificate", witnessReq(t, sameName, cp(10, 'c')), 422, provisioning.CodeCheckpointInvalid},
-				{"signed by another station", witnessReq(t, other, cp(10, 'c')), 422, provisioning.CodeCheckpointInvalid},
-				{"fork at a witnessed seq", witnessReq(t, st7, cp(9, 'c')), 409, provisioning.CodeWitnessConflict},
-				{"behind the last head", witnessReq(t, st7, cp(7, 'c')), 409, provisioning.CodeWitnessConflict},
-				{"over the size bound", big, 413, provisioning.CodeTooLarge},
-				{"unknown field", map[string]any{"checkpoint": nil, "extra": 1}, 400, provisioning.CodeBadRequest},
-			} {
-				st, eb, _ := post(c.req)
-				if eb == nil || st != c.status || eb.Error.Code != c.code {
-					t.Errorf("%s: %d %+v, want %d %s", c.name, st, eb, c.status, c.code)
-				}
+		other := clientCert(t, h.accessKP, "station-8")
+		sameName := clientCert(t, h.accessKP, "station-7") // another key under the same name
+		tampered := witnessReq(t, st7, cp(10, 'c'))
+		tampered.Checkpoint = cp(10, 'd').Body()
+		nonCanonical := witnessReq(t, st7, cp(10, 'c'))
+		nonCanonical.Checkpoint = append([]byte{}, nonCanonical.Checkpoint...)
+		nonCanonical.Checkpoint = bytes.Replace(nonCanonical.Checkpoint, []byte("seq 10"), []byte("seq 010"), 1)
+		big := &provisioning.WitnessRequest{Checkpoint: bytes.Repeat([]byte("x"), provisioning.MaxWitnessRequestBytes), Signature: []byte("x")}
+		for _, c := range []struct {
+			name   string
+			req    any
+			status int
+			code   provisioning.ErrorCode
+		}{
+			{"checkpoint without signature", &provisioning.WitnessRequest{Checkpoint: cp(10, 'c').Body()}, 400, provisioning.CodeBadRequest},
+			{"not a checkpoint", witnessReqBody(t, st7, []byte("hello\n")), 422, provisioning.CodeCheckpointInvalid},
+			{"not canonical", nonCanonical, 422, provisioning.CodeCheckpointInvalid},
+			{"another station's", witnessReq(t, st7, &provisioning.Checkpoint{Station: "station-8", Seq: 10, Hash: hash64('c'), Time: at}), 422, provisioning.CodeCheckpointInvalid},
+			{"signature over other bytes", tampered, 422, provisioning.CodeCheckpointInvalid},
+			{"signed by another certificate", witnessReq(t, sameName, cp(10, 'c')), 422, provisioning.CodeCheckpointInvalid},
+			{"signed by another station", witnessReq(t, other, cp(10, 'c')), 422, provisioning.CodeCheckpointInvalid},
+			{"fork at a witnessed seq", witnessReq(t, st7, cp(9, 'c')), 409, provisioning.CodeWitnessConflict},
+			{"behind the last head", witnessReq(t, st7, cp(7, 'c')), 409, provisioning.CodeWitnessConflict},
+			{"over the size bound", big, 413, provisioning.CodeTooLarge},
+			{"unknown field", map[string]any{"checkpoint": nil, "extra": 1}, 400, provisioning.CodeBadRequest},
+		} {
+			st, eb, _ := post(c.req)
+			if eb == nil || st != c.status || eb.Error.Code != c.code {
+				t.Errorf("%s: %d %+v, want %d %s", c.name, st, eb, c.status, c.code)
 			}
-			if _, _, res := post(&provisioning.WitnessRequest{}); len(res.Heads) != 2 {
-				t.Errorf("a refused checkpoint was stored: %+v", res.Heads)
-			}
-		})
-	}
+		}
+		if _, _, res := post(&provisioning.WitnessRequest{}); len(res.Heads) != 2 {
+			t.Errorf("a refused checkpoint was stored: %+v", res.Heads)
+		}
+	})
 }
 
 func witnessReqBody(t testing.TB, cert tls.Certificate, body []byte) *provisioning.WitnessRequest {
@@ -173,76 +167,70 @@ func TestWitnessStore(t *testing.T) {
 // nothing.
 func TestEnrollmentHead(t *testing.T) {
 	b := newBoard(t, "SN-HEAD", provisioning.EKRSA2048, provisioning.KeyP256)
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			url := ""
-			if engine == "postgres" {
-				url = pgURL(t)
+	bothEngines(t, func(t *testing.T, _, url string) {
+		h := newHTTPSCA(t, url)
+		st7 := clientCert(t, h.accessKP, "station-7")
+		h.client = h.clientWith(st7)
+		t0 := clock.Now().UTC().Truncate(time.Millisecond)
+		cp := func(seq int64, c byte, after time.Duration) *provisioning.Checkpoint {
+			return &provisioning.Checkpoint{Station: "station-7", Seq: seq, Hash: hash64(c), Time: t0.Add(after)}
+		}
+		enroll := func(head *provisioning.WitnessRequest) (int, *provisioning.ErrorBody) {
+			t.Helper()
+			req := b.request()
+			req.AuditHead = head
+			var ch provisioning.Challenge
+			st, eb := h.post(t, h.client, provisioning.PathEnroll, mustJSON(t, req), &ch)
+			if eb == nil && ch.SessionID == "" {
+				t.Fatalf("enroll answered no challenge")
 			}
-			h := newHTTPSCA(t, url)
-			st7 := clientCert(t, h.accessKP, "station-7")
-			h.client = h.clientWith(st7)
-			t0 := clock.Now().UTC().Truncate(time.Millisecond)
-			cp := func(seq int64, c byte, after time.Duration) *provisioning.Checkpoint {
-				return &provisioning.Checkpoint{Station: "station-7", Seq: seq, Hash: hash64(c), Time: t0.Add(after)}
+			return st, eb
+		}
+		heads := func() []provisioning.WitnessedHead {
+			t.Helper()
+			var res provisioning.WitnessResponse
+			if st, eb := h.post(t, h.client, provisioning.PathWitness, mustJSON(t, &provisioning.WitnessRequest{}), &res); eb != nil {
+				t.Fatalf("witness list: %d %+v", st, eb)
 			}
-			enroll := func(head *provisioning.WitnessRequest) (int, *provisioning.ErrorBody) {
-				t.Helper()
-				req := b.request()
-				req.AuditHead = head
-				var ch provisioning.Challenge
-				st, eb := h.post(t, h.client, provisioning.PathEnroll, mustJSON(t, req), &ch)
-				if eb == nil && ch.SessionID == "" {
-					t.Fatalf("enroll answered no challenge")
-				}
-				return st, eb
+			return res.Heads
+		}
+		for i, head := range []*provisioning.WitnessRequest{nil, witnessReq(t, st7, cp(5, 'a', 0)), witnessReq(t, st7, cp(9, 'b', 2*time.Second)),
+			witnessReq(t, st7, cp(7, 'c', time.Second)), witnessReq(t, st7, cp(9, 'b', 3*time.Second))} {
+			if st, eb := enroll(head); eb != nil {
+				t.Fatalf("enrollment %d: %d %+v", i, st, eb)
 			}
-			heads := func() []provisioning.WitnessedHead {
-				t.Helper()
-				var res provisioning.WitnessResponse
-				if st, eb := h.post(t, h.client, provisioning.PathWitness, mustJSON(t, &provisioning.WitnessRequest{}), &res); eb != nil {
-					t.Fatalf("witness list: %d %+v", st, eb)
-				}
-				return res.Heads
-			}
-			for i, head := range []*provisioning.WitnessRequest{nil, witnessReq(t, st7, cp(5, 'a', 0)), witnessReq(t, st7, cp(9, 'b', 2*time.Second)),
-				witnessReq(t, st7, cp(7, 'c', time.Second)), witnessReq(t, st7, cp(9, 'b', 3*time.Second))} {
-				if st, eb := enroll(head); eb != nil {
-					t.Fatalf("enrollment %d: %d %+v", i, st, eb)
-				}
-			}
-			if got := heads(); len(got) != 3 || got[0].Seq != 9 || got[1].Seq != 7 || got[1].Hash != hash64('c') || got[2].Seq != 5 {
-				t.Fatalf("heads = %+v", got)
-			}
+		}
+		if got := heads(); len(got) != 3 || got[0].Seq != 9 || got[1].Seq != 7 || got[1].Hash != hash64('c') || got[2].Seq != 5 {
+			t.Fatalf("heads = %+v", got)
+		}
 
-			tampered := witnessReq(t, st7, cp(10, 'd', 4*time.Second))
-			tampered.Checkpoint = cp(10, 'e', 4*time.Second).Body()
-			big := &provisioning.WitnessRequest{Checkpoint: bytes.Repeat([]byte("x"), provisioning.MaxWitnessRequestBytes), Signature: []byte("x")}
-			for _, c := range []struct {
-				name   string
-				head   *provisioning.WitnessRequest
-				status int
-				code   provisioning.ErrorCode
-			}{
-				{"checkpoint without signature", &provisioning.WitnessRequest{Checkpoint: cp(10, 'd', 4*time.Second).Body()}, 400, provisioning.CodeBadRequest},
-				{"not a checkpoint", witnessReqBody(t, st7, []byte("hello\n")), 422, provisioning.CodeCheckpointInvalid},
-				{"another station's", witnessReq(t, st7, &provisioning.Checkpoint{Station: "station-8", Seq: 10, Hash: hash64('d'), Time: t0}), 422, provisioning.CodeCheckpointInvalid},
-				{"signature over other bytes", tampered, 422, provisioning.CodeCheckpointInvalid},
-				{"signed by another certificate", witnessReq(t, clientCert(t, h.accessKP, "station-7"), cp(10, 'd', 4*time.Second)), 422, provisioning.CodeCheckpointInvalid},
-				{"over the size bound", big, 413, provisioning.CodeTooLarge},
-				{"fork at a witnessed seq", witnessReq(t, st7, cp(7, 'e', time.Second)), 409, provisioning.CodeWitnessConflict},
-				{"behind a head and signed over the skew after it", witnessReq(t, st7, cp(6, 'f', 2*time.Second+EnrollmentHeadSkew+time.Second)), 409, provisioning.CodeWitnessConflict},
-			} {
-				st, eb := enroll(c.head)
-				if eb == nil || st != c.status || eb.Error.Code != c.code {
-					t.Errorf("%s: %d %+v, want %d %s", c.name, st, eb, c.status, c.code)
-				}
+		tampered := witnessReq(t, st7, cp(10, 'd', 4*time.Second))
+		tampered.Checkpoint = cp(10, 'e', 4*time.Second).Body()
+		big := &provisioning.WitnessRequest{Checkpoint: bytes.Repeat([]byte("x"), provisioning.MaxWitnessRequestBytes), Signature: []byte("x")}
+		for _, c := range []struct {
+			name   string
+			head   *provisioning.WitnessRequest
+			status int
+			code   provisioning.ErrorCode
+		}{
+			{"checkpoint without signature", &provisioning.WitnessRequest{Checkpoint: cp(10, 'd', 4*time.Second).Body()}, 400, provisioning.CodeBadRequest},
+			{"not a checkpoint", witnessReqBody(t, st7, []byte("hello\n")), 422, provisioning.CodeCheckpointInvalid},
+			{"another station's", witnessReq(t, st7, &provisioning.Checkpoint{Station: "station-8", Seq: 10, Hash: hash64('d'), Time: t0}), 422, provisioning.CodeCheckpointInvalid},
+			{"signature over other bytes", tampered, 422, provisioning.CodeCheckpointInvalid},
+			{"signed by another certificate", witnessReq(t, clientCert(t, h.accessKP, "station-7"), cp(10, 'd', 4*time.Second)), 422, provisioning.CodeCheckpointInvalid},
+			{"over the size bound", big, 413, provisioning.CodeTooLarge},
+			{"fork at a witnessed seq", witnessReq(t, st7, cp(7, 'e', time.Second)), 409, provisioning.CodeWitnessConflict},
+			{"behind a head and signed over the skew after it", witnessReq(t, st7, cp(6, 'f', 2*time.Second+EnrollmentHeadSkew+time.Second)), 409, provisioning.CodeWitnessConflict},
+		} {
+			st, eb := enroll(c.head)
+			if eb == nil || st != c.status || eb.Error.Code != c.code {
+				t.Errorf("%s: %d %+v, want %d %s", c.name, st, eb, c.status, c.code)
 			}
-			if got := heads(); len(got) != 3 {
-				t.Errorf("a refused head was stored: %+v", got)
-			}
-		})
-	}
+		}
+		if got := heads(); len(got) != 3 {
+			t.Errorf("a refused head was stored: %+v", got)
+		}
+	})
 	t.Run("required", func(t *testing.T) {
 		h := newHTTPSCA(t, "")
 		h.v.RequireAuditHead = true
