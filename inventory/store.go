@@ -37,6 +37,8 @@ type Store struct {
 	stmts   *sqldb.StmtCache // SQLite writer only; nil on PostgreSQL
 	// mustExist: see MustExist.
 	mustExist bool
+	// oneCommand: see OneCommand.
+	oneCommand bool
 }
 
 // Option adjusts a Store at Open.
@@ -47,6 +49,17 @@ type Option func(*Store)
 // inventory because of a typo in its database URL. Creating an inventory is an explicit act ('station init').
 func MustExist() Option {
 	return func(s *Store) { s.mustExist = true }
+}
+
+// OneCommand opens the inventory for one command in a short-lived process of its own (`station provision`
+// of one board, `board show`, a report): on SQLite one pool serves reads and writes, so a command that does
+// one thing at a time reads the schema on one connection instead of two (every SQLite connection parses the
+// whole schema before its first statement, a sixth of a `board show` process). Statements that overlap
+// still get a connection each, and two write transactions at once wait for each other in SQLite
+// (busy_timeout) instead of in Go. Not for a process that runs slots side by side (the terminal): there the
+// writes queue on the one writer connection and the reads have a read-only pool of their own.
+func OneCommand() Option {
+	return func(s *Store) { s.oneCommand = true }
 }
 
 // WithClock makes the store take the time of every row and event from now instead of time.Now.
@@ -67,8 +80,13 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		o(s)
 	}
 	// SQLite: one writer connection, so the slots of this station queue in Go rather than spinning on
-	// SQLITE_BUSY, and four readers. PostgreSQL: one pool of eight for both.
-	db, err := sqldb.Open(ctx, rawURL, sqldb.Options{What: "inventory", SQLiteReaders: 4, PostgresConns: 8, MustExist: s.mustExist})
+	// SQLITE_BUSY, and four readers (one pool for a single command: OneCommand). PostgreSQL: one pool of
+	// eight for both.
+	readers := 4
+	if s.oneCommand {
+		readers = 0
+	}
+	db, err := sqldb.Open(ctx, rawURL, sqldb.Options{What: "inventory", SQLiteReaders: readers, PostgresConns: 8, MustExist: s.mustExist})
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func withInventory(ctx context.Context, g *globals, fn func(s *station.Settings,
 		return err
 	}
 	timings.mark("settings")
-	inv, err := openInventory(ctx, s)
+	inv, err := openInventory(ctx, s, inventory.OneCommand())
 	if err != nil {
 		return err
 	}
@@ -277,7 +277,7 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	// several steps later, takes the connection.
 	ca.Preconnect()
 	timings.mark("ca-client")
-	inv, err := openInventory(ctx, s)
+	inv, err := openInventory(ctx, s, inventory.OneCommand())
 	if err != nil {
 		return err
 	}

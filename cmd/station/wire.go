@@ -129,8 +129,8 @@ func defaultDataDir() string {
 
 // openInventory opens the existing inventory named by the settings. It never creates one: a mistyped
 // --db must not start the station on a new, empty inventory (that is 'station init').
-func openInventory(ctx context.Context, s *station.Settings) (*inventory.Store, error) {
-	inv, err := inventory.Open(ctx, s.DB, inventory.MustExist())
+func openInventory(ctx context.Context, s *station.Settings, opts ...inventory.Option) (*inventory.Store, error) {
+	inv, err := inventory.Open(ctx, s.DB, append([]inventory.Option{inventory.MustExist()}, opts...)...)
 	if errors.Is(err, sqldb.ErrNotCreated) {
 		return nil, refusef("%v; check --db (or the config's db), or create a new inventory there with 'station init'", err)
 	}
