@@ -37,6 +37,34 @@ const (
 		WHERE id = $2 AND station = $3 AND used = FALSE AND expires_at > $4
 		RETURNING id, station, serial, product, rework, ek_sha256, ek_cert, ek_public, iak_public,
 		idevid_public, tpm_info, secret_sha256, nonce, created_at, expires_at, used`
+	qHeadInsert = `INSERT INTO ca_witnessed_heads (station, seq, hash, signed_at, received_at, checkpoint, signature)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	// What the witness rule weighs a new head (station, seq) against: the hash at its seq and the highest
+	// head above it signed before the rollback bound (Store.addHead's checkHead).
+	qHeadConflict = `SELECT (SELECT hash FROM ca_witnessed_heads WHERE station = ? AND seq = ?) AS same_hash,
+		a.seq AS ahead_seq, a.signed_at AS ahead_signed_at
+		FROM (SELECT 1) one LEFT JOIN (SELECT seq, signed_at FROM ca_witnessed_heads WHERE station = ? AND seq > ? AND signed_at < ?
+		ORDER BY seq DESC LIMIT 1) a ON TRUE`
+	// PostgreSQL's form of the whole of an enrollment's head (Store.AddEnrollmentHead) in one statement:
+	// qHeadConflict's two look-ups, and the insert only when neither finds anything; the caller applies the
+	// rule to what they found when nothing was inserted. Two requests with the same seq at once: the
+	// loser's insert fails on the primary key and it checks again (afterHead). The statement commits
+	// without waiting for the WAL flush, as qPGChallengeInsert: nothing is issued on round 1, and round
+	// 2's synchronous completion flushes this head before the enrollment's certificates are recorded, so
+	// the CA never answers with a certificate whose enrollment's head a crash could lose. What a
+	// PostgreSQL crash can lose is the newest heads of enrollments still in round 1 (within
+	// wal_writer_delay), which leaves the witness that much behind, as if those requests had not come.
+	// A head sent to /v1/witness stays synchronous: it is the whole request.
+	qPGEnrollmentHead = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+		same AS (SELECT hash FROM ca_witnessed_heads WHERE station = $1 AND seq = $2),
+		ahead AS (SELECT seq, signed_at FROM ca_witnessed_heads WHERE station = $1 AND seq > $2 AND signed_at < $8
+			ORDER BY seq DESC LIMIT 1),
+		ins AS (INSERT INTO ca_witnessed_heads (station, seq, hash, signed_at, received_at, checkpoint, signature)
+			SELECT $1, $2, $3, $4, $5, $6, $7 FROM async
+			WHERE NOT EXISTS (SELECT 1 FROM same) AND NOT EXISTS (SELECT 1 FROM ahead)
+			RETURNING 1)
+		SELECT (SELECT hash FROM same) AS same_hash, (SELECT seq FROM ahead) AS ahead_seq,
+			(SELECT signed_at FROM ahead) AS ahead_signed_at, EXISTS (SELECT 1 FROM ins) AS inserted`
 	// Used or expired challenges are kept a day for the record, then dropped.
 	qChallengePurge = `DELETE FROM ca_challenges WHERE expires_at < ?`
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,9 +106,15 @@ func witnessReqBody(t testing.TB, cert tls.Certificate, body []byte) *provisioni
 	return &provisioning.WitnessRequest{Checkpoint: body, Signature: sig}
 }
 
-// TestWitnessStore: the store's own refusals, named by sentinel.
+// TestWitnessStore: the store's own refusals, named by sentinel, on both engines (PostgreSQL takes an
+// enrollment's head in one statement of its own, qPGEnrollmentHead), and many requests carrying the same
+// head at once.
 func TestWitnessStore(t *testing.T) {
-	e := newEnv(t, "")
+	bothEngines(t, testWitnessStore)
+}
+
+func testWitnessStore(t *testing.T, _, url string) {
+	e := newEnv(t, url)
 	ctx := context.Background()
 	add := func(seq int64, c byte) error {
 		return e.store.AddWitnessedHead(ctx, &WitnessedHead{Station: "s", Seq: seq, Hash: hash64(c), SignedAt: clock.Now(), ReceivedAt: clock.Now(),
@@ -158,6 +165,42 @@ func TestWitnessStore(t *testing.T) {
 	if err := e.store.AddWitnessedHead(ctx, &WitnessedHead{Station: "e", Seq: 9, Hash: hash64('c'), SignedAt: t0, ReceivedAt: t0,
 		Checkpoint: []byte("c"), Signature: []byte("s")}); !errors.Is(err, ErrWitnessRollback) {
 		t.Errorf("a late head at the witness endpoint = %v", err)
+	}
+
+	// Slots enrolling at once send the same head: every request is taken and one row is stored. Another
+	// hash at that seq, sent at the same time, is a fork for whichever arrives second.
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() {
+			c := byte('a')
+			if i == len(errs)-1 {
+				c = 'z'
+			}
+			errs[i] = late(20, c, 3*time.Second)
+		})
+	}
+	wg.Wait()
+	forks := 0
+	for i, err := range errs {
+		switch {
+		case errors.Is(err, ErrWitnessFork):
+			forks++
+		case err != nil:
+			t.Errorf("request %d at once: %v", i, err)
+		}
+	}
+	hs, err := e.store.WitnessedHeads(ctx, "e", 10)
+	if err != nil || len(hs) != 4 || hs[0].Seq != 20 {
+		t.Fatalf("heads after the concurrent requests = %+v, %v", hs, err)
+	}
+	if want := 1; hs[0].Hash == hash64('z') {
+		want = len(errs) - 1 // the odd one was stored first: every other request is the fork
+		if forks != want {
+			t.Errorf("%d forks, want %d (stored %s)", forks, want, hs[0].Hash)
+		}
+	} else if forks != want {
+		t.Errorf("%d forks, want %d", forks, want)
 	}
 }
 
