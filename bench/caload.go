@@ -23,6 +23,9 @@ type CALoadConfig struct {
 	Clients     int // TLS client connections (provisioning.Client instances) the workers share
 	// CryptoIterations sizes the cryptography-only measurement (measureCryptoOnly) run after the warm-up.
 	CryptoIterations int
+	// NoAuditHeads leaves out of each enrollment request the signed audit chain head a station sends with
+	// it (provisioning.EnrollRequest AuditHead): the CA then neither verifies nor stores one.
+	NoAuditHeads bool
 }
 
 // CALoadResult is what figure 4 measured.
@@ -98,8 +101,18 @@ func runCALoad(ctx context.Context, env *Env, cfg CALoadConfig) (*CALoadResult, 
 	for i := range clients {
 		clients[i] = provisioning.NewClient(proc.URL, cad.client.Clone())
 	}
+	head, err := cad.auditHeads()
+	if err != nil {
+		return nil, err
+	}
 	enroll := func(c *provisioning.Client, b *SoftBoard) error {
-		ch, err := c.Enroll(ctx, b.EnrollRequest("bench"))
+		req := b.EnrollRequest("bench")
+		if !cfg.NoAuditHeads {
+			if req.AuditHead, err = head(); err != nil {
+				return fmt.Errorf("board %s: %w", b.Serial, err)
+			}
+		}
+		ch, err := c.Enroll(ctx, req)
 		if err != nil {
 			return fmt.Errorf("board %s: enroll: %w", b.Serial, err)
 		}

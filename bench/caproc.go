@@ -3,8 +3,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -12,11 +17,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/lib/pq" // the PostgreSQL driver for schema set-up
 
 	"github.com/tpmline/tpmline/provisioning"
+	"github.com/tpmline/tpmline/reports/signed"
+	"github.com/tpmline/tpmline/station/qa"
 )
 
 // caDir is an upstream CA initialised with the real upstream-ca binary: its PKI and one station's
@@ -50,6 +58,32 @@ func newCADir(bin, dir string, vendorPEM []byte) (*caDir, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// auditHeads returns what makes each enrollment's audit chain head as a station does (cmd/station's
+// enrollmentHead): a checkpoint of the bench station's chain, one seq further each call, stamped now and
+// signed with the station's client key (qa.SignCheckpoint). Concurrent enrollments send theirs out of
+// order, as a station's slots do; the CA takes a late head under its skew rule.
+func (c *caDir) auditHeads() (func() (*provisioning.WitnessRequest, error), error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(c.station, "bench.crt"), filepath.Join(c.station, "bench.key"))
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	key, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("the bench station's key cannot sign")
+	}
+	sg := signed.Signer{Key: key, Chain: []*x509.Certificate{leaf}}
+	var seq atomic.Int64
+	return func() (*provisioning.WitnessRequest, error) {
+		n := seq.Add(1)
+		sum := sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(n)))
+		return qa.SignCheckpoint(&provisioning.Checkpoint{Station: leaf.Subject.CommonName, Seq: n, Hash: hex.EncodeToString(sum[:]), Time: time.Now()}, sg)
+	}, nil
 }
 
 // caProc is one running `upstream-ca serve`.

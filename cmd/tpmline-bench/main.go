@@ -37,6 +37,7 @@ func main() {
 	flag.IntVar(&d.CA.Warmup, "ca-warmup", d.CA.Warmup, "figure 4: untimed enrollments first")
 	flag.IntVar(&d.CA.Workers, "ca-workers", d.CA.Workers, "figure 4: enrollments in flight")
 	flag.IntVar(&d.CA.Clients, "ca-clients", d.CA.Clients, "figure 4: TLS client connections")
+	flag.BoolVar(&d.CA.NoAuditHeads, "ca-no-audit-heads", d.CA.NoAuditHeads, "figure 4: enrollments without the station's signed audit chain head (as stations before issue 12 sent them)")
 	flag.IntVar(&d.PDFBoards, "pdf-boards", d.PDFBoards, "figure 5: boards in the PDF report")
 	flag.IntVar(&d.EKListBoards, "eklist-boards", d.EKListBoards, "figure 5: boards in the EK list")
 	flag.IntVar(&d.InventoryBoards, "inventory-boards", d.InventoryBoards, "figure 6: boards seeded")
