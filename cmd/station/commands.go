@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
@@ -148,7 +149,8 @@ func cmdBatchList(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			return err
 		}
 		// The counts are records.Counts, the numbers every other surface shows.
-		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		out := bufio.NewWriter(g.stdout) // one write at the end, not one per table cell
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BATCH\tPRODUCT\tSTATE\tDONE\tPASSED\tFAILED\tSET ASIDE\tSTOPPED\tREFUSED\tIN PROGRESS\tYIELD\tOPENED")
 		var warnings []string
 		for _, b := range list {
@@ -160,6 +162,9 @@ func cmdBatchList(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			}
 		}
 		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if err := out.Flush(); err != nil {
 			return err
 		}
 		for _, w := range warnings {
@@ -185,10 +190,11 @@ func cmdBatchShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			}
 			return err
 		}
-		fmt.Fprintf(g.stdout, "batch %s\nproduct %s\nwork order %s\nquantity %d\noperator %s\nstation %s\nstate %s\nopened %s\n",
+		out := bufio.NewWriter(g.stdout) // one write at the end, not one per table cell
+		fmt.Fprintf(out, "batch %s\nproduct %s\nwork order %s\nquantity %d\noperator %s\nstation %s\nstate %s\nopened %s\n",
 			b.ID, b.Product, b.WorkOrder, b.Quantity, b.Operator, b.Station, b.State, b.OpenedAt.Format(time.RFC3339))
 		if !b.ClosedAt.IsZero() {
-			fmt.Fprintf(g.stdout, "closed %s\n", b.ClosedAt.Format(time.RFC3339))
+			fmt.Fprintf(out, "closed %s\n", b.ClosedAt.Format(time.RFC3339))
 		}
 		sums, err := inv.ListBatches(ctx, "")
 		if err != nil {
@@ -197,13 +203,13 @@ func cmdBatchShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		for _, sm := range sums {
 			if sm.ID == id {
 				c := sm.Counts()
-				fmt.Fprintf(g.stdout, "counts %s\n\n", c.Line())
+				fmt.Fprintf(out, "counts %s\n\n", c.Line())
 				if w := c.OverWarning(); w != "" {
 					fmt.Fprintf(g.stderr, "warning: batch %s: done %s, %s\n", id, c.DoneText(), w)
 				}
 			}
 		}
-		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SERIAL\tSTATE\tSTEP\tREASON\tEK SHA-256\tUPDATED")
 		err = inv.ListBoards(ctx, id, func(bd *records.Board) error {
 			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", bd.Serial, bd.State, bd.CurrentStep, bd.ReasonCode,
@@ -213,7 +219,10 @@ func cmdBatchShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		if err != nil {
 			return err
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return out.Flush()
 	})
 }
 
@@ -386,12 +395,17 @@ func cmdBoardShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		}); err != nil {
 			return err
 		}
+		// One write at the end instead of one per line and table cell (a board's story is a few hundred
+		// of them, each a system call: a tenth of a `board show` process).
+		w := bufio.NewWriter(g.stdout)
 		if *asJSON {
-			enc := json.NewEncoder(g.stdout)
+			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			return enc.Encode(map[string]any{"board": b, "steps": steps, "keys": keys, "certificates": certs, "events": events})
+			if err := enc.Encode(map[string]any{"board": b, "steps": steps, "keys": keys, "certificates": certs, "events": events}); err != nil {
+				return err
+			}
+			return w.Flush()
 		}
-		w := g.stdout
 		fmt.Fprintf(w, "board %s\nstate %s", b.Serial, b.State)
 		if b.ReasonCode != "" {
 			fmt.Fprintf(w, " (%s: %s)", b.ReasonCode, b.ReasonText)
@@ -424,7 +438,7 @@ func cmdBoardShow(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 		for _, e := range events {
 			fmt.Fprintf(w, "  #%d %s %s %s %s\n", e.Seq, e.Time.Format(time.RFC3339Nano), e.Station, e.Kind, string(e.Payload))
 		}
-		return nil
+		return w.Flush()
 	})
 }
 
