@@ -125,6 +125,9 @@ type line struct {
 	inSlot  map[int]*board
 	done    atomic.Int64
 	killGen atomic.Int64 // bumped by every station kill
+	// starved: a fault has waited for the line with no station running (see starve); the board feeder
+	// lets one of the boards it holds back onto the line.
+	starved chan struct{}
 }
 
 func (l *line) logf(format string, args ...any) {
@@ -145,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, errors.New("soak: needs at least one slot and one board")
 	}
 	start := time.Now()
-	l := &line{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x50a4)), running: map[*proc]int{}, inSlot: map[int]*board{},
+	l := &line{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x50a4)), running: map[*proc]int{}, inSlot: map[int]*board{}, starved: make(chan struct{}, 1),
 		res: &Result{Seed: cfg.Seed, Boards: cfg.Boards, Slots: cfg.Slots, FailedReasons: map[string]int{}, SeenReasons: map[string]int{}, RunOutcomes: map[string]int{}, Faults: map[FaultKind]int{}}}
 	l.vendorDir = filepath.Join(cfg.Dir, "vendor")
 	vendor, err := fixtures.LoadOrCreateManufacturer(l.vendorDir)
@@ -195,12 +198,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	next := make(chan *boardResult)
 	go func() {
 		defer close(next)
+		faultsOver := false
 		for i, b := range l.boards {
-			if i == len(l.boards)-cfg.Slots {
+			if i >= len(l.boards)-cfg.Slots && !faultsOver {
 				// The last boards wait for the faults still to come, so that every fault lands on a running
-				// line rather than after it.
+				// line rather than after it. A fault that waits for the line to move while no station runs
+				// (a relay drop needs a station mid-flow) lets one held board go.
 				select {
 				case <-faultsDone:
+					faultsOver = true
+				case <-l.starved:
 				case <-lineCtx.Done():
 					return
 				}
@@ -452,7 +459,10 @@ func (l *line) injectFaults(ctx context.Context) {
 	}
 	sort.SliceStable(plan, func(i, j int) bool { return plan[i].at < plan[j].at })
 	for _, f := range plan {
-		for l.done.Load() < f.at {
+		for i := 0; l.done.Load() < f.at; i++ {
+			if i%50 == 49 {
+				l.starve() // on a short line the boards it waits for may be the ones held back
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -467,6 +477,21 @@ func (l *line) injectFaults(ctx context.Context) {
 		case <-time.After(delay):
 		}
 		l.fire(ctx, f.kind, down)
+	}
+}
+
+// starve tells the board feeder that a fault has waited half a second for the line to move (a station
+// mid-flow, more boards done) while no station runs, so that it lets one of the boards it holds back go.
+func (l *line) starve() {
+	l.mu.Lock()
+	idle := len(l.running) == 0
+	l.mu.Unlock()
+	if !idle {
+		return
+	}
+	select {
+	case l.starved <- struct{}{}:
+	default:
 	}
 }
 
@@ -504,7 +529,7 @@ func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 	case FaultRelayDrop:
 		// Cut a slot whose station is mid-flow; wait for one when none is.
 		injected = false
-		for range 3000 {
+		for i := range 3000 {
 			l.mu.Lock()
 			var slots []int
 			for _, s := range l.running {
@@ -524,6 +549,9 @@ func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 					injected = true
 					return
 				}
+			}
+			if b == nil && i%50 == 49 {
+				l.starve() // the last boards may be held back for this very fault
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -84,6 +84,29 @@ func TestShortSoak(t *testing.T) {
 	}
 }
 
+// TestFaultsLandOnAShortLine: on a line barely longer than its slots the feeder holds back almost every
+// board until the faults are in, and a relay drop needs a station mid-flow; each fault must still land
+// (it once waited 30 s for a station the held-back boards were to bring, and was counted missing).
+func TestFaultsLandOnAShortLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the soak builds and runs the real binaries")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bins := binaries(t)
+	res, err := Run(ctx, Config{Dir: t.TempDir(), Bins: bins, Boards: 4, Slots: 3, Seed: 7,
+		Faults: map[FaultKind]int{FaultRelayDrop: 3}, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Faults[FaultRelayDrop] != 3 || res.RelayConnsCut < 3 {
+		t.Errorf("relay drops injected %d, connections cut %d; want 3 and at least 3", res.Faults[FaultRelayDrop], res.RelayConnsCut)
+	}
+	if res.Provisioned != res.Boards || len(res.Violations) > 0 {
+		t.Errorf("%d of %d boards provisioned, violations %q", res.Provisioned, res.Boards, res.Violations)
+	}
+}
+
 // TestCheckCatches runs a small line without faults, then breaks what it left in three ways the
 // invariants name; the check must report each (and only the soak's checker stands between such a state
 // and "0 violations").
