@@ -48,8 +48,9 @@ type Config struct {
 	Seed   int64
 	// Faults is how many faults of each kind to inject, at moments spread over the run by Seed.
 	Faults map[FaultKind]int
-	// MaxAttempts bounds the station runs one board gets (the first and the retries an operator would
-	// make after a "retry the board" failure); 0 means 8.
+	// MaxAttempts bounds the station runs one board gets that no fault hit (the first and the retries an
+	// operator would make after a "retry the board" failure the line cannot explain); 0 means 8. Runs a
+	// fault hit are retried too, up to MaxAttempts plus two per fault configured.
 	MaxAttempts int
 	// Race adds the two-CA race (RaceConfig defaults) after the line.
 	Race bool
@@ -125,6 +126,11 @@ type line struct {
 	inSlot  map[int]*board
 	done    atomic.Int64
 	killGen atomic.Int64 // bumped by every station kill
+	// faultsActive counts faults taking effect now (at most one: they fire in turn); lastFaultEnd is when
+	// the latest one ended (Unix ns). A station run that overlaps a fault, or starts within faultShadow
+	// of its end, was hit by it.
+	faultsActive atomic.Int32
+	lastFaultEnd atomic.Int64
 	// starved: a fault has waited for the line with no station running (see starve); the board feeder
 	// lets one of the boards it holds back onto the line.
 	starved chan struct{}
@@ -346,18 +352,28 @@ func (l *line) runBoard(ctx context.Context, slot int, br *boardResult) {
 		l.mu.Unlock()
 		b.stop()
 	}()
-	for br.attempts < l.cfg.MaxAttempts && ctx.Err() == nil {
+	// Runs a fault hit do not count against MaxAttempts (a dense fault plan can hit one board's every
+	// run, and the operator retries what the line explains), but every run counts against the cap.
+	quietRuns, maxRuns := 0, l.cfg.MaxAttempts
+	for _, n := range l.cfg.Faults {
+		maxRuns += 2 * n
+	}
+	for quietRuns < l.cfg.MaxAttempts && br.attempts < maxRuns && ctx.Err() == nil {
 		if br.attempts > 0 {
 			l.mu.Lock()
 			l.res.Retried++
 			l.mu.Unlock()
 			// An operator retries after a moment; a service the driver restarts needs that moment too.
-			time.Sleep(time.Duration(200*br.attempts) * time.Millisecond)
+			time.Sleep(time.Duration(200*min(br.attempts, 8)) * time.Millisecond)
 		}
 		br.attempts++
+		start := time.Now()
 		killed, exit := l.provision(ctx, slot, b)
 		if killed {
 			br.interrupted = true
+		}
+		if !killed && !l.hitByFault(start) {
+			quietRuns++
 		}
 		bd, err := l.boardState(ctx, br.serial)
 		state := "not claimed"
@@ -383,6 +399,9 @@ func (l *line) runBoard(ctx context.Context, slot int, br *boardResult) {
 			l.res.SeenReasons[br.reason]++
 			l.mu.Unlock()
 		}
+	}
+	if br.state != records.StateProvisioned && br.state != records.StateStopped && br.state != records.StateFailed && ctx.Err() == nil {
+		l.logf("soak: board %s: slot %d gave up after %d station runs; the inventory says %q", br.serial, slot, br.attempts, br.state)
 	}
 	if br.state == records.StateProvisioned {
 		br.tpmIAK, br.tpmIDevID, br.tpmErr = b.tpmCerts()
@@ -495,9 +514,28 @@ func (l *line) starve() {
 	}
 }
 
+// faultShadow is how long after a fault ends a station run still counts as hit by it: a restarted CA
+// or PostgreSQL takes a moment to serve again, a station's connections a moment to notice.
+const faultShadow = time.Second
+
+// hitByFault says whether a station run that started at start and has just ended overlapped a fault
+// or started in a fault's shadow.
+func (l *line) hitByFault(start time.Time) bool {
+	return l.faultsActive.Load() > 0 || l.lastFaultEnd.Load() >= start.Add(-faultShadow).UnixNano()
+}
+
 func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 	injected := true
+	// The fault takes effect from here (a relay drop: from the moment it cuts, not while it waits for a
+	// station to cut) to its end.
+	if kind != FaultRelayDrop {
+		l.faultsActive.Add(1)
+	}
 	defer func() {
+		if kind != FaultRelayDrop || injected {
+			l.lastFaultEnd.Store(time.Now().UnixNano())
+			l.faultsActive.Add(-1)
+		}
 		if injected {
 			l.mu.Lock()
 			l.res.Faults[kind]++
@@ -542,6 +580,7 @@ func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 			}
 			l.mu.Unlock()
 			if b != nil {
+				l.faultsActive.Add(1)
 				if n := b.proxy.Drop(); n > 0 {
 					l.mu.Lock()
 					l.res.RelayConnsCut += n
@@ -549,6 +588,7 @@ func (l *line) fire(ctx context.Context, kind FaultKind, down time.Duration) {
 					injected = true
 					return
 				}
+				l.faultsActive.Add(-1)
 			}
 			if b == nil && i%50 == 49 {
 				l.starve() // the last boards may be held back for this very fault

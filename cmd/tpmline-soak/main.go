@@ -24,7 +24,7 @@ func main() {
 	slots := flag.Int("slots", 8, "slots of the line")
 	faults := flag.Int("faults", 50, "faults of each kind (station-kill, ca-kill, pg-kill, relay-drop)")
 	seed := flag.Int64("seed", 0, "fault seed (0: from the time; printed either way)")
-	attempts := flag.Int("max-attempts", 8, "station runs per board at most")
+	attempts := flag.Int("max-attempts", 8, "station runs per board that no fault hit, at most")
 	race := flag.Bool("race", true, "also run the two-CA race on the soak's PostgreSQL")
 	keep := flag.Bool("keep", false, "keep the scratch folder (logs, databases' files)")
 	flag.Parse()
