@@ -112,6 +112,11 @@ func (s *Station) Provision(ctx context.Context, job Job) *Outcome {
 	if f.Stop {
 		r.out.State = records.StateStopped
 	}
+	if !r.claimTried && !f.Stop {
+		// Nothing of this run reached the inventory: a board it already holds (in progress from an earlier
+		// run, say) keeps that state, and the line must not read the one printed here as recorded.
+		f.Text += " (not recorded: the board's inventory record, if any, is unchanged)"
+	}
 	if r.claimed && !f.Infra {
 		// A record that cannot be written is the database's failure; the board stays in progress and the
 		// next run (or reconcile) picks it up, so nothing is lost.

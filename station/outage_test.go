@@ -109,6 +109,22 @@ func TestDatabaseDownMidBoard(t *testing.T) {
 
 	proxy.restore()
 	cutAt = ""
+	// A run that cannot reach the board's TPM fails before the inventory check: it says so, and the board's
+	// record stays in progress for the resume (the line must not take the printed failure as recorded).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "swtpm://" + ln.Addr().String()
+	ln.Close()
+	out = st.Provision(ctx, station.Job{Batch: "B1", Serial: "DB-1", TPM: gone})
+	mustFail(t, out, station.ReasonTPMUnreachable, records.StateFailed)
+	if !strings.Contains(out.Failure.Line(), "not recorded") {
+		t.Fatalf("a failure before the claim does not say it was not recorded: %s", out.Failure.Line())
+	}
+	if b, err := inv.GetBoardBySerial(ctx, "DB-1"); err != nil || b.State != records.StateInProgress {
+		t.Fatalf("board DB-1 after a run that did not reach its TPM: %+v %v", b, err)
+	}
 	res := st.Provision(ctx, station.Job{Batch: "B1", Serial: "DB-1", TPM: "sim:21"})
 	mustPass(t, res)
 	mustPass(t, st.Provision(ctx, station.Job{Batch: "B1", Serial: "DB-2", TPM: "sim:22", Slot: 1}))
