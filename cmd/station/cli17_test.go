@@ -140,6 +140,25 @@ func TestCLIErrorsNameTheCause(t *testing.T) {
 		}
 		mustRun(t, "station", append(append([]string{}, g...), "provision", "--tpm", board.Addr(), "--serial", "SN-C", "--batch", "B1", "--slot", "3")...)
 	})
+	t.Run("inventory unreachable", func(t *testing.T) {
+		// The provision stops before its flow: the line names the board and says nothing was recorded.
+		for _, c := range []struct {
+			db   string
+			code int
+			want string
+		}{
+			{"postgres://postgres@127.0.0.1:1/inv?sslmode=disable&connect_timeout=2", 1, "database unreachable"},
+			{"sqlite://" + filepath.Join(t.TempDir(), "absent.db"), 2, "station init"},
+		} {
+			args := append([]string{}, g...)
+			args[1] = c.db
+			r := runBin(t, "station", append(args, "provision", "--tpm", board.Addr(), "--serial", "SN-D", "--batch", "B1")...)
+			if r.code != c.code || !strings.Contains(r.stderr, "board SN-D not started, nothing recorded: ") || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("%s: exit %d %q", c.db, r.code, r.stderr)
+			}
+			oneLineErr(t, c.db, r)
+		}
+	})
 	t.Run("EK list verify without a database", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "B1-ek.json")
 		mustRun(t, "station", append(append([]string{}, g...), "ek-list", "export", "--batch", "B1", "--format", "json", "--out", out)...)

@@ -288,14 +288,14 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	timings.mark("ca-client")
 	inv, err := openInventory(ctx, s, inventory.OneCommand())
 	if err != nil {
-		return err
+		return notStarted(*serial, err)
 	}
 	timings.mark("inventory-open")
 	defer timings.mark("inventory-close")
 	defer inv.Close()
 	st, err := newStation(s, inv, ca, nil, faultFromEnv())
 	if err != nil {
-		return err
+		return notStarted(*serial, err)
 	}
 	timings.mark("station")
 	out := st.Provision(ctx, station.Job{Batch: *batch, Serial: *serial, Slot: *slot, TPM: *addr, Rework: *rework, Supervisor: *supervisor})
@@ -327,6 +327,21 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 			ms(out.Duration), ms(out.TPMTime), out.IAKCertSerial, out.IDevIDCertSerial)
 	}
 	return nil
+}
+
+// notStarted names the board in an error that stopped a provision before its flow began (the inventory
+// unreachable, say): a test executive's log shows which board it was and that nothing was recorded. A
+// usage error stays one: it is about the command line, not the board.
+func notStarted(serial string, err error) error {
+	var ue *cli.UsageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	var re *cli.RefusalError
+	if errors.As(err, &re) {
+		return refusef("board %s not started, nothing recorded: %s", printable(serial), re.Msg)
+	}
+	return fmt.Errorf("board %s not started, nothing recorded: %w", printable(serial), err)
 }
 
 // printable shows a serial as typed, or quoted with escapes when it holds anything a terminal would
