@@ -274,13 +274,9 @@ func cmdProvision(ctx context.Context, g *globals, fs *flag.FlagSet, args []stri
 	}
 	timings.mark("settings")
 	ca, err := caClient(s)
-	var refusal *cli.RefusalError
-	if errors.As(err, &refusal) {
-		// The station's key or the CA's trust is unusable (a token pulled): the board was not touched.
-		return refusef("board %s not started, nothing recorded: %v", printable(*serial), err)
-	}
 	if err != nil {
-		return err
+		// The station's key or the CA's trust is unusable (a token pulled): the board was not touched.
+		return notStarted(*serial, err)
 	}
 	// The mutual-TLS handshake with the CA runs while the inventory opens and the TPM works; enroll,
 	// several steps later, takes the connection.
